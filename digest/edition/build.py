@@ -1,0 +1,138 @@
+"""Which stories go into a list's edition, under which desk, in which order."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from digest.config import Config, MailingList, slugify
+from digest.cron import fire_time_on, parse_cron
+from digest.errors import DigestError
+from digest.ingest import collect
+from digest.ingest.fetch import FeedCache
+from digest.model import DeskSection, Edition, FeedResult, Item, Window
+
+FIRST_WINDOW = dt.timedelta(hours=24)
+
+
+def edition_window(
+    config: Config,
+    mailing_list: MailingList,
+    *,
+    now: dt.datetime,
+    date: dt.date | None = None,
+    last_end: dt.datetime | None = None,
+) -> Window:
+    """The regular run: since the previous edition (first run: 24 hours) until now.
+
+    With ``date``: the 24 hours up to the list's scheduled time on that day, in its timezone.
+    """
+    if date is None:
+        start = last_end if last_end is not None and last_end < now else now - FIRST_WINDOW
+        return Window(start, now)
+    timezone = config.list_timezone(mailing_list)
+    fire = fire_time_on(parse_cron(mailing_list.schedule, timezone), date, timezone)
+    if fire is None:
+        raise DigestError(
+            f"list {mailing_list.name!r} is not scheduled on {date:%A %Y-%m-%d} "
+            f"(schedule {mailing_list.schedule!r}, {timezone})",
+            hint="pick a day the list goes out",
+        )
+    end = fire.astimezone(dt.UTC)
+    return Window(end - FIRST_WINDOW, end)
+
+
+def assemble(
+    config: Config,
+    mailing_list: MailingList,
+    feeds: Iterable[FeedResult],
+    window: Window,
+    *,
+    date: dt.date,
+    seen: Collection[str] = (),
+) -> Edition:
+    """Group the window's unseen stories by desk: desks in order, newest first, capped."""
+    feeds = tuple(feeds)
+    order = config.settings.desks.order
+    wanted = [desk for desk in order if mailing_list.desks is None or desk in mailing_list.desks]
+    rank = {desk: position for position, desk in enumerate(order)}
+    candidates = [
+        item
+        for feed in feeds
+        for item in feed.items
+        if item.desk in wanted
+        and item.published in window
+        and item.id not in seen
+        and item.canonical_url not in seen
+    ]
+    # The same story in two feeds appears once, under the desk that comes first in `order`.
+    candidates.sort(key=lambda item: rank[item.desk])
+    claimed: set[str] = set()
+    by_desk: dict[str, list[Item]] = {desk: [] for desk in wanted}
+    for item in candidates:
+        if item.id in claimed or item.canonical_url in claimed:
+            continue
+        claimed.update((item.id, item.canonical_url))
+        by_desk[item.desk].append(item)
+    limit = config.settings.desks.max_items
+    sections = []
+    for desk in wanted:
+        items = sorted(by_desk[desk], key=lambda item: (item.published, item.title), reverse=True)
+        if items:
+            sections.append(
+                DeskSection(
+                    name=desk,
+                    slug=slugify(desk),
+                    more_url=config.desk_url(desk),
+                    items=tuple(items[:limit]),
+                    more_count=max(0, len(items) - limit),
+                )
+            )
+    warnings = tuple(f"feed {feed.source}: {warning}" for feed in feeds for warning in feed.warnings)
+    return Edition(
+        list_name=mailing_list.name,
+        date=date,
+        timezone=config.list_timezone(mailing_list),
+        window=window,
+        desks=tuple(sections),
+        warnings=warnings,
+        feeds=feeds,
+    )
+
+
+class StateReader(Protocol):
+    """The part of the state store an edition build reads (see digest.state.Store)."""
+
+    def last_window_end(self, list_name: str) -> dt.datetime | None: ...
+
+    def seen(self, list_name: str, keys: Iterable[str]) -> set[str]: ...
+
+
+def build_edition(
+    config: Config,
+    list_name: str,
+    *,
+    now: dt.datetime,
+    date: dt.date | None = None,
+    store: StateReader | None = None,
+    cache: FeedCache | None = None,
+    feeds: tuple[FeedResult, ...] | None = None,
+) -> Edition:
+    """Collect the feeds (unless given) and assemble the named list's edition.
+
+    The regular run (no ``date``) starts where the list's previous edition ended and leaves
+    out stories it already carried; a ``date`` build reads no such state.
+    """
+    mailing_list = config.mailing_list(list_name)
+    if feeds is None:
+        feeds = collect(config, now=now, cache=cache)
+    last_end = store.last_window_end(mailing_list.name) if store and date is None else None
+    window = edition_window(config, mailing_list, now=now, date=date, last_end=last_end)
+    local_date = date or now.astimezone(ZoneInfo(config.list_timezone(mailing_list))).date()
+    seen: Collection[str] = ()
+    if store and date is None:
+        keys = {key for feed in feeds for item in feed.items for key in (item.id, item.canonical_url)}
+        seen = store.seen(mailing_list.name, keys)
+    return assemble(config, mailing_list, feeds, window, date=local_date, seen=seen)

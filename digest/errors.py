@@ -1,0 +1,61 @@
+"""One exception tree: every error a user can act on is a DigestError.
+
+Each carries where it happened (a file and line, a feed, a template) so the CLI can print
+one line that says what is wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DigestError(Exception):
+    """Base of every expected failure; the CLI prints it without a traceback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.hint = hint
+
+    def where(self) -> str:
+        if self.path is None:
+            return ""
+        return f"{self.path}:{self.line}" if self.line else str(self.path)
+
+    def __str__(self) -> str:
+        text = self.message
+        where = self.where()
+        if where:
+            text = f"{where}: {text}"
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+class ConfigError(DigestError):
+    """config.toml is missing, malformed, or names something that does not exist."""
+
+
+class FeedError(DigestError):
+    """A feed could not be fetched or parsed; the edition goes on without it."""
+
+
+class TemplateError(DigestError):
+    """A template failed to compile or render (jinja2 or MJML)."""
+
+
+class StateError(DigestError):
+    """The state database is unreadable, corrupted, or from a newer version."""
+
+
+class OutputError(DigestError):
+    """An output file could not be written."""

@@ -1,0 +1,135 @@
+"""Raw entries → Items: sanitized text, a stable id, a desk, a date, an image, a read time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+from dataclasses import dataclass
+
+from digest.ingest.parse import RawEntry
+from digest.ingest.sanitize import (
+    canonical_url,
+    clean_html,
+    content_hash,
+    one_line,
+    plain_text,
+    truncate_words,
+    web_url,
+)
+from digest.model import Item
+
+SUMMARY_WORDS = 60
+WORDS_PER_MINUTE = 230
+MAX_READ_TIME = 180
+# Clocks differ; a story stamped a few minutes ahead of ours is not from the future.
+FUTURE_TOLERANCE = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskRules:
+    """How a story finds its desk: its first category naming one, else its feed's desk."""
+
+    order: tuple[str, ...]
+    categories: dict[str, str]
+
+    def desk_for(self, categories: tuple[str, ...], default: str) -> str:
+        by_name = {desk.casefold(): desk for desk in self.order}
+        mapped = {category.casefold(): desk for category, desk in self.categories.items()}
+        for category in categories:
+            key = category.casefold()
+            if key in by_name:
+                return by_name[key]
+            if key in mapped:
+                return mapped[key]
+        return default
+
+
+def build_items(
+    entries: list[RawEntry],
+    *,
+    feed: str,
+    default_desk: str,
+    rules: DeskRules,
+    base_url: str | None,
+    now: dt.datetime,
+) -> tuple[list[Item], list[str]]:
+    """Items worth keeping, and a warning for each entry that was skipped or repaired."""
+    items: list[Item] = []
+    warnings: list[str] = []
+    seen_ids: set[str] = set()
+    for position, raw in enumerate(entries, start=1):
+        title = one_line(raw.title) if not raw.title_is_html else plain_text(raw.title)
+        label = f"item {position}" + (f" ({truncate_words(title, 8)!r})" if title else "")
+        url = web_url(raw.link, base_url)
+        if not url:
+            warnings.append(f"{label} has no http(s) link; skipped")
+            continue
+        if not title:
+            warnings.append(f"{label} has no title; skipped")
+            continue
+        published = raw.published or raw.updated
+        if published is None:
+            warnings.append(f"{label} has no date; skipped")
+            continue
+        if published > now + FUTURE_TOLERANCE:
+            warnings.append(f"{label} is dated in the future ({published:%Y-%m-%d %H:%M} UTC); skipped")
+            continue
+        canonical = canonical_url(url)
+        summary_html = clean_html(raw.summary)
+        summary_text = plain_text(summary_html)
+        if len(summary_text.split()) > SUMMARY_WORDS:
+            # A long summary cannot be cut safely as HTML; its shortened text stands in for it.
+            summary_text = truncate_words(summary_text, SUMMARY_WORDS)
+            summary_html = html.escape(summary_text, quote=False)
+        guid = one_line(raw.guid or "")[:500]
+        item_id = guid or canonical or content_hash(title, summary_text)
+        if item_id in seen_ids:
+            warnings.append(f"{label} repeats the id {item_id!r} of an earlier item; skipped")
+            continue
+        seen_ids.add(item_id)
+        categories = tuple(c for c in (one_line(c) for c in raw.categories) if c)
+        image, image_alt = _image(raw, base_url, title)
+        items.append(
+            Item(
+                id=item_id,
+                title=title,
+                url=url,
+                canonical_url=canonical,
+                summary_html=summary_html,
+                summary_text=summary_text,
+                author=one_line(raw.author or "") or None,
+                categories=categories,
+                desk=rules.desk_for(categories, default_desk),
+                published=published,
+                updated=raw.updated if raw.updated and raw.updated != published else None,
+                image=image,
+                image_alt=image_alt,
+                read_time=_read_time(raw, summary_text),
+                feed=feed,
+            )
+        )
+    return items, warnings
+
+
+def _image(raw: RawEntry, base_url: str | None, title: str) -> tuple[str | None, str]:
+    for source, alt in raw.images:
+        url = web_url(source, base_url)
+        if url:
+            return url, one_line(alt) or title
+    return None, ""
+
+
+def _read_time(raw: RawEntry, summary_text: str) -> int:
+    """Minutes to read: the feed's figure when it gives a sane one, else estimated from the words."""
+    given = raw.read_time
+    if isinstance(given, str):
+        given = given.strip().split(" ")[0]
+    try:
+        minutes = int(float(given)) if given is not None else 0
+    except (TypeError, ValueError):
+        minutes = 0
+    if 1 <= minutes <= MAX_READ_TIME:
+        return minutes
+    words = len(plain_text(raw.content).split()) or len(summary_text.split())
+    return max(1, math.ceil(words / WORDS_PER_MINUTE))

@@ -1,0 +1,60 @@
+"""Render: an edition → subject, preheader, responsive HTML and a plain-text part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from digest.config import Config
+from digest.ingest.sanitize import one_line
+from digest.model import Edition
+from digest.render.context import template_context
+from digest.render.html import to_email_html
+from digest.render.templates import (
+    HTML_TEMPLATE,
+    PREHEADER_TEMPLATE,
+    SUBJECT_TEMPLATE,
+    TEXT_TEMPLATE,
+    make_environment,
+    render_template,
+)
+
+SUBJECT_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One variant of an edition, with per-recipient placeholders still in it."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def environment(config: Config) -> jinja2.Environment:
+    return make_environment(config.resolve(config.settings.render.templates))
+
+
+def render_edition(config: Config, edition: Edition, env: jinja2.Environment | None = None) -> Rendered:
+    """Render all four templates for an edition (its desks are the variant)."""
+    env = env or environment(config)
+    context = template_context(config, edition)
+    # Subject and preheader end up in headers or hidden text: one line, no control characters.
+    subject = one_line(render_template(env, SUBJECT_TEMPLATE, context))[:SUBJECT_LIMIT]
+    preheader = one_line(render_template(env, PREHEADER_TEMPLATE, context))
+    context.update(subject=subject, preheader=preheader)
+    mjml = render_template(env, HTML_TEMPLATE, context)
+    html = to_email_html(mjml, _template_path(env, HTML_TEMPLATE))
+    text = render_template(env, TEXT_TEMPLATE, context).strip() + "\n"
+    return Rendered(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def _template_path(env: jinja2.Environment, name: str) -> str:
+    _source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    return str(Path(filename)) if filename else name
+
+
+__all__ = ["Rendered", "environment", "render_edition"]

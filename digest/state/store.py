@@ -1,0 +1,181 @@
+"""The state store: one small API over SQLAlchemy Core for everything digest remembers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+
+from digest.config import Config
+from digest.errors import StateError
+from digest.ingest.fetch import CachedFeed
+from digest.model import Edition
+from digest.state import schema
+
+
+def _sqlite_pragmas(connection: object, _record: object) -> None:
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    # WAL lets a reader (preview, jobs) look while a sender writes; busy_timeout waits out a writer.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def state_url(config: Config) -> str:
+    """The configured URL, with a relative SQLite path made relative to config.toml."""
+    raw = config.settings.state.url
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise config.error(("state", "url"), f"{raw!r} is not a database URL") from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute():
+            path = config.root / path
+        url = url.set(database=str(path))
+    return url.render_as_string(hide_password=False)
+
+
+def open_store(config: Config) -> Store:
+    return Store(state_url(config))
+
+
+class Store:
+    """Feed cache, editions and seen stories; created and migrated on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.label = (
+            self.url.database if self.url.get_backend_name() == "sqlite" else self.url.render_as_string()
+        )
+        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(self.url)
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                schema.meta.create(conn, checkfirst=True)
+                row = conn.execute(
+                    select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+                ).first()
+                version = int(row[0]) if row else 0
+                if version > schema.SCHEMA_VERSION:
+                    raise StateError(
+                        f"the state database has schema version {version}, newer than this digest "
+                        f"understands ({schema.SCHEMA_VERSION})",
+                        path=self.label,
+                        hint="upgrade digest, or point [state] url at another database",
+                    )
+                if version < schema.SCHEMA_VERSION:
+                    schema.metadata.create_all(conn)
+                    if row:
+                        conn.execute(
+                            update(schema.meta)
+                            .where(schema.meta.c.key == "schema_version")
+                            .values(value=str(schema.SCHEMA_VERSION))
+                        )
+                    else:
+                        conn.execute(
+                            insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
+                        )
+        except (DatabaseError, OperationalError) as exc:
+            raise StateError(
+                f"cannot open the state database: {exc.orig or exc}",
+                path=self.label,
+                hint="it may be corrupted or not a database; move it aside to start afresh",
+            ) from None
+
+    # -- feed cache (digest.ingest.fetch.FeedCache) --------------------------------------
+
+    def cached_feed(self, source: str) -> CachedFeed | None:
+        table = schema.feed_cache
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table.c.body, table.c.headers).where(table.c.source == source)).first()
+        return CachedFeed(bytes(row.body), json.loads(row.headers)) if row else None
+
+    def remember_feed(self, source: str, body: bytes, headers: dict[str, str]) -> None:
+        table = schema.feed_cache
+        values = {"body": body, "headers": json.dumps(headers), "fetched_at": dt.datetime.now(dt.UTC)}
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(table).where(table.c.source == source).values(**values)).rowcount
+            if not changed:
+                conn.execute(insert(table).values(source=source, **values))
+
+    # -- editions and seen stories ---------------------------------------------------------
+
+    def last_window_end(self, list_name: str) -> dt.datetime | None:
+        """Where the list's previous edition stopped; the next one starts there."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(table.c.window_end)
+                .where(table.c.list_name == list_name)
+                .order_by(table.c.window_end.desc())
+                .limit(1)
+            ).scalar()
+
+    def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` (story ids or canonical links) an earlier edition of the list carried."""
+        with self.engine.connect() as conn:
+            return _seen(conn, list_name, keys)
+
+    def record_edition(self, edition: Edition, *, now: dt.datetime | None = None) -> bool:
+        """Remember the edition and mark its stories seen; False if it was recorded before."""
+        now = now or dt.datetime.now(dt.UTC)
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(schema.editions.c.id).where(schema.editions.c.id == edition.id)
+            ).first()
+            if exists:
+                return False
+            conn.execute(
+                insert(schema.editions).values(
+                    id=edition.id,
+                    list_name=edition.list_name,
+                    edition_date=edition.date,
+                    window_start=edition.window.start,
+                    window_end=edition.window.end,
+                    item_count=len(edition.items),
+                    created_at=now,
+                )
+            )
+            # Both keys: the same story may come back under another id but the same link.
+            ids = {key for item in edition.items for key in (item.id, item.canonical_url)}
+            already = _seen(conn, edition.list_name, ids)
+            rows = [
+                {"list_name": edition.list_name, "item_id": item_id, "edition_id": edition.id, "seen_at": now}
+                for item_id in sorted(ids - already)
+            ]
+            if rows:
+                conn.execute(insert(schema.seen_items), rows)
+        return True
+
+
+def _seen(conn: Connection, list_name: str, keys: Iterable[str]) -> set[str]:
+    table = schema.seen_items
+    wanted = list(dict.fromkeys(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = select(table.c.item_id).where(table.c.list_name == list_name, table.c.item_id.in_(chunk))
+        found.update(conn.execute(query).scalars())
+    return found
