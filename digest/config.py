@@ -294,8 +294,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        message = getattr(exc, "msg", str(exc))
+        # Python 3.14 gives the position as attributes; earlier versions only in the text.
+        found = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
+        message = getattr(exc, "msg", None) or (str(exc)[: found.start()].strip() if found else str(exc))
         raise ConfigError(f"not valid TOML: {message}", path=file, line=line) from None
     positions = TomlPositions(text)
     try:

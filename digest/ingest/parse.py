@@ -97,7 +97,8 @@ def _from_feedparser(entry: Any) -> RawEntry:
     raw.author = author or None
     raw.categories = [tag.get("term") or tag.get("label") or "" for tag in entry.get("tags", [])]
     raw.published = _struct_time(entry.get("published_parsed"))
-    raw.updated = _struct_time(entry.get("updated_parsed"))
+    # Plain dict lookup: FeedParserDict would fall back to published_parsed (with a warning).
+    raw.updated = _struct_time(dict.get(entry, "updated_parsed"))
     for enclosure in entry.get("enclosures", []):
         if enclosure.get("type", "").startswith("image/"):
             raw.images.append((enclosure.get("href", ""), ""))

@@ -1,0 +1,98 @@
+"""Shared fixtures: a throwaway newsroom project on disk, built from the example stories."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from digest.config import Config, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+STORIES = REPO / "examples" / "stories"
+# 06:30 in Kyiv on the morning the example stories were written for.
+NOW = dt.datetime(2026, 11, 25, 4, 30, tzinfo=dt.UTC)
+
+BASE_CONFIG = """\
+[newsroom]
+name = "The Morning Ledger"
+site_url = "https://news.example.org"
+timezone = "Europe/Kyiv"
+sender = "The Morning Ledger <digest@news.example.org>"
+postal_address = "The Morning Ledger, 12 Khreshchatyk St, Kyiv 01001, Ukraine"
+
+[desks]
+order = ["Ukraine", "North America", "Business", "Europe", "Culture"]
+max_items = 8
+
+[desks.categories]
+"War" = "Ukraine"
+"Film" = "Culture"
+
+[[feeds]]
+source = "feeds/world.xml"
+desk = "Europe"
+
+[[feeds]]
+source = "feeds/business.atom"
+desk = "Business"
+
+[[feeds]]
+source = "feeds/culture.json"
+desk = "Culture"
+
+[[lists]]
+name = "daily"
+subscribers = "subscribers/daily.csv"
+schedule = "0 7 * * *"
+timezone = "Europe/Kyiv"
+transport = "outbox"
+
+[transports.outbox]
+backend = "outbox"
+path = "outbox"
+
+[state]
+url = "sqlite:///state/digest.sqlite3"
+"""
+
+MakeProject = Callable[..., Path]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """Write a project (config.toml, feeds, subscribers, templates/) and return its config path.
+
+    ``replace`` maps text of the base config to its replacement; ``extra`` is appended.
+    """
+
+    def make(replace: dict[str, str] | None = None, extra: str = "", text: str | None = None) -> Path:
+        root = tmp_path / "project"
+        (root / "feeds").mkdir(parents=True, exist_ok=True)
+        (root / "subscribers").mkdir(exist_ok=True)
+        (root / "templates").mkdir(exist_ok=True)
+        for story in STORIES.iterdir():
+            shutil.copy(story, root / "feeds" / story.name)
+        (root / "subscribers" / "daily.csv").write_text("email,name\nreader@example.org,Reader\n")
+        config = BASE_CONFIG if text is None else text
+        for old, new in (replace or {}).items():
+            assert old in config, f"the base config has no {old!r}"
+            config = config.replace(old, new)
+        path = root / "config.toml"
+        path.write_text(config + extra, encoding="utf-8")
+        return path
+
+    return make
+
+
+@pytest.fixture
+def project(make_project: MakeProject) -> Path:
+    return make_project()
+
+
+@pytest.fixture
+def config(project: Path) -> Config:
+    return load_config(project)

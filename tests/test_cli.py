@@ -1,0 +1,131 @@
+"""The `digest` command as users run it: help everywhere, outputs, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import time_machine
+from click.testing import CliRunner
+
+from digest.cli import cli
+from tests.conftest import NOW, MakeProject
+
+
+def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("path", commands(cli), ids=lambda p: " ".join(p) or "digest")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+    command = cli
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help, f"`digest {' '.join(path)}` has no help text"
+
+
+def run(project: Path, *args: str) -> click.testing.Result:
+    with time_machine.travel(NOW, tick=False):
+        return CliRunner().invoke(cli, ["--config", str(project), *args])
+
+
+def test_build_writes_four_files_and_reports(project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(project, "build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "daily: 30 stories in 5 desks" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["daily.eml", "daily.html", "daily.json", "daily.txt"]
+    edition = json.loads((out / "daily.json").read_text())
+    assert edition["list"] == "daily"
+    assert [desk["name"] for desk in edition["desks"]] == [
+        "Ukraine",
+        "North America",
+        "Business",
+        "Europe",
+        "Culture",
+    ]
+    first = edition["desks"][0]["items"][0]
+    assert set(first) >= {"id", "title", "url", "author", "published", "summary", "image", "read_time"}
+    assert edition["window"] == {"start": "2026-11-24T04:30:00Z", "end": "2026-11-25T04:30:00Z"}
+
+
+def test_build_by_date_reads_and_writes_no_state(project: Path, tmp_path: Path) -> None:
+    result = run(project, "build", "--date", "2026-11-25", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    edition = json.loads((tmp_path / "out" / "daily.json").read_text())
+    assert edition["window"] == {"start": "2026-11-24T05:00:00Z", "end": "2026-11-25T05:00:00Z"}
+
+
+def test_empty_edition_is_reported(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project()
+    result = run(project, "build", "--date", "2026-10-01", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "daily: empty edition" in result.output
+    assert json.loads((tmp_path / "out" / "daily.json").read_text())["empty"] is True
+
+
+def test_feed_warnings_reach_the_editor(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project()
+    (project.parent / "feeds" / "culture.json").write_text(
+        '{"version": "https://jsonfeed.org/version/1.1", "items": ['
+    )
+    result = run(project, "build", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0
+    assert "warning: feed feeds/culture.json: is not valid JSON" in result.stderr
+    assert "daily: 24 stories in 4 desks" in result.output
+    edition = json.loads((tmp_path / "out" / "daily.json").read_text())
+    assert any("culture.json" in warning for warning in edition["warnings"])
+
+
+def test_feeds_check_prints_a_table(make_project: MakeProject) -> None:
+    project = make_project()
+    (project.parent / "feeds" / "business.atom").write_text("<html><body>Not a feed</body></html>")
+    result = run(project, "feeds", "check")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["FEED", "STATUS", "ITEMS", "NEWEST", "WARNINGS"]
+    world = next(line for line in lines if line.startswith("feeds/world.xml"))
+    assert world.split()[1:4] == ["ok", "17", "2026-11-25"]
+    business = next(line for line in lines if line.startswith("feeds/business.atom"))
+    assert business.split()[1:3] == ["failed", "0"]
+    assert "- feeds/business.atom: is not" in result.output
+
+
+def test_config_error_is_one_line_without_traceback(make_project: MakeProject) -> None:
+    project = make_project(replace={"max_items = 8": "max_items = 0"})
+    result = run(project, "build")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {project.resolve()}:10: desks.max_items:")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_list(project: Path) -> None:
+    result = run(project, "build", "--list", "weekly")
+    assert result.exit_code == 1
+    assert "no list named 'weekly'" in result.stderr and "daily" in result.stderr
+
+
+def test_debug_shows_the_traceback(make_project: MakeProject) -> None:
+    project = make_project(replace={"max_items = 8": "max_items = 0"})
+    completed = subprocess.run(
+        [sys.executable, "-m", "digest", "--debug", "--config", str(project), "build"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "Traceback" in completed.stderr and "ConfigError" in completed.stderr

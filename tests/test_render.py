@@ -1,0 +1,179 @@
+"""Rendering: lean responsive HTML under Gmail's clip, a readable text part, overridable templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from digest.config import Config, load_config
+from digest.edition import assemble, build_edition
+from digest.errors import TemplateError
+from digest.ingest.items import DeskRules, build_items
+from digest.ingest.parse import RawEntry
+from digest.model import FeedResult, Window
+from digest.render import render_edition
+from digest.render.context import PLACEHOLDERS
+from digest.render.templates import wrap72
+from tests.conftest import NOW, MakeProject
+
+GMAIL_CLIP = 102_000
+WORDS = (
+    "Officials said the agreement would be reviewed again in spring after regional councils submitted "
+    "their own estimates of the costs involved and the number of households that stand to benefit"
+).split()
+
+
+def big_edition(config: Config, per_desk: int = 8):
+    """Forty long stories with images: the heaviest edition the defaults allow."""
+    entries = []
+    for desk in config.settings.desks.order:
+        for n in range(per_desk):
+            summary = " ".join(WORDS[(n + i) % len(WORDS)] for i in range(58))
+            entries.append(
+                RawEntry(
+                    guid=f"{desk}-{n}",
+                    link=f"https://news.example.org/{desk.lower().replace(' ', '-')}/2026/11/25/"
+                    f"a-rather-long-story-slug-that-goes-on-for-a-while-{n}?utm_source=digest&utm_medium=email",
+                    title=f"{desk}: a headline of typical length about the day's events, part {n}",
+                    summary=f"<p>{summary} <a href='https://news.example.org/more'>more</a></p>",
+                    author="Mariana Koval",
+                    categories=[desk],
+                    published=NOW - dt.timedelta(minutes=10 * n + 1),
+                    images=[(f"https://images.example.org/2026/11/{desk[:3]}-{n}.jpg", "A photo")],
+                    read_time=4,
+                )
+            )
+    items, warnings = build_items(
+        entries,
+        feed="synthetic",
+        default_desk="Europe",
+        rules=DeskRules(config.settings.desks.order, {}),
+        base_url=None,
+        now=NOW,
+    )
+    assert not warnings
+    feed = FeedResult("synthetic", "ok", tuple(items))
+    window = Window(NOW - dt.timedelta(hours=24), NOW)
+    return assemble(config, config.mailing_list("daily"), [feed], window, date=NOW.date())
+
+
+def test_forty_stories_five_desks_stay_under_gmails_clip(config: Config) -> None:
+    edition = big_edition(config)
+    assert len(edition.items) == 40 and len(edition.desks) == 5
+    rendered = render_edition(config, edition)
+    size = len(rendered.html.encode("utf-8"))
+    assert size < GMAIL_CLIP, f"{size} bytes"
+
+
+def test_html_is_responsive_accessible_and_carries_the_footer(config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    html = render_edition(config, edition).html
+    assert re.search(r'<html[^>]* lang="en"', html)
+    assert html.startswith("<!DOCTYPE html>")
+    # @media rules survive CSS inlining: columns stack on phones, dark mode applies.
+    css = html.replace(" ", "")
+    assert "@mediaonlyscreenand(min-width:480px)" in css
+    assert "@mediaonlyscreenand(max-width:479px)" in css
+    assert "@media(prefers-color-scheme:dark)" in css
+    assert '<meta name="color-scheme" content="light dark">' in html
+    images = re.findall(r"<img\b[^>]*>", html)
+    assert images
+    for image in images:
+        alt = re.search(r'alt="([^"]*)"', image)
+        assert alt and alt.group(1).strip(), image
+    assert edition.desks[0].items[0].title in html
+    assert "12 Khreshchatyk St" in html
+    assert f'href="{PLACEHOLDERS["unsubscribe_url"]}"' in html
+    assert PLACEHOLDERS["greeting"] in html
+
+
+def test_preheader_is_hidden_text_at_the_top(config: Config) -> None:
+    rendered = render_edition(config, build_edition(config, "daily", now=NOW))
+    assert rendered.preheader.startswith("30 stories today: ")
+    body = rendered.html.split("<body", 1)[1]
+    first_div = re.search(r'<div style="([^"]*)"[^>]*>([^<]*)', body)
+    assert first_div and "display:none" in first_div.group(1).replace(" ", "")
+    assert first_div.group(2).startswith("30 stories today")
+
+
+def test_subject_names_newsroom_date_and_top_headline(config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    rendered = render_edition(config, edition)
+    top = edition.desks[0].items[0].title
+    assert rendered.subject == f"The Morning Ledger · Wednesday, 25 November 2026: {top}"
+
+
+def test_text_part_is_written_for_reading(config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    text = render_edition(config, edition).text
+    for desk in edition.desks:
+        assert f"\n{desk.name}\n{'=' * len(desk.name)}\n" in text
+        for number, item in enumerate(desk.items, start=1):
+            assert f"{number}. " in text
+            assert f"   {item.url}\n" in text
+    assert "<" not in text.replace("<b>", "")  # no markup leaks into the text part
+    for line in text.splitlines():
+        assert len(line) <= 72 or line.strip().startswith("https://") or "https://" in line.split()[-1], line
+    assert f"Unsubscribe: {PLACEHOLDERS['unsubscribe_url']}" in text
+
+
+def test_empty_edition_renders_a_short_note(config: Config) -> None:
+    edition = assemble(
+        config, config.mailing_list("daily"), [], Window(NOW - dt.timedelta(hours=1), NOW), date=NOW.date()
+    )
+    rendered = render_edition(config, edition)
+    assert "no new stories" in rendered.text.lower()
+    assert rendered.subject == "The Morning Ledger · Wednesday, 25 November 2026"
+
+
+def test_users_templates_override_the_packaged_ones(make_project: MakeProject) -> None:
+    path = make_project()
+    (path.parent / "templates" / "subject.txt.j2").write_text(
+        "{{ newsroom.name }} today ({{ item_count }})\n"
+    )
+    config = load_config(path)
+    rendered = render_edition(config, build_edition(config, "daily", now=NOW))
+    assert rendered.subject == "The Morning Ledger today (30)"
+    assert "<!DOCTYPE html>" in rendered.html  # the rest still comes from the packaged templates
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "message", "line"),
+    [
+        ("subject.txt.j2", "line one\n{% if %}\n", "syntax", 2),
+        ("digest.txt.j2", "{{ newsroom.name }}\n\n{{ no_such_variable }}\n", "no_such_variable", 3),
+        ("preheader.txt.j2", "ok\n{{ newsroom.nope.deeper }}\n", "nope", 2),
+    ],
+)
+def test_template_errors_name_the_template_and_line(
+    make_project: MakeProject, name: str, source: str, message: str, line: int
+) -> None:
+    path = make_project()
+    (path.parent / "templates" / name).write_text(source)
+    config = load_config(path)
+    with pytest.raises(TemplateError) as caught:
+        render_edition(config, build_edition(config, "daily", now=NOW))
+    assert message in str(caught.value)
+    assert Path(str(caught.value.path)).name == name
+    assert caught.value.line == line
+
+
+def test_mjml_errors_name_the_template(make_project: MakeProject) -> None:
+    path = make_project()
+    (path.parent / "templates" / "digest.mjml.j2").write_text("<mjml><mj-body><mj-section>\n")
+    config = load_config(path)
+    with pytest.raises(TemplateError, match="MJML error") as caught:
+        render_edition(config, build_edition(config, "daily", now=NOW))
+    assert str(caught.value.path).endswith("digest.mjml.j2")
+
+
+def test_wrap72_keeps_urls_whole_and_indents() -> None:
+    text = "word " * 30 + "https://news.example.org/" + "x" * 80
+    wrapped = wrap72(text, indent="   ")
+    lines = wrapped.splitlines()
+    assert all(line.startswith("   ") for line in lines)
+    assert all(len(line) <= 72 for line in lines if "https://" not in line)
+    assert lines[-1].strip() == "https://news.example.org/" + "x" * 80
