@@ -1,0 +1,51 @@
+"""The README documents every command and every configuration key, and keeps its two commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from pydantic import BaseModel
+
+from digest.cli import cli
+from digest.config import Settings
+from tests.test_cli import commands
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def config_keys(model: type[BaseModel], table: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        nested = next((t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if nested is not None and not table:
+            keys += config_keys(nested, name)
+        elif table:
+            keys.append(f"{table} {name}")
+    return keys
+
+
+@pytest.mark.parametrize("key", config_keys(Settings))
+def test_every_config_key_is_in_the_reference(key: str) -> None:
+    table, name = key.split()
+    pattern = rf"`\[{{1,2}}{re.escape(table)}(\.<name>)?\]{{1,2}} {re.escape(name)}`"
+    assert re.search(pattern, README) or f"[{table}.{name}]" in README, f"README lacks {key}"
+
+
+@pytest.mark.parametrize("path", [p for p in commands(cli) if p], ids=" ".join)
+def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        return
+    assert f"`digest {' '.join(path)}" in README
+
+
+def test_quick_start_has_the_two_commands() -> None:
+    quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^make \w+", quick, re.M) == ["make demo", "make test"]
