@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+import re
 from dataclasses import dataclass
 
 from digest.ingest.parse import RawEntry
@@ -24,6 +25,7 @@ WORDS_PER_MINUTE = 230
 MAX_READ_TIME = 180
 # Clocks differ; a story stamped a few minutes ahead of ours is not from the future.
 FUTURE_TOLERANCE = dt.timedelta(minutes=10)
+_BLOCK_START = re.compile(r"<(p|ul|ol|blockquote)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,9 @@ def build_items(
             # A long summary cannot be cut safely as HTML; its shortened text stands in for it.
             summary_text = truncate_words(summary_text, SUMMARY_WORDS)
             summary_html = html.escape(summary_text, quote=False)
+        if summary_html and not _BLOCK_START.match(summary_html):
+            # Bare text gets a paragraph, so every story is spaced alike in the email.
+            summary_html = f"<p>{summary_html}</p>"
         guid = one_line(raw.guid or "")[:500]
         item_id = guid or canonical or content_hash(title, summary_text)
         if item_id in seen_ids:
