@@ -104,8 +104,8 @@ def download(url: str, client: httpx.Client, limits: Limits, cache: FeedCache | 
 
 
 def _too_big(limits: Limits, declared: int | None = None) -> str:
-    size = f"{declared:,} bytes" if declared else "larger than that"
-    return f"is {size}, over the {limits.max_bytes:,}-byte limit ([fetch] max_bytes)"
+    size = f"{declared:,} bytes, over" if declared else "larger than"
+    return f"is {size} the {limits.max_bytes:,}-byte limit ([fetch] max_bytes)"
 
 
 _ACCEPT = (

@@ -25,7 +25,7 @@ WORDS_PER_MINUTE = 230
 MAX_READ_TIME = 180
 # Clocks differ; a story stamped a few minutes ahead of ours is not from the future.
 FUTURE_TOLERANCE = dt.timedelta(minutes=10)
-_BLOCK_START = re.compile(r"<(p|ul|ol|blockquote)\b", re.I)
+_BLOCK = re.compile(r"<(p|ul|ol|blockquote)\b", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,8 @@ def build_items(
     warnings: list[str] = []
     seen_ids: set[str] = set()
     for position, raw in enumerate(entries, start=1):
-        title = one_line(raw.title) if not raw.title_is_html else plain_text(raw.title)
+        # Always stripped: feedparser calls a title "text/plain" even when it holds <script>.
+        title = plain_text(raw.title)
         label = f"item {position}" + (f" ({truncate_words(title, 8)!r})" if title else "")
         url = web_url(raw.link, base_url)
         if not url:
@@ -78,15 +79,13 @@ def build_items(
             warnings.append(f"{label} is dated in the future ({published:%Y-%m-%d %H:%M} UTC); skipped")
             continue
         canonical = canonical_url(url)
-        summary_html = clean_html(raw.summary)
+        summary_html = clean_html(raw.summary, base_url)
         summary_text = plain_text(summary_html)
         if len(summary_text.split()) > SUMMARY_WORDS:
             # A long summary cannot be cut safely as HTML; its shortened text stands in for it.
             summary_text = truncate_words(summary_text, SUMMARY_WORDS)
             summary_html = html.escape(summary_text, quote=False)
-        if summary_html and not _BLOCK_START.match(summary_html):
-            # Bare text gets a paragraph, so every story is spaced alike in the email.
-            summary_html = f"<p>{summary_html}</p>"
+        summary_html = _paragraphs(summary_html)
         guid = one_line(raw.guid or "")[:500]
         item_id = guid or canonical or content_hash(title, summary_text)
         if item_id in seen_ids:
@@ -110,11 +109,20 @@ def build_items(
                 updated=raw.updated if raw.updated and raw.updated != published else None,
                 image=image,
                 image_alt=image_alt,
-                read_time=_read_time(raw, summary_text),
+                read_time=_read_time(raw),
                 feed=feed,
             )
         )
     return items, warnings
+
+
+def _paragraphs(fragment: str) -> str:
+    """Bare text before the first block gets a paragraph, so every story is spaced alike."""
+    block = _BLOCK.search(fragment)
+    lead = fragment[: block.start()] if block else fragment
+    if not lead.strip():
+        return fragment
+    return f"<p>{lead.strip()}</p>" + (fragment[block.start() :] if block else "")
 
 
 def _image(raw: RawEntry, base_url: str | None, title: str) -> tuple[str | None, str]:
@@ -125,7 +133,7 @@ def _image(raw: RawEntry, base_url: str | None, title: str) -> tuple[str | None,
     return None, ""
 
 
-def _read_time(raw: RawEntry, summary_text: str) -> int:
+def _read_time(raw: RawEntry) -> int:
     """Minutes to read: the feed's figure when it gives a sane one, else estimated from the words."""
     given = raw.read_time
     if isinstance(given, str):
@@ -136,5 +144,6 @@ def _read_time(raw: RawEntry, summary_text: str) -> int:
         minutes = 0
     if 1 <= minutes <= MAX_READ_TIME:
         return minutes
-    words = len(plain_text(raw.content).split()) or len(summary_text.split())
+    # The whole text the feed gave, not the shortened summary.
+    words = len(plain_text(raw.content or raw.summary).split())
     return max(1, math.ceil(words / WORDS_PER_MINUTE))

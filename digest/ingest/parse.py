@@ -29,7 +29,6 @@ class RawEntry:
     guid: str | None = None
     link: str | None = None
     title: str = ""
-    title_is_html: bool = True
     summary: str = ""
     content: str = ""
     author: str | None = None
@@ -87,9 +86,7 @@ def _from_feedparser(entry: Any) -> RawEntry:
     raw = RawEntry()
     raw.guid = entry.get("id") or None
     raw.link = entry.get("link")
-    title_detail = entry.get("title_detail") or {}
     raw.title = entry.get("title", "")
-    raw.title_is_html = title_detail.get("type") != "text/plain"
     raw.summary = entry.get("summary", "")
     contents = [c.get("value", "") for c in entry.get("content", []) if "html" in c.get("type", "")]
     raw.content = contents[0] if contents else ""
@@ -175,7 +172,6 @@ def _from_json_item(item: dict[str, Any]) -> RawEntry:
         raw.guid = str(item["id"])
     raw.link = _text(item.get("url")) or _text(item.get("external_url")) or None
     raw.title = _text(item.get("title"))
-    raw.title_is_html = False
     raw.content = _text(item.get("content_html"))
     raw.summary = _text(item.get("summary")) or raw.content or _text(item.get("content_text"))
     authors = item.get("authors") if isinstance(item.get("authors"), list) else [item.get("author")]

@@ -43,25 +43,36 @@ _TRACKING_PARAMS = re.compile(
     r"^(utm_.*|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|igshid|_hsenc|_hsmi|ref_src)$", re.I
 )
 _BLOCK_END = re.compile(r"</(p|li|blockquote|ul|ol)>|<br\s*/?>", re.I)
+# Block elements outside the allowlist are removed; a space in their place keeps words apart.
+_DROPPED_BLOCK = re.compile(
+    r"(?=</?(?:address|article|aside|caption|dd|div|dl|dt|figcaption|figure|footer|h[1-6]|header|hr|"
+    r"main|nav|pre|section|table|tbody|td|tfoot|th|thead|tr)\b)",
+    re.I,
+)
 
 
-def clean_html(fragment: str) -> str:
-    """Sanitized HTML: allowlisted tags, only http/https/mailto links, no scripts or handlers."""
+def clean_html(fragment: str, base_url: str | None = None) -> str:
+    """Sanitized HTML: allowlisted tags, only http/https/mailto links, no scripts or handlers.
+
+    Relative links are made absolute against ``base_url``, or dropped when there is none.
+    """
+    relative: str | tuple[str, str] = ("rewrite_with_base", base_url) if web_url(base_url) else "deny"
     cleaned = nh3.clean(
-        fragment,
+        _DROPPED_BLOCK.sub(" ", fragment),
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(_DROP_WITH_CONTENT),
         attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
         link_rel="noopener noreferrer",
         strip_comments=True,
+        url_relative=relative,
     )
     return one_line(cleaned)
 
 
 def plain_text(fragment: str) -> str:
     """Text with no markup, no control characters and whitespace folded to single spaces."""
-    spaced = _BLOCK_END.sub(" ", fragment)
+    spaced = _DROPPED_BLOCK.sub(" ", _BLOCK_END.sub(" ", fragment))
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags=set(_DROP_WITH_CONTENT))
     return one_line(html.unescape(stripped))
 
@@ -85,10 +96,13 @@ def web_url(url: str | None, base: str | None = None) -> str | None:
     url = url.strip()
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         return None
-    if base and not urlsplit(url).scheme:
-        url = urljoin(base, url)
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        if base and not urlsplit(url).scheme:
+            url = urljoin(base, url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+    except ValueError:  # e.g. "http://[broken" : urllib cannot even split it
         return None
     return url
 
@@ -114,4 +128,4 @@ def truncate_words(text: str, limit: int) -> str:
     words = text.split()
     if len(words) <= limit:
         return text
-    return " ".join(words[:limit]).rstrip(",;:.-–—") + "…"
+    return " ".join(words[:limit]).rstrip(",;:.-–— ") + "…"
