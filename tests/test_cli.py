@@ -88,6 +88,9 @@ def test_feed_warnings_reach_the_editor(make_project: MakeProject, tmp_path: Pat
     assert "daily: 24 stories in 4 desks" in result.output
     edition = json.loads((tmp_path / "out" / "daily.json").read_text())
     assert any("culture.json" in warning for warning in edition["warnings"])
+    # Warnings are for editors: the email itself never shows them.
+    for part in ("daily.html", "daily.txt"):
+        assert "not valid JSON" not in (tmp_path / "out" / part).read_text()
 
 
 def test_feeds_check_prints_a_table(make_project: MakeProject) -> None:
