@@ -59,3 +59,11 @@ class StateError(DigestError):
 
 class OutputError(DigestError):
     """An output file could not be written."""
+
+
+class TransportError(DigestError):
+    """A transport cannot send at all (no server, bad credentials, a request it refused)."""
+
+
+class SubscriberError(DigestError):
+    """A subscriber file cannot be read at all (individual bad rows are only reported)."""

@@ -8,7 +8,7 @@ from email import policy
 
 from digest.config import Config
 from digest.render import Rendered, render_edition
-from digest.render.message import Recipient, compose, message_id, personalize
+from digest.render.message import Recipient, compose, make_message_id, personalize
 from tests.conftest import NOW
 from tests.test_render import big_edition
 
@@ -69,10 +69,10 @@ def test_names_are_escaped_into_html() -> None:
 
 def test_message_id_is_stable_per_edition_and_recipient() -> None:
     sender = "Digest <digest@news.example.org>"
-    first = message_id("daily-2026-11-25", "Anna@Example.org", sender)
-    assert first == message_id("daily-2026-11-25", "anna@example.org", sender)
-    assert first != message_id("daily-2026-11-26", "anna@example.org", sender)
-    assert first != message_id("daily-2026-11-25", "bob@example.org", sender)
+    first = make_message_id("daily-2026-11-25", "Anna@Example.org", sender)
+    assert first == make_message_id("daily-2026-11-25", "anna@example.org", sender)
+    assert first != make_message_id("daily-2026-11-26", "anna@example.org", sender)
+    assert first != make_message_id("daily-2026-11-25", "bob@example.org", sender)
     assert first.endswith("@news.example.org>")
 
 

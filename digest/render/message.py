@@ -43,7 +43,7 @@ def _substitute(body: str, values: Mapping[str, str], *, escape: bool) -> str:
     return body
 
 
-def message_id(edition_id: str, recipient: str, sender: str) -> str:
+def make_message_id(edition_id: str, recipient: str, sender: str) -> str:
     """The same for the same edition and recipient, so a resent message is recognisably the same."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "digest.invalid"
     token = hashlib.sha256(f"{edition_id}\x1f{recipient.casefold()}".encode()).hexdigest()[:24]
@@ -57,6 +57,7 @@ def compose(
     sender: str,
     edition_id: str,
     date: dt.datetime,
+    message_id: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """multipart/alternative, text first and HTML last, quoted-printable so no line is too long."""
@@ -66,7 +67,7 @@ def compose(
     message["To"] = Address(display_name=one_line(recipient.name), addr_spec=recipient.email)
     message["Subject"] = one_line(rendered.subject)
     message["Date"] = format_datetime(date)
-    message["Message-ID"] = message_id(edition_id, recipient.email, sender)
+    message["Message-ID"] = message_id or make_message_id(edition_id, recipient.email, sender)
     for name, value in (headers or {}).items():
         message[name] = one_line(value)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -17,9 +18,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -77,4 +79,54 @@ seen_items = Table(
     Column("edition_id", String(200), nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("list_name", "item_id"),
+)
+
+
+# -- version 2: sending ------------------------------------------------------------------
+
+# One row per rendered variant of a frozen edition: a resumed send sends exactly this.
+edition_variants = Table(
+    "edition_variants",
+    metadata,
+    Column("edition_id", String(200), nullable=False),
+    Column("variant", String(500), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("item_ids", Text, nullable=False),
+    Column("item_count", Integer, nullable=False),
+    PrimaryKeyConstraint("edition_id", "variant"),
+)
+
+# The send ledger: edition × recipient → pending / sending / sent / failed / skipped / suppressed.
+ledger = Table(
+    "send_ledger",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("edition_id", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("variant", String(500), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("batch_id", String(64)),
+    Column("claimed_at", UTCDateTime),
+    Column("provider_id", Text),
+    Column("error", Text),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("edition_id", "email", name="uq_ledger_edition_email"),
+)
+
+# Suppressions: list_name is the list for an unsubscribe, "*" for bounces and complaints.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), nullable=False),
+    Column("list_name", String(200), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("email", "list_name"),
 )

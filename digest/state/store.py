@@ -16,6 +16,7 @@ from digest.errors import StateError
 from digest.ingest.fetch import CachedFeed
 from digest.model import Edition
 from digest.state import schema
+from digest.state.suppressions import Suppressions
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
@@ -60,6 +61,7 @@ class Store:
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._migrate()
+        self.suppressions = Suppressions(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

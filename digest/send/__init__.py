@@ -1,0 +1,1 @@
+"""Send: subscribers, the per-recipient ledger, transports, and unsubscribe links."""

@@ -1,0 +1,1 @@
+"""Transports deliver batches of one variant to many recipients (outbox, smtp, sendgrid)."""

@@ -1,0 +1,84 @@
+"""The interface every transport implements: open(), send(batch), close().
+
+A batch is one rendered variant (with its per-recipient placeholders still in it) and up to
+``max_batch`` recipients, each with the values that make the message theirs. A transport
+composes or uploads the messages its own way and reports one Outcome per recipient, in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Protocol
+
+from digest.render import Rendered
+from digest.render.message import Recipient, compose
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One recipient of a batch: who, the values to substitute, and their own headers."""
+
+    recipient: Recipient
+    message_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One variant to several recipients."""
+
+    edition_id: str
+    list_name: str
+    variant: str
+    content: Rendered
+    sender: str
+    date: dt.datetime
+    envelopes: tuple[Envelope, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def message(self, envelope: Envelope) -> EmailMessage:
+        """The complete message for one recipient (for transports that send MIME)."""
+        return compose(
+            self.content,
+            envelope.recipient,
+            sender=self.sender,
+            edition_id=self.edition_id,
+            date=self.date,
+            message_id=envelope.message_id,
+            headers={**self.headers, **envelope.headers},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one recipient: accepted (with the provider's id) or failed (with why)."""
+
+    email: str
+    accepted: bool
+    provider_id: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def ok(cls, email: str, provider_id: str | None = None) -> Outcome:
+        return cls(email, True, provider_id)
+
+    @classmethod
+    def failed(cls, email: str, error: str) -> Outcome:
+        return cls(email, False, None, error)
+
+
+class Transport(Protocol):
+    """Three methods. ``send`` retries what its provider says is temporary, as configured,
+    and raises TransportError only when it cannot go on at all (bad credentials, no server)."""
+
+    name: str
+    max_batch: int
+
+    def open(self) -> None: ...
+
+    def send(self, batch: Batch) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
