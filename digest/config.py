@@ -138,9 +138,28 @@ class MailingList(_Section):
         return schedule
 
 
-class Transport(_Section):
-    backend: Literal["outbox"]
-    path: str = "outbox"
+class Transport(BaseModel):
+    """``backend`` plus that backend's options, checked against its own model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    backend: Literal["outbox", "smtp", "sendgrid"]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> Transport:
+        from digest.send.transports import options_model
+
+        try:
+            options_model(self.backend).model_validate(self.options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            loc, message = _describe(error)
+            raise _KeyError(loc, message) from None
+        return self
 
 
 class State(_Section):

@@ -1,0 +1,61 @@
+"""The outbox transport: each message becomes an .eml file in a folder (demo and testing)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from digest.errors import TransportError
+from digest.output import write_atomically
+from digest.send.transports.base import Batch, Outcome
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = "outbox"
+
+
+class OutboxTransport:
+    """Writes ``<path>/<edition>/<recipient>.eml``; a resend of the same message overwrites it."""
+
+    name = "outbox"
+    max_batch = 200
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or exc
+            raise TransportError(f"cannot create the outbox folder: {problem}", path=self.folder) from None
+
+    def send(self, batch: Batch) -> list[Outcome]:
+        files = {}
+        for envelope in batch.envelopes:
+            files[self._path(batch.edition_id, envelope.recipient.email)] = batch.message(envelope).as_bytes()
+        write_atomically(files)
+        return [
+            Outcome.ok(envelope.recipient.email, str(path))
+            for envelope, path in zip(batch.envelopes, files, strict=True)
+        ]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _path(self, edition_id: str, email: str) -> Path:
+        # Readable, but never a path: only safe characters, plus a hash so two addresses
+        # that clean up the same way still get two files.
+        safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
+        tag = hashlib.sha256(email.casefold().encode()).hexdigest()[:8]
+        return self.folder / re.sub(r"[^A-Za-z0-9._-]", "_", edition_id) / f"{safe}.{tag}.eml"
+
+
+def create(options: Options, env: Mapping[str, str], root: Path) -> OutboxTransport:
+    return OutboxTransport(root / options.path)
