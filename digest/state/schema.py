@@ -23,6 +23,12 @@ from sqlalchemy import (
 
 SCHEMA_VERSION = 2
 
+# Statements that bring an existing database from the previous version to this one, beyond
+# creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE editions ADD COLUMN content TEXT",),
+}
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Aware datetimes in, aware UTC datetimes out, whatever the database keeps."""
@@ -69,6 +75,8 @@ editions = Table(
     Column("window_end", UTCDateTime, nullable=False),
     Column("item_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # v2: the frozen edition itself (digest.edition.frozen), so a resumed send renders the same.
+    Column("content", Text),
 )
 
 seen_items = Table(

@@ -7,25 +7,36 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from digest.config import Config
+from digest.edition.frozen import dump_edition, load_edition
 from digest.errors import StateError
 from digest.ingest.fetch import CachedFeed
 from digest.model import Edition
+from digest.render import Rendered
 from digest.state import schema
+from digest.state.ledger import Ledger
 from digest.state.suppressions import Suppressions
 
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
+    # Transactions are begun explicitly (below), so the driver must not begin its own.
+    connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = connection.cursor()  # type: ignore[attr-defined]
     # WAL lets a reader (preview, jobs) look while a sender writes; busy_timeout waits out a writer.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Take the write lock up front: two senders that both read, then both try to write,
+    # would otherwise fail with "database is locked" instead of waiting their turn.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def state_url(config: Config) -> str:
@@ -60,8 +71,10 @@ class Store:
         self.engine: Engine = create_engine(self.url)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._migrate()
         self.suppressions = Suppressions(self.engine)
+        self.ledger = Ledger(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -88,7 +101,12 @@ class Store:
                         hint="upgrade digest, or point [state] url at another database",
                     )
                 if version < schema.SCHEMA_VERSION:
+                    # New tables are created; columns added to old tables need their own step.
                     schema.metadata.create_all(conn)
+                    if version:
+                        for step in range(version + 1, schema.SCHEMA_VERSION + 1):
+                            for statement in schema.MIGRATIONS.get(step, ()):
+                                conn.execute(text(statement))
                     if row:
                         conn.execute(
                             update(schema.meta)
@@ -135,6 +153,44 @@ class Store:
                 .limit(1)
             ).scalar()
 
+    def frozen_edition(self, edition_id: str) -> Edition | None:
+        """The edition frozen under ``edition_id``, as it was frozen."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            content = conn.execute(select(table.c.content).where(table.c.id == edition_id)).scalar()
+        return load_edition(content) if content else None
+
+    def save_variant(self, edition_id: str, variant: str, rendered: Rendered, item_ids: list[str]) -> None:
+        """Freeze one rendered variant of an edition (the first one saved wins)."""
+        table = schema.edition_variants
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(table.c.variant).where(table.c.edition_id == edition_id, table.c.variant == variant)
+            ).first()
+            if not exists:
+                conn.execute(
+                    insert(table).values(
+                        edition_id=edition_id,
+                        variant=variant,
+                        subject=rendered.subject,
+                        preheader=rendered.preheader,
+                        html=rendered.html,
+                        text=rendered.text,
+                        item_ids=json.dumps(item_ids),
+                        item_count=len(item_ids),
+                    )
+                )
+
+    def variant(self, edition_id: str, variant: str) -> Rendered | None:
+        table = schema.edition_variants
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.subject, table.c.preheader, table.c.html, table.c.text).where(
+                    table.c.edition_id == edition_id, table.c.variant == variant
+                )
+            ).first()
+        return Rendered(*row) if row else None
+
     def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` (story ids or canonical links) an earlier edition of the list carried."""
         with self.engine.connect() as conn:
@@ -158,6 +214,7 @@ class Store:
                     window_end=edition.window.end,
                     item_count=len(edition.items),
                     created_at=now,
+                    content=dump_edition(edition),
                 )
             )
             # Both keys: the same story may come back under another id but the same link.

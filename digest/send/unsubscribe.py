@@ -1,0 +1,150 @@
+"""Unsubscribe tokens and the List-Unsubscribe headers that carry them (RFC 2369, RFC 8058).
+
+A one-click POST arrives with no cookies and no login, so the link itself must prove who
+it is for: a token is the list and the address, signed with HMAC-SHA256 under a secret only
+the newsroom holds. The address is encoded, not encrypted — anyone holding the link can read
+it, which is fine because the link only ever appears in that recipient's own mail.
+
+Tokens never expire (CAN-SPAM wants an opt-out to keep working for 30 days and readers find
+year-old editions in their archives); changing the secret invalidates every link already sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from email.utils import parseaddr
+from urllib.parse import quote
+
+from digest.errors import DigestError
+
+SECRET_ENV = "DIGEST_SECRET"
+MIN_SECRET_BYTES = 16
+MAX_TOKEN_CHARS = 1000
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+_VERSION = b"\x01"
+# Keeps these MACs apart from anything else the same secret might one day sign.
+_CONTEXT = b"digest-unsubscribe\x00"
+_MAC_BYTES = 32
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The signing secret from $DIGEST_SECRET, or None when it is unset or empty.
+
+    Raises DigestError when it is too short to resist guessing.
+    """
+    raw = (os.environ if env is None else env).get(SECRET_ENV, "").strip()
+    if not raw:
+        return None
+    secret = raw.encode("utf-8")
+    if len(secret) < MIN_SECRET_BYTES:
+        raise DigestError(
+            f"${SECRET_ENV} is only {len(secret)} bytes long; unsubscribe links signed with it "
+            "could be forged",
+            hint=f"use a longer random secret (at least {MIN_SECRET_BYTES} bytes), e.g. {_GENERATE}",
+        )
+    return secret
+
+
+def make_token(secret: bytes, list_name: str, email: str) -> str:
+    """An opaque, URL-safe token that lets its holder unsubscribe ``email`` from ``list_name``."""
+    _check_secret(secret)
+    address = email.strip().casefold()
+    if not list_name or not address or "\n" in list_name or "\n" in address:
+        raise ValueError("a token needs a list name and an address, neither containing a newline")
+    payload = _VERSION + list_name.encode("utf-8") + b"\n" + address.encode("utf-8")
+    token = f"{_b64encode(payload)}.{_b64encode(_mac(secret, payload))}"
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ValueError(f"list name and address are too long for a token ({len(token)} characters)")
+    return token
+
+
+def read_token(secret: bytes, token: str) -> tuple[str, str] | None:
+    """(list name, address) when ``token`` was made with ``secret``; None for anything else.
+
+    Never raises on a bad token and never says what was wrong with it: a caller that could
+    tell "bad signature" from "bad format" would hand a forger an oracle.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        return None
+    encoded_payload, encoded_mac = token.split(".")
+    payload = _b64decode(encoded_payload)
+    mac = _b64decode(encoded_mac)
+    if payload is None or mac is None or len(mac) != _MAC_BYTES:
+        return None
+    if not hmac.compare_digest(mac, _mac(secret, payload)):
+        return None
+    # Only our own payloads get this far; the checks below guard against our own past bugs.
+    if payload[:1] != _VERSION:
+        return None
+    try:
+        list_name, address = payload[1:].decode("utf-8").split("\n")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not list_name or not address:
+        return None
+    return list_name, address
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """The web address that shows the unsubscribe page and takes the one-click POST."""
+    return f"{base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def mailto_unsubscribe(sender_address: str, token: str) -> str:
+    """A mailto: fallback for mail programs that do not do one-click (RFC 6068)."""
+    _name, address = parseaddr(sender_address)
+    if "@" not in address or any(c in sender_address for c in "\r\n"):
+        raise ValueError(f"{sender_address!r} is not an email address")
+    return f"mailto:{quote(address, safe='@+!$*')}?subject=unsubscribe%20{token}"
+
+
+def list_unsubscribe_headers(base_url: str, sender: str, token: str) -> dict[str, str]:
+    """List-Unsubscribe (https first, then mailto) and, for an https URL, List-Unsubscribe-Post.
+
+    ``sender`` may be a bare address or "Name <address>". RFC 8058 only allows one-click on
+    an https URI, so with an http ``base_url`` (a local preview) the Post header is left out
+    rather than advertising something Gmail and Yahoo would reject. The DKIM signature of
+    the message must cover both headers.
+    """
+    url = unsubscribe_url(base_url, token)
+    headers = {"List-Unsubscribe": f"<{url}>, <{mailto_unsubscribe(sender, token)}>"}
+    if url.startswith("https://"):
+        headers["List-Unsubscribe-Post"] = ONE_CLICK
+    return headers
+
+
+def _check_secret(secret: bytes) -> None:
+    if not isinstance(secret, bytes):
+        raise TypeError("the unsubscribe secret must be bytes")
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(f"the unsubscribe secret must be at least {MIN_SECRET_BYTES} bytes")
+
+
+def _mac(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, _CONTEXT + payload, hashlib.sha256).digest()
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes | None:
+    """Strict base64url without padding; None for anything that is not our own encoding."""
+    if not _B64URL.fullmatch(text):
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    # The last character carries spare bits; insisting on the canonical form means a token
+    # has exactly one spelling, so an "altered" token can never still verify.
+    return data if _b64encode(data) == text else None

@@ -1,0 +1,264 @@
+"""The public unsubscribe endpoint: a tiny WSGI app, the only part of digest on the internet.
+
+``GET /unsubscribe/<token>`` shows a confirmation button and changes nothing, because link
+scanners and mail clients prefetch links. ``POST`` to the same URL — our button, or a mail
+provider's RFC 8058 one-click request — records the suppression and answers 200 (never a
+redirect). Nothing on disk is served, so there is no path to traverse.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from digest.send.unsubscribe import MIN_SECRET_BYTES, read_token
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from digest.config import Config
+
+log = logging.getLogger("digest.serve")
+
+MAX_BODY = 64 * 1024
+METHODS = ("GET", "HEAD", "POST")
+SECURITY_HEADERS = {
+    # frame-ancestors: a framed page could trick a reader into clicking the button.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+}
+STYLE = (
+    "body{font:17px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1a1a1a;"
+    "background:#f6f6f4;margin:0;padding:2rem 1rem}"
+    "main{max-width:32rem;margin:0 auto;background:#fff;padding:1.5rem 2rem;border-radius:8px}"
+    "h1{font-size:1.4rem;margin-top:0}"
+    "button{font:inherit;padding:.6rem 1.4rem;border:0;border-radius:6px;background:#1d4ed8;"
+    "color:#fff;cursor:pointer}button:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}"
+)
+
+
+class _Suppressions(Protocol):
+    def add(self, email: str, *, reason: str, source: str, list_name: str | None = None) -> bool: ...
+
+
+class SuppressionStore(Protocol):
+    """What the app needs of digest.state.Store."""
+
+    @property
+    def suppressions(self) -> _Suppressions: ...
+
+
+class _Request(Request):
+    max_content_length = MAX_BODY
+    max_form_memory_size = MAX_BODY
+    max_form_parts = 50
+
+
+def mask_address(email: str) -> str:
+    """``an***@example.org``: enough for a reader to recognise, too little to harvest."""
+    local, _, domain = email.rpartition("@")
+    if not local:
+        return "***"
+    return f"{local[: 2 if len(local) > 2 else 1]}***@{domain}"
+
+
+def make_app(
+    store_factory: Callable[[], SuppressionStore],
+    secret: bytes,
+    *,
+    newsroom_name: str,
+    list_titles: Mapping[str, str],
+) -> WSGIApplication:
+    """The WSGI app. ``store_factory`` is called once, on the first unsubscribe, and reused.
+
+    ``list_titles`` maps each list name to the title shown to readers; a token for any other
+    list is refused like a forged one.
+    """
+    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(f"the unsubscribe secret must be at least {MIN_SECRET_BYTES} bytes")
+    titles = dict(list_titles)
+    urls = Map(
+        [
+            Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
+            Rule("/healthz", endpoint="healthz", methods=["GET"]),
+        ],
+        # No automatic redirects: one-click must be answered in place, never with a 3xx.
+        strict_slashes=False,
+        merge_slashes=False,
+        redirect_defaults=False,
+    )
+    lock = threading.Lock()
+    cached: list[SuppressionStore] = []
+
+    def store() -> SuppressionStore:
+        with lock:
+            if not cached:
+                cached.append(store_factory())
+            return cached[0]
+
+    def unsubscribe(request: _Request, token: str) -> Response:
+        found = read_token(secret, token)
+        if found is None or found[0] not in titles:
+            return _page(400, "This unsubscribe link is not valid", _INVALID)
+        list_name, email = found
+        title = html.escape(titles[list_name])
+        newsroom = html.escape(newsroom_name)
+        masked = html.escape(mask_address(email))
+        if request.method != "POST":
+            return _page(
+                200,
+                f"Unsubscribe from {title}?",
+                f"<p>Stop sending <strong>{title}</strong> from {newsroom} to {masked}?</p>"
+                '<form method="post"><input type="hidden" name="confirm" value="yes">'
+                '<button type="submit">Unsubscribe</button></form>'
+                "<p>Nothing changes until you press the button.</p>",
+            )
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        source = "one-click" if one_click else "web"
+        try:
+            added = store().suppressions.add(email, reason="unsubscribed", source=source, list_name=list_name)
+        except Exception:
+            # A mail provider retries a failed one-click; a reader can press the button again.
+            log.exception("could not record an unsubscribe from %s for %s", list_name, mask_address(email))
+            return _page(
+                503, "Please try again", "<p>We could not record that just now. Please try again.</p>"
+            )
+        log.info(
+            "unsubscribed %s from %s via %s%s",
+            mask_address(email),
+            list_name,
+            source,
+            "" if added else " (again)",
+        )
+        return _page(
+            200,
+            "You are unsubscribed",
+            f"<p>{masked} will get no more editions of <strong>{title}</strong> from {newsroom}.</p>",
+        )
+
+    def dispatch(request: _Request) -> Response:
+        if request.method not in METHODS:
+            raise MethodNotAllowed(valid_methods=list(METHODS))
+        endpoint, values = urls.bind_to_environ(request.environ).match()
+        if endpoint == "healthz":
+            return Response("ok\n", 200, mimetype="text/plain", headers=SECURITY_HEADERS)
+        if request.method == "POST" and (request.content_length or 0) > MAX_BODY:
+            raise RequestEntityTooLarge()
+        return unsubscribe(request, values["token"])
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        request = _Request(environ)
+        try:
+            response = dispatch(request)
+        except NotFound:
+            response = _page(404, "Not found", "<p>There is nothing here.</p>")
+        except MethodNotAllowed as exc:
+            response = _page(405, "Method not allowed", "<p>This address only answers GET and POST.</p>")
+            response.headers["Allow"] = ", ".join(exc.valid_methods or METHODS)
+        except RequestEntityTooLarge:
+            response = _page(413, "Request too large", "<p>That request was too large.</p>")
+        except HTTPException as exc:
+            # Malformed form bodies and the like; werkzeug's own pages would skip our headers.
+            code = exc.code or 400
+            response = _page(code, "Bad request", "<p>That request could not be understood.</p>")
+        return response(environ, start_response)
+
+    return app
+
+
+_INVALID = (
+    "<p>We could not read this unsubscribe link. Mail programs sometimes break long links "
+    "across lines: copy the whole link into your browser, or use the unsubscribe link in "
+    "a more recent edition.</p>"
+)
+
+
+def _page(status: int, title: str, body: str) -> Response:
+    """A complete, self-contained page; ``title`` and ``body`` are already escaped.
+
+    Error pages depend only on the status, never on why: no oracle for probing tokens.
+    """
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<meta name="robots" content="noindex"><title>{title}</title><style>{STYLE}</style></head>'
+        f"<body><main><h1>{title}</h1>{body}</main></body></html>\n"
+    )
+    return Response(document, status, mimetype="text/html", headers=SECURITY_HEADERS)
+
+
+class _QuietTokens(WSGIRequestHandler):
+    """Access log lines without the tokens: each is a working unsubscribe link for someone."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = getattr(self, "path", "")
+        if path.startswith("/unsubscribe/"):
+            self.path = "/unsubscribe/…"
+        super().log_request(code, size)
+
+
+def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve ``app`` with werkzeug's threaded server until SIGINT or SIGTERM.
+
+    Good enough for the traffic unsubscribes bring, but it speaks plain HTTP: in production
+    put it behind a reverse proxy that terminates TLS (Gmail and Yahoo only do one-click to
+    an https ``[server] base_url``), or run the app under any WSGI server through
+    ``create_app``, e.g. ``gunicorn 'digest.serve:create_app()'``.
+    """
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietTokens)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"digest: unsubscribe pages on http://{shown}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    worker = threading.Thread(target=server.serve_forever, name="digest-serve", daemon=True)
+    worker.start()
+    try:
+        # A timed wait keeps the main thread responsive to signals.
+        while not stop.wait(0.5) and worker.is_alive():
+            pass
+    finally:
+        server.shutdown()
+        server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def app_from_config(config: Config, secret: bytes) -> WSGIApplication:
+    """The app for a loaded config, with the state store opened on first use."""
+    from digest.state import open_store
+
+    return make_app(
+        lambda: open_store(config),
+        secret,
+        newsroom_name=config.settings.newsroom.name,
+        list_titles={m.name: m.title or m.name for m in config.settings.lists},
+    )
+
+
+def create_app() -> WSGIApplication:
+    """Factory for WSGI servers: the config from $DIGEST_CONFIG, the secret from $DIGEST_SECRET."""
+    from digest.config import load_config
+    from digest.errors import DigestError
+    from digest.send.unsubscribe import SECRET_ENV, secret_from_env
+
+    secret = secret_from_env()
+    if secret is None:
+        raise DigestError(f"${SECRET_ENV} is not set; the unsubscribe server cannot check links without it")
+    return app_from_config(load_config(), secret)
