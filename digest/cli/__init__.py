@@ -3,62 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import sys
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
 from digest import __version__
-from digest.config import Config, config_path, load_config
-from digest.errors import DigestError
-
-log = logging.getLogger("digest")
-
-
-class Context:
-    """What every command shares: the config, loaded on first use so --help needs none."""
-
-    def __init__(self, config_file: str | None, debug: bool) -> None:
-        self.config_file = config_file
-        self.debug = debug
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_file)
-        return self._config
-
-
-class DigestGroup(click.Group):
-    """Prints a DigestError as one line (no traceback unless --debug) and exits 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except DigestError as exc:
-            if _debugging(ctx):
-                raise
-            click.secho(f"error: {exc}", fg="red", err=True)
-            ctx.exit(1)
-        except Exception as exc:
-            if _debugging(ctx):
-                raise
-            click.secho(
-                f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                fg="red",
-                err=True,
-            )
-            ctx.exit(70)
-
-
-def _debugging(ctx: click.Context) -> bool:
-    return isinstance(ctx.obj, Context) and ctx.obj.debug
+from digest.cli.base import Context, DigestGroup, now, setup_logging
+from digest.config import config_path
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,16 +26,8 @@ def _debugging(ctx: click.Context) -> bool:
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
     """Build the newsroom's daily digest from its feeds and mail it to subscriber lists."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(debug)
     ctx.obj = Context(config_file, debug)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @cli.command()
@@ -113,7 +58,7 @@ def build(obj: Context, list_names: tuple[str, ...], date: dt.datetime | None, o
         results = build_lists(
             config,
             out=out,
-            now=_now(),
+            now=now(),
             list_names=list(list_names) or None,
             date=date.date() if date else None,
             store=store,
@@ -156,7 +101,7 @@ def feeds_check(obj: Context) -> None:
 
     config = obj.config
     with open_store(config) as store:
-        results = collect(config, now=_now(), cache=store)
+        results = collect(config, now=now(), cache=store)
     click.echo(feed_table(results, ZoneInfo(config.settings.newsroom.timezone)))
     if any(result.status == "failed" for result in results):
         sys.exit(1)

@@ -1,0 +1,78 @@
+"""What every command shares: the lazily loaded config and one-line error reporting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from typing import Any
+
+import click
+
+from digest.config import Config, load_config
+from digest.errors import DigestError
+
+
+class Context:
+    """What every command shares: the config, loaded on first use so --help needs none."""
+
+    def __init__(self, config_file: str | None, debug: bool) -> None:
+        self.config_file = config_file
+        self.debug = debug
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_file)
+        return self._config
+
+
+class DigestGroup(click.Group):
+    """Prints a DigestError as one line (no traceback unless --debug) and exits 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except DigestError as exc:
+            if _debugging(ctx):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if _debugging(ctx):
+                raise
+            click.secho(
+                f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(70)
+
+
+def _debugging(ctx: click.Context) -> bool:
+    return isinstance(ctx.obj, Context) and ctx.obj.debug
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Formatter(logging.Formatter):
+    """Plain "warning: …" lines for people; times and logger names only with --debug."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if debug:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
