@@ -14,7 +14,7 @@ from digest.ingest import collect
 from digest.model import Edition
 from digest.output import write_atomically
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, compose, personalize
+from digest.render.message import Recipient, compose, list_headers, personalize
 from digest.state import Store
 
 SAMPLE_RECIPIENT = "subscriber@example.invalid"
@@ -61,13 +61,11 @@ def _write(
     config: Config, out: Path, edition: Edition, rendered: Rendered, now: dt.datetime
 ) -> tuple[Path, ...]:
     recipient = sample_recipient(config, edition.list_name)
-    message = compose(
-        rendered,
-        recipient,
-        sender=config.settings.newsroom.sender,
-        edition_id=edition.id,
-        date=now,
-    )
+    mailing_list = config.mailing_list(edition.list_name)
+    sender = config.settings.newsroom.sender
+    headers = list_headers(sender, mailing_list.name, mailing_list.title or mailing_list.name)
+    headers["List-Unsubscribe"] = f"<{recipient.unsubscribe_url}>"
+    message = compose(rendered, recipient, sender=sender, edition_id=edition.id, date=now, headers=headers)
     html, text = personalize(rendered, recipient)
     data = {
         out / f"{edition.list_name}.html": html.encode("utf-8"),

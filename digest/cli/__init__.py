@@ -11,6 +11,7 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, DigestGroup, now, setup_logging
+from digest.cli.send import send, serve, subscribers, suppressions
 from digest.config import config_path
 
 
@@ -105,6 +106,12 @@ def feeds_check(obj: Context) -> None:
     click.echo(feed_table(results, ZoneInfo(config.settings.newsroom.timezone)))
     if any(result.status == "failed" for result in results):
         sys.exit(1)
+
+
+cli.add_command(send)
+cli.add_command(subscribers)
+cli.add_command(suppressions)
+cli.add_command(serve)
 
 
 def main() -> None:

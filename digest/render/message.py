@@ -16,6 +16,11 @@ from digest.ingest.sanitize import one_line
 from digest.render import Rendered
 from digest.render.context import PLACEHOLDERS
 
+# CRLF line ends; headers folded only past RFC 5322's hard limit, because a folded
+# List-Unsubscribe would be RFC 2047-encoded and no mail client could use it any more.
+# (Set after the parts are encoded: quoted-printable lines must stay at 76 characters.)
+WIRE = SMTP.clone(max_line_length=998)
+
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
@@ -72,4 +77,16 @@ def compose(
         message[name] = one_line(value)
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # The parts are encoded by now (quoted-printable lines of 76); only the headers use WIRE.
+    message.policy = WIRE
     return message
+
+
+def list_headers(sender: str, list_name: str, title: str) -> dict[str, str]:
+    """List-Id (RFC 2919) and the one-click marker (RFC 8058) shared by every message of a list."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "digest.invalid"
+    title = one_line(title).replace('"', "'")
+    return {
+        "List-Id": f'"{title}" <{list_name}.{domain}>',
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }

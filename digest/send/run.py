@@ -14,7 +14,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -26,7 +25,7 @@ from digest.edition.frozen import variant_of
 from digest.errors import DigestError
 from digest.model import Edition
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, make_message_id
+from digest.render.message import Recipient, list_headers, make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
@@ -113,6 +112,11 @@ class Sender:
         )
         self.sender = config.settings.newsroom.sender
         self.secret = self._secret()
+        base_url = config.settings.server.base_url
+        if self.transport_config.backend != "outbox" and not base_url.startswith("https://"):
+            log.warning(
+                "[server] base_url %s is not https: Gmail and Yahoo ignore one-click unsubscribe", base_url
+            )
         self._rendered: dict[str, Rendered | None] = {}
         self._jinja: jinja2.Environment | None = None
 
@@ -193,14 +197,6 @@ class Sender:
             headers={"List-Unsubscribe": headers["List-Unsubscribe"]},
         )
 
-    def list_headers(self) -> dict[str, str]:
-        domain = parseaddr(self.sender)[1].rpartition("@")[2] or "digest.invalid"
-        title = (self.list.title or self.list.name).replace('"', "'")
-        return {
-            "List-Id": f'"{title}" <{self.list.name}.{domain}>',
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
         edition = self.edition(freeze=True)
         if edition.is_empty:
@@ -267,7 +263,7 @@ class Sender:
                 sender=self.sender,
                 date=self.now,
                 envelopes=tuple(self.envelope(row) for row in rows),
-                headers=self.list_headers(),
+                headers=list_headers(self.sender, self.list.name, self.list.title or self.list.name),
             )
             outcomes = transport.send(batch)
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]

@@ -1,0 +1,239 @@
+"""Commands for sending: send, subscribers, suppressions, serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from digest.cli.base import Context, now
+from digest.errors import DigestError
+from digest.send.run import SendSummary
+from digest.state.ledger import FAILED, SENT, SKIPPED, SUPPRESSED
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM or SIGINT: finish and record the batch in flight, then stop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo(f"\n{signal.Signals(signum).name}: finishing the batch in flight, then stopping", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _ProgressLine:
+    """done/total, rate and time left on one rewritten line; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.shown = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.shown or not total:
+            return
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = done / elapsed
+        left = int((total - done) / rate) if rate else 0
+        line = f"{done:,}/{total:,} ({done / total:.0%})  {rate:,.0f}/s  {left // 60}:{left % 60:02d} left"
+        click.echo(f"\r  {line} ", err=True, nl=False)
+
+    def end(self) -> None:
+        if self.shown:
+            click.echo(err=True)
+
+
+def _print_summary(summary: SendSummary, where: str) -> None:
+    counts = summary.counts
+    for problem in summary.problems[:50]:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+    if len(summary.problems) > 50:
+        click.secho(
+            f"warning: … and {len(summary.problems) - 50} more subscriber problems", fg="yellow", err=True
+        )
+    if summary.dry_run:
+        would = sum(summary.variants.values())
+        click.echo(f"{summary.edition_id}: dry run, nothing sent: would send {would:,} messages via {where}")
+        for variant, count in sorted(summary.variants.items()):
+            click.echo(f"  variant {variant}: {count:,}")
+        click.echo(
+            f"  already sent {counts.get(SENT, 0):,}, suppressed {counts.get(SUPPRESSED, 0):,}, "
+            f"skipped {counts.get(SKIPPED, 0):,}, subscriber problems {len(summary.problems):,}"
+        )
+        return
+    click.echo(
+        f"{summary.edition_id}: sent {counts.get(SENT, 0):,}, skipped {counts.get(SKIPPED, 0):,}, "
+        f"suppressed {counts.get(SUPPRESSED, 0):,}, failed {counts.get(FAILED, 0):,} (via {where})"
+    )
+    for email, error in summary.failures:
+        click.echo(f"  failed {email}: {error}", err=True)
+    if summary.stopped:
+        click.echo("  stopped before the end: run `digest send` again to send the rest", err=True)
+
+
+@click.command()
+@click.option("--list", "list_name", metavar="NAME", required=True, help="The list to send.")
+@click.option("--transport", "alias", metavar="ALIAS", help="A [transports.<ALIAS>] other than the list's.")
+@click.option("--dry-run", is_flag=True, help="Send nothing and change nothing; say what would be sent.")
+@click.pass_obj
+def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None:
+    """Send today's edition of a list to every subscriber not yet sent to.
+
+    Freezes the edition (or reuses the frozen one), records every recipient in the ledger,
+    and sends batch by batch. Run it again after a crash or a failure: it sends to exactly
+    those not yet sent. Exits 1 if any recipient failed.
+    """
+    from digest.send.run import Sender
+    from digest.state import open_store
+
+    config = obj.config
+    with open_store(config) as store:
+        sender = Sender(config, list_name, store, transport_alias=alias, now=now())
+        where = sender.alias
+        if sender.transport_config.backend == "outbox":
+            where = f"outbox {config.resolve(sender.transport_config.options.get('path', 'outbox'))}"
+        if dry_run:
+            _print_summary(sender.dry_run(), where)
+            return
+        progress = _ProgressLine()
+        with _stop_on_signals() as stop:
+            try:
+                summary = sender.send(progress=progress, stop=stop)
+            finally:
+                progress.end()
+    if summary.empty:
+        click.echo(f"{summary.edition_id}: empty edition, no new stories; nothing to send")
+        return
+    _print_summary(summary, where)
+    if summary.failed:
+        sys.exit(1)
+
+
+@click.group()
+def subscribers() -> None:
+    """Check subscriber lists and unsubscribe addresses."""
+
+
+@subscribers.command("check")
+@click.option(
+    "--list", "list_names", metavar="NAME", multiple=True, help="Check only this list (repeatable)."
+)
+@click.pass_obj
+def subscribers_check(obj: Context, list_names: tuple[str, ...]) -> None:
+    """Print each list's subscriber counts and every problem (file and line).
+
+    Exits 1 when a list has problems.
+    """
+    from digest.subscribers import check_subscribers, format_check
+
+    config = obj.config
+    lists = [config.mailing_list(name) for name in list_names] or list(config.settings.lists)
+    problems = 0
+    for mailing_list in lists:
+        desks = tuple(
+            d for d in config.settings.desks.order if not mailing_list.desks or d in mailing_list.desks
+        )
+        report = check_subscribers(config.resolve(mailing_list.subscribers), desks)
+        click.echo(format_check(report, mailing_list.name))
+        problems += len(report.problems) + report.problems_omitted
+    if problems:
+        sys.exit(1)
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--list", "list_name", metavar="NAME", required=True, help="The list to leave.")
+@click.pass_obj
+def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
+    """Unsubscribe EMAIL from a list: it is never sent that list again."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from digest.state import open_store
+
+    config = obj.config
+    config.mailing_list(list_name)
+    try:
+        address = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise DigestError(f"{email!r} is not an email address: {exc}") from None
+    with open_store(config) as store:
+        added = store.suppressions.add(address, reason="unsubscribed", source="editor", list_name=list_name)
+    click.echo(f"{address} {'unsubscribed from' if added else 'was already unsubscribed from'} {list_name}")
+
+
+@click.group()
+def suppressions() -> None:
+    """Bounces, complaints and unsubscribes kept by the provider."""
+
+
+@suppressions.command("sync")
+@click.option("--transport", "alias", metavar="ALIAS", help="The SendGrid transport to read from.")
+@click.pass_obj
+def suppressions_sync(obj: Context, alias: str | None) -> None:
+    """Pull SendGrid's unsubscribes, bounces and spam reports into the state store."""
+    from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
+    from digest.state import open_store
+
+    config = obj.config
+    candidates = {
+        name: transport
+        for name, transport in config.settings.transports.items()
+        if transport.backend == "sendgrid"
+    }
+    if alias:
+        candidates = {alias: candidates[alias]} if alias in candidates else {}
+    if len(candidates) != 1:
+        raise DigestError(
+            "name one SendGrid transport with --transport"
+            if candidates
+            else "no SendGrid transport in the config"
+        )
+    transport = next(iter(candidates.values()))
+    api_key = os.environ.get("SENDGRID_API_KEY")
+    if not api_key:
+        raise DigestError("SENDGRID_API_KEY is not set")
+    api_url = transport.options.get("api_url", "https://api.sendgrid.com")
+    with open_store(config) as store:
+        new = sync_suppressions(store.suppressions, fetch_suppressions(api_url, api_key))
+    click.echo(
+        "new suppressions: " + (", ".join(f"{reason} {count:,}" for reason, count in new.items()) or "none")
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.pass_obj
+def serve(obj: Context, host: str, port: int) -> None:
+    """Run the unsubscribe endpoint ([server] base_url should point here, over https)."""
+    from digest.send.unsubscribe import secret_from_env
+    from digest.serve import make_app
+    from digest.serve import serve as run_server
+    from digest.state import open_store
+
+    config = obj.config
+    secret = secret_from_env(os.environ)
+    if secret is None:
+        raise DigestError("DIGEST_SECRET is not set: the endpoint cannot check unsubscribe links without it")
+    store = open_store(config)
+    titles = {m.name: m.title or m.name for m in config.settings.lists}
+    app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
+    try:
+        run_server(app, host=host, port=port)
+    finally:
+        store.close()
