@@ -15,11 +15,16 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# Prism serves SendGrid's OpenAPI spec so the SendGrid tests check every request body.
+node_modules/.bin/prism: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/python examples/freshen.py
 	$(BIN)/digest build
 
-test: $(STAMP)
+test: $(STAMP) node_modules/.bin/prism
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/pytest
 

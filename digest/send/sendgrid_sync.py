@@ -1,0 +1,79 @@
+"""Pull SendGrid's suppression lists (unsubscribes, bounces, spam reports) into our own.
+
+SendGrid drops mail to addresses on its lists anyway; copying them here keeps the ledger honest
+(those recipients are skipped, not "sent") and keeps them suppressed if the newsroom ever moves
+to another transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from http.client import HTTPException
+from typing import Any, Protocol
+
+from python_http_client.exceptions import HTTPError
+
+from digest.errors import TransportError
+from digest.send.transports.sendgrid import describe_failure, error_message, make_client
+
+# SendGrid's endpoint under /v3/suppression/ → our reason.
+ENDPOINTS = {"unsubscribes": "unsubscribed", "bounces": "bounced", "spam_reports": "complained"}
+MAX_PAGE = 500
+
+
+def fetch_suppressions(
+    api_url: str, api_key: str, *, page_size: int = MAX_PAGE, timeout: float = 30
+) -> Iterator[tuple[str, str]]:
+    """Yield (email, reason) for every row of the three lists, page by page.
+
+    A page shorter than ``page_size`` is the last one. Any error raises TransportError with
+    SendGrid's own message; rows already yielded stay valid, so a rerun simply goes on.
+    """
+    if not 1 <= page_size <= MAX_PAGE:
+        raise ValueError(f"page_size must be 1 to {MAX_PAGE}")
+    client = make_client(api_url, api_key, timeout)
+    for endpoint, reason in ENDPOINTS.items():
+        offset = 0
+        while True:
+            rows = _page(client, endpoint, page_size, offset, api_key)
+            for row in rows:
+                email = row.get("email") if isinstance(row, dict) else None
+                if isinstance(email, str) and email.strip():
+                    yield email.strip(), reason
+            if len(rows) < page_size:
+                break
+            offset += page_size
+
+
+def _page(client: Any, endpoint: str, limit: int, offset: int, api_key: str) -> list[Any]:
+    where = f"/v3/suppression/{endpoint}"
+    try:
+        response = client.client.suppression._(endpoint).get(query_params={"limit": limit, "offset": offset})
+    except HTTPError as exc:
+        problem = f"SendGrid answered {exc.status_code} for {where}: {error_message(exc)}"
+        raise TransportError(problem.replace(api_key, "[redacted]")) from None
+    except (OSError, HTTPException) as exc:
+        problem = f"no answer from SendGrid for {where}: {describe_failure(exc)}"
+        raise TransportError(problem.replace(api_key, "[redacted]")) from None
+    try:
+        rows = response.to_dict
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list):
+        raise TransportError(f"SendGrid's answer for {where} is not a list of suppressions")
+    return rows
+
+
+class SuppressionStore(Protocol):
+    def add(self, email: str, *, reason: str, source: str, list_name: str | None = None) -> bool: ...
+
+
+def sync_suppressions(
+    store_suppressions: SuppressionStore, rows: Iterable[tuple[str, str]], source: str = "sendgrid"
+) -> dict[str, int]:
+    """Store the rows for every list (SendGrid's lists are account-wide); count new ones per reason."""
+    counts = dict.fromkeys(ENDPOINTS.values(), 0)
+    for email, reason in rows:
+        if store_suppressions.add(email, reason=reason, source=source, list_name=None):
+            counts[reason] += 1
+    return counts

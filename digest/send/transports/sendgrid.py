@@ -1,0 +1,374 @@
+"""The SendGrid transport: a batch becomes one or more ``POST /v3/mail/send`` requests.
+
+The order of work follows django-anymail: build the payload (``SendGridPayload`` turns a Batch
+into request bodies, one personalization per recipient), post it, read the status. The variant
+is uploaded once per request; SendGrid fills in each recipient's greeting and unsubscribe link
+through substitutions.
+
+Retries and the in-flight window
+--------------------------------
+SendGrid has no idempotency key. A request that SendGrid accepted but whose 202 never reached us
+(a timeout, or a connection dropped after the body went out) looks exactly like one that failed:
+retrying it may deliver its messages twice, not retrying may lose them. We retry timeouts and
+dropped connections, as the issue asks, so the window is one request: at most ``batch_size``
+recipients may get the edition twice, and only when SendGrid's answer is lost. A 429 or a 5xx is
+an answer (SendGrid says it did not take the request) and is retried without that risk.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parseaddr
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import python_http_client
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+
+from digest.errors import TransportError
+from digest.ingest.sanitize import one_line
+from digest.render.context import PLACEHOLDERS
+from digest.send.transports.base import Batch, Outcome
+
+log = logging.getLogger(__name__)
+
+API_KEY_VARIABLE = "SENDGRID_API_KEY"
+MAX_PERSONALIZATIONS = 1000
+MAX_CATEGORIES = 10
+MAX_SUBSTITUTION_BYTES = 10_000
+BACKOFF_CAP = 60.0
+RATE_LIMIT_CAP = 120.0
+# SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
+RESERVED_HEADERS = frozenset(
+    {
+        "to", "from", "subject", "reply-to", "cc", "bcc", "content-type", "content-transfer-encoding",
+        "x-sg-id", "x-sg-eid", "received", "dkim-signature",
+    }
+)  # fmt: skip
+# Substitutions apply the same value to every part, but the HTML needs it escaped: the text part
+# keeps the rendered markers and the HTML part's are renamed, so each gets its own value.
+TEXT_MARKERS = dict(PLACEHOLDERS)
+HTML_MARKERS = {key: f"%%{key}_html%%" for key in PLACEHOLDERS}
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_url: str = "https://api.sendgrid.com"
+    batch_size: int = Field(1000, ge=1, le=MAX_PERSONALIZATIONS)
+    """Personalizations (recipients) per request."""
+    timeout: float = Field(30, gt=0)
+    retries: int = Field(5, ge=0)
+    backoff: float = Field(1.0, ge=0)
+    """First retry delay in seconds; doubles per attempt, with jitter, up to 60 s."""
+    categories: list[str] = Field(default_factory=list, max_length=MAX_CATEGORIES - 1)
+    """At most nine: the transport adds the list name and SendGrid takes ten."""
+    asm_group_id: int | None = None
+    sandbox_mode: bool = False
+    ip_pool: str | None = Field(None, min_length=2, max_length=64)
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://api.sendgrid.com")
+        return value.rstrip("/")
+
+    @field_validator("categories")
+    @classmethod
+    def _one_line_names(cls, value: list[str]) -> list[str]:
+        names = [one_line(name) for name in value]
+        if any(not name or len(name) > 255 for name in names):
+            raise ValueError("a category must have 1 to 255 characters")
+        return names
+
+
+class SendGridPayload:
+    """A Batch → the JSON bodies of its requests, built one field at a time.
+
+    Envelopes SendGrid would refuse on their own (an address twice, substitutions too large)
+    get a failed Outcome in ``refused`` instead of taking their whole request down with them.
+    """
+
+    def __init__(self, batch: Batch, options: Options) -> None:
+        self.batch = batch
+        self.options = options
+        self.refused: dict[int, Outcome] = {}
+        self.common = self._common()
+        self.personalizations = self._personalizations()
+
+    def requests(self) -> Iterator[tuple[list[int], dict[str, Any]]]:
+        """(positions of the envelopes in the batch, request body), ``batch_size`` at a time."""
+        size = self.options.batch_size
+        for start in range(0, len(self.personalizations), size):
+            chunk = self.personalizations[start : start + size]
+            yield (
+                [position for position, _ in chunk],
+                {
+                    "personalizations": [item for _, item in chunk],
+                    **self.common,
+                },
+            )
+
+    def _common(self) -> dict[str, Any]:
+        batch, options = self.batch, self.options
+        name, address = parseaddr(batch.sender)
+        if "@" not in address:
+            raise TransportError(f"the sender {batch.sender!r} has no email address")
+        sender = {"email": address, **({"name": one_line(name)} if name else {})}
+        body_html = batch.content.html
+        for key, marker in PLACEHOLDERS.items():
+            body_html = body_html.replace(marker, HTML_MARKERS[key])
+        categories = list(dict.fromkeys([*options.categories, one_line(batch.list_name)]))
+        data: dict[str, Any] = {
+            "from": sender,
+            "subject": batch.content.subject,
+            # multipart/alternative order: text first, HTML last (the preferred part).
+            "content": [
+                {"type": "text/plain", "value": batch.content.text},
+                {"type": "text/html", "value": body_html},
+            ],
+            "categories": categories,
+        }
+        headers = _headers(batch.headers, "the batch")
+        if headers:
+            data["headers"] = headers
+        if options.asm_group_id is not None:
+            data["asm"] = {"group_id": options.asm_group_id}
+        if options.ip_pool:
+            data["ip_pool_name"] = options.ip_pool
+        if options.sandbox_mode:
+            data["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return data
+
+    def _personalizations(self) -> list[tuple[int, dict[str, Any]]]:
+        batch = self.batch
+        # Top-level custom_args is a string in SendGrid's schema; the object goes per recipient.
+        custom_args = {"edition_id": batch.edition_id, "list": batch.list_name}
+        seen: set[str] = set()
+        items = []
+        for position, envelope in enumerate(batch.envelopes):
+            recipient = envelope.recipient
+            key = recipient.email.strip().casefold()
+            if key in seen:
+                self.refused[position] = Outcome.failed(recipient.email, "duplicate address in batch")
+                continue
+            seen.add(key)
+            substitutions = _substitutions(one_line(recipient.greeting), recipient.unsubscribe_url)
+            size = sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+            if size > MAX_SUBSTITUTION_BYTES:
+                self.refused[position] = Outcome.failed(
+                    recipient.email,
+                    f"substitutions of {size} bytes exceed SendGrid's {MAX_SUBSTITUTION_BYTES} "
+                    "per recipient (a very long name or unsubscribe URL?)",
+                )
+                continue
+            name = one_line(recipient.name)
+            item: dict[str, Any] = {
+                "to": [{"email": recipient.email, **({"name": name} if name else {})}],
+                "substitutions": substitutions,
+                "custom_args": custom_args,
+            }
+            headers = _headers(envelope.headers, f"the envelope of {recipient.email}")
+            if headers:
+                item["headers"] = headers
+            items.append((position, item))
+        return items
+
+
+def _substitutions(greeting: str, unsubscribe_url: str) -> dict[str, str]:
+    values = {"greeting": greeting, "unsubscribe_url": unsubscribe_url}
+    substitutions = {TEXT_MARKERS[key]: value for key, value in values.items()}
+    substitutions.update({HTML_MARKERS[key]: html.escape(value) for key, value in values.items()})
+    return substitutions
+
+
+def _headers(headers: Mapping[str, str], where: str) -> dict[str, str]:
+    for name in headers:
+        if name.strip().casefold() in RESERVED_HEADERS:
+            # Silently dropping it would send something other than what was asked for.
+            raise TransportError(f"SendGrid does not let {where} set the {name} header")
+    return {name: one_line(value) for name, value in headers.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    accepted: bool
+    message_id: str | None = None
+    error: str | None = None
+
+
+class SendGridTransport:
+    """Posts each batch as up to ``batch_size`` personalizations per request.
+
+    Retries 429 (until ``X-RateLimit-Reset``), 5xx, timeouts and dropped connections up to
+    ``retries`` times; after that the request's recipients fail with the last reason. 400 and 413
+    fail the request's recipients at once; 401, 403 and 404 (credentials, a wrong ``api_url``)
+    raise TransportError, unless part of the batch was already accepted, which must be reported.
+    """
+
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        options: Options,
+        api_key: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.max_batch = options.batch_size
+        self._api_key = api_key
+        self._sleep = sleep
+        self._clock = clock
+        self._client: SendGridAPIClient | None = None
+
+    def open(self) -> None:
+        if self._client is None:
+            self._client = make_client(self.options.api_url, self._api_key, self.options.timeout)
+
+    def close(self) -> None:
+        """Nothing stays connected between requests; forget the client."""
+        self._client = None
+
+    def send(self, batch: Batch) -> list[Outcome]:
+        payload = SendGridPayload(batch, self.options)
+        outcomes: dict[int, Outcome] = dict(payload.refused)
+        accepted_any = False
+        for positions, body in payload.requests():
+            try:
+                answer = self._post(body)
+            except TransportError as exc:
+                if not accepted_any:
+                    raise
+                # Raising now would lose the outcomes of what SendGrid already took; the next
+                # batch raises instead.
+                answer = _Answer(False, error=str(exc))
+            accepted_any = accepted_any or answer.accepted
+            for position in positions:
+                email = batch.envelopes[position].recipient.email
+                outcomes[position] = (
+                    Outcome.ok(email, answer.message_id)
+                    if answer.accepted
+                    else Outcome.failed(email, answer.error or "refused")
+                )
+        return [outcomes[position] for position in range(len(batch.envelopes))]
+
+    def _post(self, body: dict[str, Any]) -> _Answer:
+        self.open()
+        assert self._client is not None
+        attempt = 0
+        while True:
+            try:
+                response = self._client.client.mail.send.post(request_body=body)
+            except HTTPError as exc:
+                status = exc.status_code
+                problem = self._redact(f"SendGrid answered {status}: {error_message(exc)}")
+                if status in (401, 403, 404):
+                    hint = "check api_url" if status == 404 else f"check {API_KEY_VARIABLE} and its scopes"
+                    raise TransportError(problem, hint=hint) from None
+                if status == 429:
+                    delay = self._rate_limit_wait(exc.headers, attempt)
+                elif status >= 500:
+                    delay = self._backoff(attempt)
+                else:
+                    return _Answer(False, error=problem)
+            except (OSError, HTTPException) as exc:
+                problem = self._redact(f"no answer from SendGrid: {describe_failure(exc)}")
+                delay = self._backoff(attempt)
+            else:
+                message_id = response.headers.get("X-Message-Id") if response.headers else None
+                return _Answer(True, message_id=message_id)
+            if attempt >= self.options.retries:
+                return _Answer(False, error=f"{problem} (gave up after {attempt + 1} attempts)")
+            attempt += 1
+            log.info("retry %d of %d in %.1f s: %s", attempt, self.options.retries, delay, problem)
+            self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        # "Equal jitter": never less than half the step, so retries still spread out.
+        step = min(BACKOFF_CAP, self.options.backoff * 2**attempt)
+        return step * (0.5 + random.random() / 2)
+
+    def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
+        reset = headers.get("X-RateLimit-Reset") if headers is not None else None
+        try:
+            wait = float(reset) - self._clock()
+        except (TypeError, ValueError):
+            return self._backoff(attempt)
+        return min(max(wait, 0.0), RATE_LIMIT_CAP)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+
+def make_client(api_url: str, api_key: str, timeout: float) -> SendGridAPIClient:
+    """The official client, with a timeout (it has none by default: a silent server hangs it)."""
+    client = SendGridAPIClient(api_key, host=api_url.rstrip("/"))
+    client.client = python_http_client.Client(
+        host=client.host, request_headers=client._default_headers, version=3, timeout=timeout
+    )
+    return client
+
+
+def error_message(exc: HTTPError) -> str:
+    """SendGrid's own words from ``{"errors": [{"message", "field", "help"}]}``, else the body."""
+    raw = exc.body or b""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    messages = []
+    if isinstance(data, dict) and isinstance(data.get("errors"), list):
+        for error in data["errors"]:
+            if isinstance(error, dict) and error.get("message"):
+                field = f" (field {error['field']})" if error.get("field") else ""
+                messages.append(f"{one_line(str(error['message']))}{field}")
+    if messages:
+        return "; ".join(messages)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return one_line(text)[:300] or str(exc.reason or "no details")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A connection-level failure in a few words (never the request, which holds the key)."""
+    reason: Any = exc.reason if isinstance(exc, URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    return one_line(str(reason)) or type(reason).__name__
+
+
+class _RedactAuthorization(logging.Filter):
+    """python-http-client logs the request headers at DEBUG, the API key included."""
+
+    pattern = re.compile(r"Bearer\s+[^\s'\",}]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Bearer" in message:
+            record.msg, record.args = self.pattern.sub("Bearer [redacted]", message), ()
+        return True
+
+
+_library_log = logging.getLogger("python_http_client.client")
+if not any(isinstance(existing, _RedactAuthorization) for existing in _library_log.filters):
+    _library_log.addFilter(_RedactAuthorization())
+
+
+def create(options: Options, env: Mapping[str, str], root: Path) -> SendGridTransport:
+    api_key = (env.get(API_KEY_VARIABLE) or "").strip()
+    if not api_key:
+        raise TransportError("no SendGrid API key", hint=f"set the {API_KEY_VARIABLE} environment variable")
+    return SendGridTransport(options, api_key)

@@ -1,0 +1,139 @@
+"""A stand-in for api.sendgrid.com that answers from a script and records every request.
+
+127.0.0.1, an ephemeral port, a background thread. Each request takes the next reply of the
+script; when the script runs out, ``default`` answers (202 with an X-Message-Id, or a function of
+the request). A reply may hang (``delay``) to play a server that never answers in time.
+
+    with SendGridSink([Reply(429, headers={"X-RateLimit-Reset": "..."}), Reply(202)]) as sink:
+        transport = SendGridTransport(Options(api_url=sink.url), "SG.key")
+        ...
+        assert sink.requests[0].json["personalizations"][0]["to"] == [...]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Reply:
+    status: int = 202
+    body: Any = b""
+    """bytes as they are, anything else as JSON."""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering (the client's timeout should fire first)."""
+
+    def payload(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
+
+
+def errors(*messages: str, field: str | None = None) -> dict[str, Any]:
+    """SendGrid's error body."""
+    return {"errors": [{"message": message, "field": field, "help": None} for message in messages]}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Names lower-cased."""
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Responder = Reply | Callable[[Request], Reply]
+
+
+class SendGridSink:
+    def __init__(self, script: Iterable[Reply] = (), default: Responder | None = None) -> None:
+        self.script = list(script)
+        self.default = default
+        self.requests: list[Request] = []
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> SendGridSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()  # hanging handlers give up at once
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _reply_to(self, request: Request) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            number = len(self.requests)
+            if self.script:
+                return self.script.pop(0)
+        if callable(self.default):
+            return self.default(request)
+        return self.default or Reply(202, headers={"X-Message-Id": f"sink-message-{number}"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up on a slow answer is what the timeout tests do
+
+
+def _handler_for(sink: SendGridSink) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            parts = urlsplit(self.path)
+            request = Request(
+                self.command,
+                parts.path,
+                parse_qs(parts.query),
+                {name.lower(): value for name, value in self.headers.items()},
+                self.rfile.read(length) if length else b"",
+            )
+            reply = sink._reply_to(request)
+            self.close_connection = True
+            if reply.delay and sink.stopping.wait(reply.delay):
+                return
+            body = reply.payload()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                if body:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+        do_GET = do_POST = _handle
+
+    return Handler
