@@ -63,7 +63,9 @@ class SuppressionStore(Protocol):
 
 
 class _Request(Request):
-    max_content_length = MAX_BODY
+    # One byte over the cap, so that reading MAX_BODY + 1 bytes tells "too big" from "just fits"
+    # for chunked bodies too (werkzeug would otherwise silently cut them at the limit).
+    max_content_length = MAX_BODY + 1
     max_form_memory_size = MAX_BODY
     max_form_parts = 50
 
@@ -94,6 +96,8 @@ def make_app(
     urls = Map(
         [
             Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
+            # An empty token is just another bad token: the same 400, not a 404.
+            Rule("/unsubscribe/", endpoint="unsubscribe", methods=["GET", "POST"], defaults={"token": ""}),
             Rule("/healthz", endpoint="healthz", methods=["GET"]),
         ],
         # No automatic redirects: one-click must be answered in place, never with a 3xx.
@@ -127,6 +131,8 @@ def make_app(
                 '<button type="submit">Unsubscribe</button></form>'
                 "<p>Nothing changes until you press the button.</p>",
             )
+        if len(request.get_data(cache=True)) > MAX_BODY:
+            raise RequestEntityTooLarge()
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         source = "one-click" if one_click else "web"
         try:
@@ -219,6 +225,10 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080) -> No
     an https ``[server] base_url``), or run the app under any WSGI server through
     ``create_app``, e.g. ``gunicorn 'digest.serve:create_app()'``.
     """
+    if not log.handlers and not logging.getLogger().handlers:
+        # Like werkzeug's access log: the unsubscribe lines show even when nobody set up logging.
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
     server = make_server(host, port, app, threaded=True, request_handler=_QuietTokens)
     shown = f"[{host}]" if ":" in host else host
     print(f"digest: unsubscribe pages on http://{shown}:{server.server_port}/ (Ctrl-C to stop)", flush=True)

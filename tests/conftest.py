@@ -62,6 +62,13 @@ url = "sqlite:///state/digest.sqlite3"
 MakeProject = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def _no_secrets_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests set the secrets they need; none leak in from the developer's environment."""
+    for name in ("DIGEST_SECRET", "SENDGRID_API_KEY", "DIGEST_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> MakeProject:
     """Write a project (config.toml, feeds, subscribers, templates/) and return its config path.

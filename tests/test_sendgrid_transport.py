@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from digest.errors import TransportError
 from digest.render import Rendered
-from digest.render.message import Recipient, list_headers, make_message_id
+from digest.render.message import Recipient, list_id, make_message_id
 from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
@@ -71,7 +71,7 @@ def make_batch(envelopes: list[Envelope] | int) -> Batch:
         sender=SENDER,
         date=NOW,
         envelopes=tuple(envelopes),
-        headers=list_headers(SENDER, "daily", "The Morning Ledger"),
+        headers={"List-Id": list_id(SENDER, "daily", "The Morning Ledger")},
     )
 
 
@@ -148,10 +148,7 @@ def test_payload_in_detail() -> None:
     assert "%%greeting_html%%" in body["content"][1]["value"]
     assert 'href="%%unsubscribe_url_html%%"' in body["content"][1]["value"]
     assert body["categories"] == ["digest", "daily"]  # the list name once
-    assert body["headers"] == {
-        "List-Id": '"The Morning Ledger" <daily.news.example.org>',
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+    assert body["headers"] == {"List-Id": '"The Morning Ledger" <daily.news.example.org>'}
     assert "asm" not in body and "mail_settings" not in body
     first, second = body["personalizations"]
     url = "https://news.example.org/u/tok1?list=daily&v=1"

@@ -82,11 +82,8 @@ def compose(
     return message
 
 
-def list_headers(sender: str, list_name: str, title: str) -> dict[str, str]:
-    """List-Id (RFC 2919) and the one-click marker (RFC 8058) shared by every message of a list."""
+def list_id(sender: str, list_name: str, title: str) -> str:
+    """The List-Id header value (RFC 2919): the list's title and a name under the sender's domain."""
     domain = parseaddr(sender)[1].rpartition("@")[2] or "digest.invalid"
     title = one_line(title).replace('"', "'")
-    return {
-        "List-Id": f'"{title}" <{list_name}.{domain}>',
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+    return f'"{title}" <{list_name}.{domain}>'

@@ -25,10 +25,11 @@ from digest.edition.frozen import variant_of
 from digest.errors import DigestError
 from digest.model import Edition
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, list_headers, make_message_id
+from digest.render.message import Recipient, list_id, make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
+    DEMO_SECRET,
     list_unsubscribe_headers,
     make_token,
     secret_from_env,
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 ALL_DESKS = "all"
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
-# Used only by the outbox transport when DIGEST_SECRET is unset: its links are not secure.
-INSECURE_SECRET = b"digest-outbox-without-DIGEST_SECRET"
 
 SECRET_RECIPE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 
@@ -132,7 +131,7 @@ class Sender:
         log.warning(
             "DIGEST_SECRET is not set: these outbox messages carry unsubscribe links anyone could forge"
         )
-        return INSECURE_SECRET
+        return DEMO_SECRET
 
     # -- the edition ---------------------------------------------------------------------
 
@@ -190,11 +189,10 @@ class Sender:
     def envelope(self, row: Claimed) -> Envelope:
         token = make_token(self.secret, self.list.name, row.email)
         base = self.config.settings.server.base_url
-        headers = list_unsubscribe_headers(base, self.sender, token)
         return Envelope(
             recipient=Recipient(row.email, row.name, unsubscribe_url(base, token)),
             message_id=make_message_id(self.edition_id, row.email, self.sender),
-            headers={"List-Unsubscribe": headers["List-Unsubscribe"]},
+            headers=list_unsubscribe_headers(base, self.sender, token),
         )
 
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
@@ -263,7 +261,7 @@ class Sender:
                 sender=self.sender,
                 date=self.now,
                 envelopes=tuple(self.envelope(row) for row in rows),
-                headers=list_headers(self.sender, self.list.name, self.list.title or self.list.name),
+                headers={"List-Id": list_id(self.sender, self.list.name, self.list.title or self.list.name)},
             )
             outcomes = transport.send(batch)
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]

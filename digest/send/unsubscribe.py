@@ -36,6 +36,11 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
+# Signs links only where no real secret is needed: the outbox transport and build previews
+# when DIGEST_SECRET is unset. Such links are forgeable, which is why other transports refuse.
+DEMO_SECRET = b"digest-demo-secret-not-for-real-mail"
+
+
 def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
     """The signing secret from $DIGEST_SECRET, or None when it is unset or empty.
 

@@ -1,0 +1,398 @@
+"""The SMTP transport: a few smtplib connections, one thread each, sharing a queue and a rate.
+
+Modelled on Django's SMTP backend (open / send / close, closes only what it opened), with what a
+newsletter needs on top: several connections at once, a rate limit across all of them, retries
+with backoff for temporary replies (4xx) and dropped connections, and one Outcome per recipient
+whatever happens, so the send ledger always knows what was accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from digest.errors import TransportError
+from digest.send.transports.base import Batch, Envelope, Outcome
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+BATCH_PER_CONNECTION = 20
+
+
+class Options(BaseModel):
+    """``[transports.<alias>]`` keys for ``backend = "smtp"``; secrets are named, never given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username_env: str | None = None
+    password_env: str | None = None
+    connections: int = Field(default=4, ge=1, le=32)
+    rate: float = Field(default=0, ge=0)
+    """Messages per second across all connections; 0 means as fast as the server takes them."""
+    timeout: float = Field(default=30, gt=0)
+    retries: int = Field(default=3, ge=0, le=20)
+    backoff: float = Field(default=1.0, ge=0)
+    helo: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> Options:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("set both username_env and password_env, or neither")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A login read from the environment; the password never shows in a repr."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str = ""
+    """Which variables they came from, for error hints."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str
+    kind: Literal["temporary", "permanent", "dropped", "unreachable"]
+
+
+class _Unreachable(Exception):
+    """A worker's connection could not be reopened: it stops taking messages."""
+
+
+class RateLimiter:
+    """Spaces sends evenly so that all threads together stay under ``rate`` per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this caller's turn; turns are handed out in order of arrival."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            turn = max(now, self._next)
+            self._next = turn + self.interval
+        if turn > now:
+            time.sleep(turn - now)
+
+
+class SmtpTransport:
+    """Sends each recipient their own message over a pool of SMTP connections."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        options: Options,
+        credentials: Credentials | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls_context`` is for "starttls" and "ssl"; by default the system's CAs and host name checks."""
+        self.options = options
+        self.credentials = credentials
+        self.max_batch = BATCH_PER_CONNECTION * options.connections
+        self.where = f"{options.host}:{options.port}"
+        # None marks a slot whose connection was lost; its worker reopens it when it needs it.
+        self._connections: list[smtplib.SMTP | None] = []
+        self._limiter = RateLimiter(options.rate)
+        if options.security != "none" and tls_context is None:
+            tls_context = ssl.create_default_context()
+        self._tls = tls_context
+
+    def __repr__(self) -> str:
+        return f"<SmtpTransport {self.where} security={self.options.security} open={len(self._connections)}>"
+
+    def __enter__(self) -> SmtpTransport:
+        self.open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open ``connections`` connections; TransportError when not even one can be opened.
+
+        Calling it while open does nothing. Servers that cap connections per client may refuse
+        some of them: the transport then goes on with the ones it got.
+        """
+        if self._connections:
+            return
+        wanted = self.options.connections
+        opened: list[smtplib.SMTP | None] = []
+        errors: list[TransportError] = []
+        with ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="smtp-open") as pool:
+            for future in [pool.submit(self._connect) for _ in range(wanted)]:
+                try:
+                    opened.append(future.result())
+                except TransportError as exc:
+                    errors.append(exc)
+        if not opened:
+            raise errors[0]
+        if errors:
+            log.warning("opened %d of %d SMTP connections: %s", len(opened), wanted, errors[0])
+        self._connections = opened
+
+    def send(self, batch: Batch) -> list[Outcome]:
+        """Deliver every envelope; one Outcome each, in the batch's order, whatever happens.
+
+        Opens (and afterwards closes) the connections itself when the transport is not open.
+        """
+        if not batch.envelopes:
+            return []
+        sender = parseaddr(batch.sender)[1]
+        if "@" not in sender:
+            raise TransportError(f"the sender {batch.sender!r} has no email address to send from")
+        opened_here = not self._connections
+        if opened_here:
+            self.open()
+        try:
+            return self._send(batch, sender)
+        finally:
+            if opened_here:
+                self.close()
+
+    def close(self) -> None:
+        """Say QUIT on every connection this transport opened; errors don't matter any more."""
+        connections, self._connections = self._connections, []
+        for connection in connections:
+            if connection is None:
+                continue
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+    def _send(self, batch: Batch, sender: str) -> list[Outcome]:
+        jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(batch.envelopes)):
+            jobs.put(index)
+        outcomes: list[Outcome | None] = [None] * len(batch.envelopes)
+        lost: list[str] = []
+        stop = threading.Event()
+        workers = [
+            threading.Thread(
+                target=self._work,
+                args=(slot, batch, sender, jobs, outcomes, lost, stop),
+                name=f"smtp-{slot}",
+                daemon=True,
+            )
+            for slot in range(min(len(self._connections), len(batch.envelopes)))
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                worker.join()
+        except BaseException:
+            # Interrupted: let each worker finish the message it holds (so nothing is left
+            # half-sent and unrecorded), then give up.
+            stop.set()
+            for worker in workers:
+                worker.join()
+            raise
+        # Left over only when every worker lost its server: they were never tried.
+        reason = f"not sent: {lost[-1]}" if lost else "not sent"
+        return [
+            outcome or Outcome.failed(envelope.recipient.email, reason)
+            for outcome, envelope in zip(outcomes, batch.envelopes, strict=True)
+        ]
+
+    def _work(
+        self,
+        slot: int,
+        batch: Batch,
+        sender: str,
+        jobs: queue.SimpleQueue[int],
+        outcomes: list[Outcome | None],
+        lost: list[str],
+        stop: threading.Event,
+    ) -> None:
+        while not stop.is_set():
+            try:
+                index = jobs.get_nowait()
+            except queue.Empty:
+                return
+            envelope = batch.envelopes[index]
+            try:
+                outcomes[index] = self._deliver(slot, batch, envelope, sender, stop)
+            except _Unreachable as exc:
+                # The other workers may still reach the server: leave the queue to them.
+                outcomes[index] = Outcome.failed(envelope.recipient.email, str(exc))
+                lost.append(str(exc))
+                return
+            except Exception as exc:
+                # A bug must cost one message, not the batch's outcomes.
+                log.exception("unexpected error sending to %s", envelope.recipient.email)
+                outcomes[index] = Outcome.failed(envelope.recipient.email, f"unexpected error: {exc!r}")
+                self._discard(slot)
+
+    def _deliver(
+        self, slot: int, batch: Batch, envelope: Envelope, sender: str, stop: threading.Event
+    ) -> Outcome:
+        email = envelope.recipient.email
+        try:
+            message = batch.message(envelope)
+        except (ValueError, TypeError) as exc:
+            return Outcome.failed(email, f"cannot compose the message: {exc}")
+        message_id = message["Message-ID"]
+        attempt = 0
+        while True:
+            failure = self._attempt(slot, message, sender, email)
+            if failure is None:
+                return Outcome.ok(email, str(message_id) if message_id else None)
+            if failure.kind == "permanent" or attempt >= self.options.retries:
+                if failure.kind == "unreachable":
+                    raise _Unreachable(failure.reason)
+                return Outcome.failed(email, failure.reason)
+            attempt += 1
+            log.info("retrying %s (%d/%d): %s", email, attempt, self.options.retries, failure.reason)
+            if stop.wait(self._delay(attempt)):
+                return Outcome.failed(email, f"not sent: interrupted after {failure.reason}")
+
+    def _attempt(self, slot: int, message: EmailMessage, sender: str, email: str) -> _Failure | None:
+        connection = self._connections[slot]
+        if connection is None:
+            try:
+                connection = self._connections[slot] = self._connect()
+            except TransportError as exc:
+                return _Failure(exc.message, "unreachable")
+        self._limiter.wait()
+        try:
+            connection.send_message(message, from_addr=sender, to_addrs=[email])
+        except (smtplib.SMTPException, OSError) as exc:
+            failure = _classify(exc)
+            # smtplib itself closes the socket after a 421; a drop leaves it in an unknown state.
+            if failure.kind == "dropped" or connection.sock is None:
+                self._discard(slot)
+            return failure
+        # The server said 250 to DATA: accepted, whatever happens to the connection next.
+        return None
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self.options.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+        # Jitter keeps the workers that failed together from retrying together.
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _discard(self, slot: int) -> None:
+        connection, self._connections[slot] = self._connections[slot], None
+        if connection is not None:
+            connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        options = self.options
+        connection: smtplib.SMTP | None = None
+        try:
+            if options.security == "ssl":
+                connection = smtplib.SMTP_SSL(
+                    options.host,
+                    options.port,
+                    local_hostname=options.helo,
+                    timeout=options.timeout,
+                    context=self._tls,
+                )
+            else:
+                connection = smtplib.SMTP(
+                    options.host, options.port, local_hostname=options.helo, timeout=options.timeout
+                )
+                if options.security == "starttls":
+                    connection.starttls(context=self._tls)
+            # EHLO now, so that a server refusing us says so in open() rather than per message.
+            connection.ehlo_or_helo_if_needed()
+            if self.credentials:
+                connection.login(self.credentials.username, self.credentials.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            if connection is not None:
+                connection.close()
+            assert self.credentials is not None
+            raise TransportError(
+                f"the SMTP server {self.where} refused the login as {self.credentials.username!r}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}",
+                hint=f"check {self.credentials.source}",
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            if connection is not None:
+                connection.close()
+            raise TransportError(
+                f"cannot connect to the SMTP server {self.where}: {_describe(exc)}"
+            ) from None
+        return connection
+
+
+def create(options: Options, env: Mapping[str, str], root: Path) -> SmtpTransport:
+    """An SmtpTransport; the login comes from the environment variables the options name."""
+    credentials = None
+    if options.username_env and options.password_env:
+        credentials = Credentials(
+            username=_variable(env, options.username_env),
+            password=_variable(env, options.password_env),
+            source=f"${options.username_env} and ${options.password_env}",
+        )
+    return SmtpTransport(options, credentials)
+
+
+def _variable(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name)
+    if not value:
+        raise TransportError(
+            f"the environment variable {name} is not set", hint="the SMTP transport reads its login from it"
+        )
+    return value
+
+
+def _classify(exc: BaseException) -> _Failure:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        # One recipient per message, so one reply.
+        code, text = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
+        return _from_reply(code, text)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return _Failure(f"connection lost: {exc}", "dropped")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _from_reply(exc.smtp_code, exc.smtp_error)
+    if isinstance(exc, smtplib.SMTPException):
+        # SMTPNotSupportedError and the like: this message cannot go over this server.
+        return _Failure(str(exc), "permanent")
+    return _Failure(f"connection lost: {_describe(exc)}", "dropped")
+
+
+def _from_reply(code: int, text: bytes | str) -> _Failure:
+    return _Failure(_reply(code, text), "temporary" if 400 <= code < 500 else "permanent")
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _reply(exc.smtp_code, exc.smtp_error)
+    if not isinstance(exc, smtplib.SMTPException) and isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
