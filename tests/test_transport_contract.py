@@ -66,20 +66,21 @@ def from_mime(raw: bytes) -> Delivered:
     )
 
 
+def fill(content: str, substitutions: dict[str, str]) -> str:
+    """What SendGrid does with a personalization's substitutions."""
+    for key, value in substitutions.items():
+        content = content.replace(key, value)
+    return content
+
+
 def from_sendgrid(body: dict) -> Iterator[Delivered]:
     text, html = (part["value"] for part in body["content"])
     for personalization in body["personalizations"]:
-
-        def fill(content: str) -> str:
-            for key, value in personalization["substitutions"].items():
-                content = content.replace(key, value)
-            return content
-
         yield Delivered(
             to=personalization["to"][0]["email"],
             subject=body["subject"],
-            text=fill(text),
-            html=fill(html),
+            text=fill(text, personalization["substitutions"]),
+            html=fill(html, personalization["substitutions"]),
             headers={**body.get("headers", {}), **personalization.get("headers", {})},
         )
 
