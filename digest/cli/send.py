@@ -164,11 +164,13 @@ def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
     from email_validator import EmailNotValidError, validate_email
 
     from digest.state import open_store
+    from digest.state.suppressions import normalize
 
     config = obj.config
     config.mailing_list(list_name)
     try:
-        address = validate_email(email, check_deliverability=False).normalized
+        # Folded like every suppression: addresses are matched case-insensitively.
+        address = normalize(validate_email(email, check_deliverability=False).normalized)
     except EmailNotValidError as exc:
         raise DigestError(f"{email!r} is not an email address: {exc}") from None
     with open_store(config) as store:
