@@ -37,7 +37,7 @@ from digest.send.unsubscribe import (
 )
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry, owner_id
-from digest.subscribers import Problem, Subscriber, read_subscribers
+from digest.subscribers import Problem, Subscriber, unique_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Sender:
 
     def subscribers(self, problems: list[str]) -> Iterator[Subscriber]:
         path = self.config.resolve(self.list.subscribers)
-        for row in read_subscribers(path, self.list_desks):
+        for row in unique_subscribers(path, self.list_desks):
             if isinstance(row, Problem):
                 problems.append(str(row))
                 log.warning("%s", row)

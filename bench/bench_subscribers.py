@@ -1,0 +1,131 @@
+"""Time and peak memory of reading and checking big subscriber lists: memory must stay flat.
+
+Writes two synthetic CSVs into a temp folder (``--rows`` rows and a tenth of that; by default
+1,000,000 and 100,000): desks chosen from the five of `config.toml`, a few names and addresses
+with non-ASCII letters, ~0.2% duplicate addresses in another case, ~1% invalid rows. Each file
+is read in a fresh subprocess, once with `read_subscribers` to the end and once with
+`check_subscribers`, so the peak RSS (`ru_maxrss`) belongs to that one size and stage. Nothing
+touches the network: email-validator only checks syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
+FIRST = ["Olha", "James", "Sofie", "Dmytro", "Priya", "Lúcia", "Jürgen", "Aisha", "Søren", "Zoë", "Олена"]
+LAST = ["Marchenko", "Whitaker", "Lindqvist", "Savchuk", "Raman", "Ferreira", "Hoffmann", "Коваль", "Dubois"]
+DOMAINS = ["example.org", "example.com", "example.net", "news.example.org"]
+BROKEN = [
+    lambda address: address.replace("@", "."),  # no @
+    lambda address: address.replace(".", " ", 1),  # a space
+    lambda address: address.replace("@", "@@"),  # two @
+]
+
+
+def address(n: int) -> str:
+    """The n-th subscriber's address, computed rather than remembered so duplicates cost nothing."""
+    if n % 97 == 0:  # some SMTPUTF8 local parts and IDN domains, the slow path of email-validator
+        return f"jürgen.{n}@bücher.example"
+    return f"{FIRST[n % len(FIRST)].lower()}.{n}@{DOMAINS[n % len(DOMAINS)]}"
+
+
+def write_list(path: Path, rows: int, seed: int = 7) -> dict[str, int]:
+    """Write ``rows`` data rows to ``path``; return how many of each kind were written."""
+    rng = random.Random(seed)
+    kinds = {"valid": 0, "duplicate": 0, "invalid": 0}
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["email", "name", "desks", "status"])
+        for n in range(rows):
+            email = address(n)
+            kind = "valid"
+            roll = rng.random()
+            if roll < 0.002 and n > 0:
+                email, kind = address(rng.randrange(n)).upper(), "duplicate"
+            elif roll < 0.012:
+                kind = "invalid"
+                email = rng.choice(BROKEN)(email) if roll < 0.009 else email
+            kinds[kind] += 1
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}" if rng.random() < 0.9 else ""
+            picked = rng.sample(DESKS, rng.randint(1, 3)) if rng.random() < 0.7 else []
+            if kind == "invalid" and email == address(n):
+                picked.append("Sport")  # a desk the list does not have
+            status = rng.choice(["active", "", "", "Active"]) if rng.random() < 0.95 else "unsubscribed"
+            out.writerow([email, name, ";".join(picked), status])
+    return kinds
+
+
+def child(stage: str, path: Path) -> None:
+    """Run one stage over one file and print its time and memory as JSON (in a fresh process)."""
+    from digest.subscribers import Problem, check_subscribers, read_subscribers
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if stage == "read":
+        counts = {"subscribers": 0, "problems": 0}
+        for entry in read_subscribers(path, DESKS):
+            counts["problems" if isinstance(entry, Problem) else "subscribers"] += 1
+    else:
+        report = check_subscribers(path, DESKS)
+        counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "base_kib": base, "peak_kib": peak, "counts": counts}))
+
+
+def measure(stage: str, path: Path) -> dict[str, object]:
+    command = [sys.executable, __file__, "--child", stage, str(path)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, metavar="N", help="rows in the big file (default 1,000,000)"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("STAGE", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return 0
+    if args.rows < 10:
+        parser.error("--rows must be at least 10")
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs")
+    print(f"python:  {platform.python_implementation()} {sys.version.split()[0]}, ", end="")
+    print(f"email-validator {version('email-validator')}, SQLite {__import__('sqlite3').sqlite_version}\n")
+    print(f"{'rows':>10} {'stage':<6}{'seconds':>9}{'rows/s':>9}{'peak RSS MiB':>14}", end="")
+    print(f"{'growth MiB':>12}  counts")
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as folder:
+        for rows in (args.rows // 10, args.rows):
+            path = Path(folder) / f"list-{rows}.csv"
+            kinds = write_list(path, rows)
+            size = path.stat().st_size / 2**20
+            for stage in ("read", "check"):
+                result = measure(stage, path)
+                seconds = float(result["seconds"])  # type: ignore[arg-type]
+                peak, base = int(result["peak_kib"]), int(result["base_kib"])  # type: ignore[call-overload]
+                print(
+                    f"{rows:>10,} {stage:<6}{seconds:>9.1f}{rows / seconds:>9,.0f}{peak / 1024:>14.1f}"
+                    f"{(peak - base) / 1024:>12.1f}  {result['counts']}"
+                )
+            print(f"{'':>10} file {size:.1f} MiB, written as {kinds}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
