@@ -17,12 +17,19 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 # Prism serves SendGrid's OpenAPI spec so the SendGrid tests check every request body.
 node_modules/.bin/prism: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (for Prism): apt-get install nodejs npm"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The demo starts from a clean state each time: its stories were marked seen by the last run.
 demo: $(STAMP)
 	$(BIN)/python examples/freshen.py
+	rm -rf state outbox
 	$(BIN)/digest build
+	$(BIN)/digest send --list daily
+	@echo
+	@echo "The edition: build/daily.html (open it in a browser), build/daily.txt, build/daily.eml"
+	@echo "As each subscriber got it: outbox/daily-*/ (one .eml per subscriber; open one in a mail client)"
 
 test: $(STAMP) node_modules/.bin/prism
 	$(BIN)/ruff check digest tests bench examples

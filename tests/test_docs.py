@@ -49,3 +49,15 @@ def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
 def test_quick_start_has_the_two_commands() -> None:
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^make \w+", quick, re.M) == ["make demo", "make test"]
+
+
+def backend_options() -> list[tuple[str, str]]:
+    from digest.send.transports import BACKENDS, options_model
+
+    return [(backend, name) for backend in BACKENDS for name in options_model(backend).model_fields]
+
+
+@pytest.mark.parametrize(("backend", "option"), backend_options(), ids=lambda v: str(v))
+def test_every_transport_option_is_in_the_reference(backend: str, option: str) -> None:
+    rows = [line for line in README.splitlines() if line.startswith(f"| `{backend}` |")]
+    assert any(f"`{option}`" in row.split("|")[2] for row in rows), f"README lacks {backend} {option}"
