@@ -3,6 +3,12 @@
 APScheduler counts day-of-week from 0 = Monday while crontab counts from 0 = Sunday, and
 ``CronTrigger.from_crontab`` passes the field through unchanged; so the day-of-week field is
 translated to names here, which both agree on.
+
+Daylight saving: APScheduler's CronTrigger fires twice when a time repeats (autumn), and can
+then return a time before ``now``. LocalCronTrigger does the calendar arithmetic on wall-clock
+times and maps each to the first instant that shows it, so a list at 07:00 goes out at 07:00
+local time on both sides of a change, a time that repeats runs once, and a time that does
+not exist (spring) runs once, at the instant the clocks skip to.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -51,29 +58,71 @@ def _days_of_week(field: str) -> str:
     return ",".join(_DAY_NAMES[day] for day in ordered)
 
 
-def parse_cron(expression: str, timezone: str) -> CronTrigger:
-    """Return a trigger for a five-field crontab expression in ``timezone``.
+class LocalCronTrigger(BaseTrigger):
+    """A cron schedule in a timezone that fires once per matching wall-clock time."""
+
+    def __init__(self, expression: str, timezone: str) -> None:
+        fields = expression.split()
+        if len(fields) not in (5, 6):
+            raise ValueError(
+                f"{expression!r} has {len(fields)} fields; a cron expression has five: "
+                'minute hour day-of-month month day-of-week, e.g. "0 7 * * *" '
+                "(or six, with seconds first)"
+            )
+        second = fields.pop(0) if len(fields) == 6 else "0"
+        minute, hour, day, month, day_of_week = fields
+        self.expression = expression
+        self.timezone = ZoneInfo(timezone)
+        # Wall-clock arithmetic: local times handled as if they were UTC, where no day has a gap.
+        self._wall = CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=_days_of_week(day_of_week),
+            timezone=dt.UTC,
+        )
+
+    def _wall_time(self, moment: dt.datetime) -> dt.datetime:
+        return moment.astimezone(self.timezone).replace(tzinfo=dt.UTC)
+
+    def get_next_fire_time(
+        self, previous_fire_time: dt.datetime | None, now: dt.datetime
+    ) -> dt.datetime | None:
+        """The first fire time after ``previous_fire_time`` (which may be before ``now``, so
+        missed runs can be counted), or, without one, the first at or after ``now``."""
+        start = self._wall_time(now)
+        if previous_fire_time is not None:
+            start = min(start, self._wall_time(previous_fire_time) + dt.timedelta(seconds=1))
+        wall = self._wall.get_next_fire_time(None, start)
+        while wall is not None:
+            # fold=0: the first instant showing this wall time; in a gap, the instant after it.
+            fire = wall.replace(tzinfo=self.timezone, fold=0)
+            if previous_fire_time is not None:
+                if fire > previous_fire_time:
+                    return fire
+            elif fire >= now.replace(microsecond=0):
+                return fire
+            wall = self._wall.get_next_fire_time(None, wall + dt.timedelta(seconds=1))
+        return None
+
+    def __str__(self) -> str:
+        return f"cron[{self.expression!r}, {self.timezone.key}]"
+
+    def __repr__(self) -> str:
+        return f"<LocalCronTrigger {self.expression!r} {self.timezone.key}>"
+
+
+def parse_cron(expression: str, timezone: str) -> LocalCronTrigger:
+    """Return a trigger for a crontab expression in ``timezone``.
 
     Raises ValueError with a readable message when the expression is not valid.
     """
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"{expression!r} has {len(fields)} fields; a cron expression has five: "
-            'minute hour day-of-month month day-of-week, e.g. "0 7 * * *"'
-        )
-    minute, hour, day, month, day_of_week = fields
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_days_of_week(day_of_week),
-        timezone=ZoneInfo(timezone),
-    )
+    return LocalCronTrigger(expression, timezone)
 
 
-def fire_time_on(trigger: CronTrigger, day: dt.date, timezone: str) -> dt.datetime | None:
+def fire_time_on(trigger: LocalCronTrigger, day: dt.date, timezone: str) -> dt.datetime | None:
     """The first time ``trigger`` fires on ``day`` (local to ``timezone``), or None."""
     zone = ZoneInfo(timezone)
     start = dt.datetime.combine(day, dt.time(0, 0), tzinfo=zone)
