@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -162,6 +163,25 @@ class Transport(BaseModel):
         return self
 
 
+def _duration(value: str | int) -> int:
+    """Seconds, from a number of seconds or text like "90s", "45m", "3h"."""
+    if isinstance(value, int):
+        seconds = value
+    else:
+        found = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value)
+        if not found:
+            raise ValueError(f'{value!r} is not a duration; write seconds, or like "45m" or "3h"')
+        seconds = int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
+    if seconds < 1:
+        raise ValueError("must be at least one second")
+    return seconds
+
+
+class Schedule(_Section):
+    # A run missed while `digest schedule` was down still goes out if it is this late at most.
+    misfire_grace: Annotated[int, BeforeValidator(_duration)] = 3 * 3600
+
+
 class State(_Section):
     url: str = "sqlite:///state/digest.sqlite3"
 
@@ -181,6 +201,7 @@ class Settings(_Section):
     fetch: Fetch = Fetch()
     lists: tuple[MailingList, ...] = Field(min_length=1)
     transports: dict[str, Transport] = Field(default_factory=dict)
+    schedule: Schedule = Schedule()
     state: State = State()
     render: Render = Render()
     server: Server = Server()

@@ -11,6 +11,7 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, DigestGroup, now, setup_logging
+from digest.cli.schedule import jobs, schedule
 from digest.cli.send import send, serve, subscribers, suppressions
 from digest.config import config_path
 
@@ -23,12 +24,19 @@ from digest.config import config_path
     help=f"Configuration file [default: $DIGEST_CONFIG or {config_path(None)}].",
 )
 @click.option("--debug", is_flag=True, help="Log everything and show tracebacks.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or one JSON object per line.",
+)
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config_file: str | None, debug: bool, log_format: str) -> None:
     """Build the newsroom's daily digest from its feeds and mail it to subscriber lists."""
-    setup_logging(debug)
-    ctx.obj = Context(config_file, debug)
+    setup_logging(debug, log_format)
+    ctx.obj = Context(config_file, debug, log_format)
 
 
 @cli.command()
@@ -112,6 +120,8 @@ cli.add_command(send)
 cli.add_command(subscribers)
 cli.add_command(suppressions)
 cli.add_command(serve)
+cli.add_command(schedule)
+cli.add_command(jobs)
 
 
 def main() -> None:

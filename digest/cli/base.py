@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import sys
 from typing import Any
@@ -16,9 +17,10 @@ from digest.errors import DigestError
 class Context:
     """What every command shares: the config, loaded on first use so --help needs none."""
 
-    def __init__(self, config_file: str | None, debug: bool) -> None:
+    def __init__(self, config_file: str | None, debug: bool, log_format: str = "text") -> None:
         self.config_file = config_file
         self.debug = debug
+        self.log_format = log_format
         self._config: Config | None = None
 
     @property
@@ -67,12 +69,36 @@ class _Formatter(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-def setup_logging(debug: bool) -> None:
+# Attributes every LogRecord has; anything else was passed in `extra=` and belongs in JSON.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def setup_logging(debug: bool, log_format: str = "text", level: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if debug:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    elif debug or (level is not None and level <= logging.INFO):
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     else:
         handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # APScheduler narrates every run at INFO and warns of missed runs; digest logs both itself.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.ERROR)
+    root.setLevel(logging.DEBUG if debug else level if level is not None else logging.WARNING)

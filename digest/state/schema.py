@@ -21,12 +21,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE editions ADD COLUMN content TEXT",),
+    3: (),  # only new tables: job_runs, scheduler_lock
 }
 
 
@@ -137,4 +138,31 @@ suppressions = Table(
     Column("source", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("email", "list_name"),
+)
+
+
+# -- version 3: scheduling -----------------------------------------------------------------
+
+# What each scheduled (or missed) run of a list did, for `digest jobs` and the operator.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("list_name", String(200), nullable=False, index=True),
+    Column("scheduled_for", UTCDateTime),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("result", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+# One row while a `digest schedule` runs against this database: APScheduler job stores
+# must never be shared by two schedulers.
+scheduler_lock = Table(
+    "scheduler_lock",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
@@ -19,6 +19,7 @@ from digest.model import Edition
 from digest.render import Rendered
 from digest.state import schema
 from digest.state.ledger import Ledger
+from digest.state.runs import Runs
 from digest.state.suppressions import Suppressions
 
 
@@ -31,6 +32,10 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# APScheduler's job table (digest.schedule.service keeps its jobs there).
+JOB_TABLE = "apscheduler_jobs"
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -75,6 +80,7 @@ class Store:
         self._migrate()
         self.suppressions = Suppressions(self.engine)
         self.ledger = Ledger(self.engine)
+        self.runs = Runs(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -123,6 +129,14 @@ class Store:
                 path=self.label,
                 hint="it may be corrupted or not a database; move it aside to start afresh",
             ) from None
+
+    def scheduled_runs(self) -> dict[str, dt.datetime | None]:
+        """Job id → next run, as `digest schedule` stored them (APScheduler's own table)."""
+        if not inspect(self.engine).has_table(JOB_TABLE):
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all()
+        return {ident: dt.datetime.fromtimestamp(when, dt.UTC) if when else None for ident, when in rows}
 
     # -- feed cache (digest.ingest.fetch.FeedCache) --------------------------------------
 

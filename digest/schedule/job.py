@@ -1,0 +1,86 @@
+"""The scheduled job: the same code as `digest send`, recorded in job_runs.
+
+APScheduler pickles a reference to this function and its arguments (the config path and the
+list name) into the job store, so it must stay importable under this name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from digest.config import load_config
+from digest.cron import last_fire_time, parse_cron
+from digest.errors import DigestError
+from digest.send.run import Sender
+from digest.state import open_store
+from digest.state.runs import EMPTY, FAILED, SENT, STOPPED
+
+log = logging.getLogger("digest.schedule")
+
+# Set by SIGTERM/SIGINT: a running send finishes and records its batch, then stops.
+STOP = threading.Event()
+
+
+def run_list(config_path: str, list_name: str) -> str:
+    """Send today's edition of ``list_name``; returns and records the result."""
+    now = dt.datetime.now(dt.UTC)
+    config = load_config(config_path)
+    mailing_list = config.mailing_list(list_name)
+    trigger = parse_cron(mailing_list.schedule, config.list_timezone(mailing_list))
+    # The run this is: at most misfire_grace late (APScheduler drops later ones).
+    grace = dt.timedelta(seconds=config.settings.schedule.misfire_grace + 60)
+    scheduled_for = last_fire_time(trigger, now, grace)
+    with open_store(config) as store:
+        run_id = store.runs.start(list_name, scheduled_for, now)
+        result, detail = FAILED, ""
+        try:
+            sender = Sender(config, list_name, store, now=now)
+            log.info(
+                "edition %s frozen for list %s",
+                sender.edition_id,
+                list_name,
+                extra={"event": "edition_frozen", "list": list_name, "edition": sender.edition_id},
+            )
+            summary = sender.send(stop=STOP, progress=_batch_logger(list_name))
+            counts = summary.counts
+            if summary.empty:
+                result, detail = EMPTY, "empty edition: no new stories, nothing sent"
+            else:
+                detail = ", ".join(
+                    f"{name} {counts.get(name, 0)}" for name in ("sent", "skipped", "suppressed", "failed")
+                )
+                result = STOPPED if summary.stopped else FAILED if summary.failed else SENT
+                if summary.failed:
+                    detail += "; first failure: " + " ".join(summary.failures[0])
+        except DigestError as exc:
+            detail = str(exc)
+        except Exception as exc:  # recorded and logged; the scheduler keeps going
+            detail = f"unexpected {type(exc).__name__}: {exc}"
+            log.exception("list %s failed", list_name)
+        finally:
+            store.runs.finish(run_id, result, detail, dt.datetime.now(dt.UTC))
+        level = logging.INFO if result in (SENT, EMPTY, STOPPED) else logging.ERROR
+        log.log(
+            level,
+            "job done for list %s: %s (%s)",
+            list_name,
+            result,
+            detail,
+            extra={"event": "job_done", "list": list_name, "result": result, "detail": detail},
+        )
+        return result
+
+
+def _batch_logger(list_name: str):  # type: ignore[no-untyped-def]
+    def progress(done: int, total: int) -> None:
+        log.info(
+            "batch sent for list %s: %d/%d",
+            list_name,
+            done,
+            total,
+            extra={"event": "batch_sent", "list": list_name, "done": done, "total": total},
+        )
+
+    return progress
