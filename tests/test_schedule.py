@@ -160,3 +160,32 @@ def test_a_list_removed_from_the_config_loses_its_job(make_project: MakeProject)
         pass
     with open_store(config) as store:
         assert set(store.scheduled_runs()) == {"list:daily"}
+
+
+def test_jobs_shows_next_and_last_runs(config: Config) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    def jobs() -> str:
+        with time_machine.travel(DUE + dt.timedelta(minutes=30), tick=False):
+            result = CliRunner().invoke(cli, ["--config", str(config.path), "jobs"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    before = jobs()
+    assert "2026-11-26 07:00 EET (05:00 UTC), once `digest schedule` runs" in before
+    assert "never" in before and "scheduler: not running" in before
+    with time_machine.travel(BEFORE, tick=True), running(config):
+        pass
+    with time_machine.travel(DUE + dt.timedelta(minutes=10), tick=True), running(config):
+        wait_for_run(config)
+        during = jobs()
+    assert "scheduler: running" in during
+    after = jobs()
+    row = next(line for line in after.splitlines() if line.startswith("daily"))
+    assert "0 7 * * * Europe/Kyiv" in row
+    assert "2026-11-26 07:00 EET (05:00 UTC)" in row  # next run, from the job store
+    assert row.endswith("2026-11-25 07:00 EET (05:00 UTC): sent")
+    assert "daily: sent 1, skipped 0, suppressed 0, failed 0" in after
+    assert "scheduler: not running" in after
