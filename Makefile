@@ -31,7 +31,12 @@ demo: $(STAMP)
 	@echo "The edition: build/daily.html (open it in a browser), build/daily.txt, build/daily.eml"
 	@echo "As each subscriber got it: outbox/daily-*/ (one .eml per subscriber; open one in a mail client)"
 
-test: $(STAMP) node_modules/.bin/prism
+# The preview's browser tests drive Debian's Chromium (Playwright's own browsers are not used).
+/usr/bin/chromium:
+	@command -v apt-get >/dev/null || { echo "make test needs Chromium at /usr/bin/chromium"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/pytest
 
