@@ -130,3 +130,13 @@ def fire_time_on(trigger: LocalCronTrigger, day: dt.date, timezone: str) -> dt.d
     if fire is None or fire.astimezone(zone).date() != day:
         return None
     return fire
+
+
+def last_fire_time(trigger: LocalCronTrigger, now: dt.datetime, lookback: dt.timedelta) -> dt.datetime | None:
+    """The latest time ``trigger`` fired at or before ``now``, looking back at most ``lookback``."""
+    found = None
+    fire = trigger.get_next_fire_time(None, now - lookback)
+    while fire is not None and fire <= now:
+        found = fire
+        fire = trigger.get_next_fire_time(fire, now)
+    return found
