@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test lint bench lock clean postgresql
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ demo: $(STAMP)
 	@command -v apt-get >/dev/null || { echo "make test needs Chromium at /usr/bin/chromium"; exit 1; }
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium
+# A real PostgreSQL server runs in the tests (in a temporary folder, on a free local port).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/pytest
 

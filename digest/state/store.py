@@ -68,6 +68,9 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
+        if self.url.drivername == "postgresql":
+            # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
+            self.url = self.url.set(drivername="postgresql+psycopg")
         self.label = (
             self.url.database if self.url.get_backend_name() == "sqlite" else self.url.render_as_string()
         )
