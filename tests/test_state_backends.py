@@ -1,0 +1,150 @@
+"""The state store's contract, on SQLite and on a real PostgreSQL server: the same code on both."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from digest.config import Config
+from digest.edition import build_edition
+from digest.errors import StateError
+from digest.render import Rendered
+from digest.state import Store
+from digest.state.ledger import FAILED, PENDING, SENT, Entry
+from digest.state.schema import SCHEMA_VERSION
+from tests.conftest import NOW
+
+pytest_plugins = ["tests.pgserver"]
+
+TIMEOUT = dt.timedelta(minutes=10)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with Store(url) as opened:
+        yield opened
+
+
+def test_schema_is_created_and_versioned(store: Store) -> None:
+    with store.engine.connect() as conn:
+        version = conn.execute(text("SELECT value FROM digest_meta WHERE key = 'schema_version'")).scalar()
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_a_newer_schema_is_refused(url: str) -> None:
+    with Store(url) as store, store.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE digest_meta SET value = :v WHERE key = 'schema_version'"),
+            {"v": str(SCHEMA_VERSION + 1)},
+        )
+    with pytest.raises(StateError, match="newer than this digest"):
+        Store(url)
+
+
+def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    assert store.record_edition(edition, now=NOW) is True
+    assert store.record_edition(edition, now=NOW) is False
+    frozen = store.frozen_edition(edition.id)
+    assert frozen is not None and [i.id for i in frozen.items] == [i.id for i in edition.items]
+    assert frozen.window == edition.window
+    store.save_variant(edition.id, "all", Rendered("s", "p", "<p>h</p>", "t"), ["a", "b"])
+    store.save_variant(edition.id, "all", Rendered("other", "p", "<p>x</p>", "t"), ["a"])  # first one wins
+    assert store.variant(edition.id, "all") == Rendered("s", "p", "<p>h</p>", "t")
+    first = edition.items[0]
+    assert store.seen("daily", [first.id, first.canonical_url, "nope"]) == {first.id, first.canonical_url}
+    assert store.last_window_end("daily") == edition.window.end
+
+
+def test_ledger_add_claim_finish(store: Store) -> None:
+    entries = [Entry(f"r{n}@example.org", f"R {n}", "all") for n in range(10)]
+    added = store.ledger.add("e1", entries + entries[:3], now=NOW, chunk=4)
+    assert added["pending"] == 10 and added["duplicate"] == 3
+    claimed = store.ledger.claim("e1", "host:1:a", 4, now=NOW, claim_timeout=TIMEOUT)
+    assert [row.email for row in claimed] == [f"r{n}@example.org" for n in range(4)]
+    store.ledger.finish(
+        "host:1:a",
+        [(claimed[0].id, SENT, "id-0", None), (claimed[1].id, FAILED, None, "550 no")]
+        + [(row.id, SENT, None, None) for row in claimed[2:]],
+        now=NOW,
+    )
+    counts = store.ledger.counts("e1")
+    assert counts[SENT] == 3 and counts[FAILED] == 1 and counts[PENDING] == 6
+    assert store.ledger.failures("e1") == [("r1@example.org", "550 no")]
+    assert store.ledger.retry_failed("e1", now=NOW) == 1
+    assert store.ledger.counts("e1")[PENDING] == 7
+
+
+def test_concurrent_claims_never_overlap(store: Store, url: str) -> None:
+    store.ledger.add("e1", (Entry(f"r{n:04d}@example.org", "", "all") for n in range(600)), now=NOW)
+    taken: dict[str, list[str]] = {}
+
+    def worker(owner: str) -> None:
+        with Store(url) as own:
+            mine = taken.setdefault(owner, [])
+            while rows := own.ledger.claim("e1", owner, 25, now=NOW, claim_timeout=TIMEOUT):
+                mine += [row.email for row in rows]
+                own.ledger.finish(owner, [(row.id, SENT, None, None) for row in rows], now=NOW)
+
+    threads = [threading.Thread(target=worker, args=(f"elsewhere:{n}:x",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    everyone = [email for emails in taken.values() for email in emails]
+    assert len(everyone) == 600 and len(set(everyone)) == 600
+    assert store.ledger.counts("e1")[SENT] == 600
+
+
+def test_a_claim_left_by_a_dead_sender_is_taken_back(store: Store) -> None:
+    store.ledger.add("e1", [Entry("a@example.org", "", "all"), Entry("b@example.org", "", "all")], now=NOW)
+    # A sender on another machine: only the timeout frees its rows.
+    assert len(store.ledger.claim("e1", "elsewhere:1:x", 1, now=NOW, claim_timeout=TIMEOUT)) == 1
+    later = NOW + TIMEOUT + dt.timedelta(seconds=1)
+    fresh = store.ledger.claim(
+        "e1", "elsewhere:2:y", 5, now=later - dt.timedelta(minutes=1), claim_timeout=TIMEOUT
+    )
+    assert [r.email for r in fresh] == ["b@example.org"]
+    again = store.ledger.claim("e1", "me:3:z", 5, now=later, claim_timeout=TIMEOUT)
+    assert [r.email for r in again] == ["a@example.org"] and again[0].attempts == 2
+
+
+def test_suppressions(store: Store) -> None:
+    assert store.suppressions.add("Anna@Example.org", reason="unsubscribed", source="web", list_name="daily")
+    assert not store.suppressions.add(
+        "anna@example.org", reason="unsubscribed", source="web", list_name="daily"
+    )
+    assert store.suppressions.add("bob@example.org", reason="bounced", source="sendgrid")
+    assert store.suppressions.suppressed_among(
+        ["anna@example.org", "bob@example.org", "c@example.org"], "daily"
+    ) == {
+        "anna@example.org",
+        "bob@example.org",
+    }
+    assert store.suppressions.suppressed_among(["anna@example.org", "bob@example.org"], "weekly") == {
+        "bob@example.org"
+    }
+
+
+def test_scheduler_lock(store: Store) -> None:
+    assert store.runs.acquire("elsewhere:1:a", NOW, dt.timedelta(minutes=2)) is None
+    holder = store.runs.acquire("elsewhere:2:b", NOW, dt.timedelta(minutes=2))
+    assert holder is not None and holder.owner == "elsewhere:1:a"
+    assert store.runs.acquire("elsewhere:2:b", NOW + dt.timedelta(minutes=3), dt.timedelta(minutes=2)) is None
+    assert store.runs.heartbeat("elsewhere:1:a", NOW) is False  # it was taken over
+    run = store.runs.start("daily", NOW, NOW)
+    store.runs.finish(run, "sent", "sent 3", NOW)
+    last = store.runs.last("daily")
+    assert last is not None and last.result == "sent" and last.scheduled_for == NOW
