@@ -11,6 +11,7 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, DigestGroup, now, setup_logging
+from digest.cli.preview import preview
 from digest.cli.schedule import jobs, schedule
 from digest.cli.send import send, serve, subscribers, suppressions
 from digest.config import config_path
@@ -122,6 +123,7 @@ cli.add_command(suppressions)
 cli.add_command(serve)
 cli.add_command(schedule)
 cli.add_command(jobs)
+cli.add_command(preview)
 
 
 def main() -> None:

@@ -1,0 +1,207 @@
+"""Content checks an editor wants before a send: links, images, preheader, text, size, feeds, spam.
+
+Each check is ``{"id", "name", "ok", "detail"}``: ``ok`` True (passed), False (failed) or
+None (not run). The HTML is walked with the standard library's parser, never with regexes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from email.parser import BytesParser
+from email.policy import default
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+from digest.preview.model import Preview
+
+GMAIL_CLIP = 102_000  # bytes of HTML after which Gmail hides the rest behind "View entire message"
+SPAM_TIMEOUT = 30.0
+SPAM_NOT_INSTALLED = "SpamAssassin is not installed (apt-get install spamassassin)"
+_SHOWN = 10  # bad links or images named in a detail
+
+Check = dict[str, Any]
+
+
+def check(ident: str, name: str, ok: bool | None, detail: str) -> Check:
+    return {"id": ident, "name": name, "ok": ok, "detail": detail}
+
+
+class _Walker(HTMLParser):
+    """Collects every ``<a href>`` and every ``<img>`` (src, alt) of a document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and "href" in values:
+            self.links.append(values["href"] or "")
+        elif tag == "img":
+            self.images.append((values.get("src") or "", values.get("alt")))
+
+
+def walk(html: str) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """The document's link targets and images (attribute values unescaped)."""
+    walker = _Walker()
+    walker.feed(html)
+    walker.close()
+    return walker.links, walker.images
+
+
+def is_web_link(href: str) -> bool:
+    """A well-formed http(s) URL with a host (or a mailto: with an address, which feeds may carry)."""
+    if not href or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in href):
+        return False
+    try:
+        parts = urlsplit(href)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    if parts.scheme == "mailto":
+        return "@" in parts.path
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _listed(values: list[str]) -> str:
+    shown = ", ".join(repr(value[:200]) for value in values[:_SHOWN])
+    return shown + (f" … and {len(values) - _SHOWN} more" if len(values) > _SHOWN else "")
+
+
+def link_check(links: list[str]) -> Check:
+    bad = [href for href in links if not is_web_link(href)]
+    if bad:
+        return check("links", "Links", False, f"{len(bad)} of {len(links)} not http(s) URLs: {_listed(bad)}")
+    return check("links", "Links", True, f"{len(links)} links, all well-formed http(s) URLs")
+
+
+def image_check(images: list[tuple[str, str | None]]) -> Check:
+    missing = [src or "(no src)" for src, alt in images if not (alt or "").strip()]
+    if missing:
+        detail = f"{len(missing)} of {len(images)} images without alt text: {_listed(missing)}"
+        return check("images", "Image alt text", False, detail)
+    detail = f"{len(images)} images, all with alt text" if images else "no images"
+    return check("images", "Image alt text", True, detail)
+
+
+def unsubscribe_check(preview: Preview, links: list[str]) -> Check:
+    url = preview.recipient.unsubscribe_url
+    places = [name for name, found in (("HTML", url in links), ("text", url in preview.text)) if not found]
+    if places:
+        return check(
+            "unsubscribe",
+            "Unsubscribe link",
+            False,
+            f"the recipient's unsubscribe link is missing from the {' and '.join(places)} part; "
+            "use {{ placeholders.unsubscribe_url }} in the template",
+        )
+    return check("unsubscribe", "Unsubscribe link", True, f"{url} in both parts")
+
+
+def size_check(size: int) -> Check:
+    ok = size < GMAIL_CLIP
+    detail = f"{size:,} bytes of HTML; Gmail clips at {GMAIL_CLIP:,}"
+    if not ok:
+        detail += ": it hides the rest of the message, the unsubscribe link included"
+    return check("size", "HTML size", ok, detail)
+
+
+def feed_check(warnings: tuple[str, ...]) -> Check:
+    if warnings:
+        return check("feeds", "Feeds", False, "; ".join(warnings))
+    return check("feeds", "Feeds", True, "every feed was read without warnings")
+
+
+# -- SpamAssassin ---------------------------------------------------------------------------
+
+_SCORE = re.compile(r"score=(-?\d+(?:\.\d+)?)\s+required=(-?\d+(?:\.\d+)?)")
+_TESTS = re.compile(r"tests=(\S+)")
+_spam_lock = threading.Lock()
+_spam_results: dict[str, Check] = {}
+
+Runner = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+def spam_check(
+    message: bytes,
+    *,
+    key: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = subprocess.run,
+) -> Check:
+    """The score of a local ``spamassassin -L -t`` (local tests only); ok None when not run.
+
+    Results are remembered by ``key`` (the content, not the Date header), so a reload of an
+    unchanged edition does not run SpamAssassin again.
+    """
+    name = "Spam score"
+    program = which("spamassassin")
+    if program is None:
+        return check("spam", name, None, SPAM_NOT_INSTALLED)
+    key = key or hashlib.sha256(message).hexdigest()
+    with _spam_lock:
+        if key in _spam_results:
+            return _spam_results[key]
+    try:
+        done = run([program, "-L", "-t"], input=message, capture_output=True, timeout=SPAM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return check("spam", name, None, f"SpamAssassin did not answer within {SPAM_TIMEOUT:.0f} s")
+    except OSError as exc:
+        return check("spam", name, None, f"SpamAssassin could not run: {exc}")
+    status = BytesParser(policy=default).parsebytes(done.stdout, headersonly=True).get("X-Spam-Status")
+    # SpamAssassin folds the header after the commas of its test list.
+    status_text = re.sub(r",\s+", ",", " ".join(str(status or "").split()))
+    found = _SCORE.search(status_text)
+    if found is None:
+        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = f": {error[0]}" if error else ""
+        return check("spam", name, None, f"SpamAssassin gave no score (exit {done.returncode}){reason}")
+    score, required = float(found.group(1)), float(found.group(2))
+    tests = _TESTS.search(status_text)
+    detail = f"score {score:g}, spam at {required:g}"
+    if tests and tests.group(1) != "none":
+        detail += f" (tests: {tests.group(1).replace(',', ', ')})"
+    result = check("spam", name, score < required, detail)
+    with _spam_lock:
+        if len(_spam_results) > 64:
+            _spam_results.clear()
+        _spam_results[key] = result
+    return result
+
+
+# -- all of them ------------------------------------------------------------------------------
+
+
+def run_checks(preview: Preview, *, spam: Callable[[bytes, str], Check] | None = None) -> list[Check]:
+    """Every check of a preview, in the order an editor reads them."""
+    links, images = walk(preview.html)
+    text_lines = len(preview.text.strip().splitlines())
+    headers = {name: value for name, value in preview.headers.items() if name != "Date"}
+    key = hashlib.sha256(repr((preview.html, preview.text, sorted(headers.items()))).encode()).hexdigest()
+    return [
+        link_check(links),
+        unsubscribe_check(preview, links),
+        image_check(images),
+        check(
+            "preheader",
+            "Preheader",
+            bool(preview.rendered.preheader.strip()),
+            preview.rendered.preheader or "empty: inboxes show the start of the body instead",
+        ),
+        check(
+            "text",
+            "Text part",
+            bool(text_lines),
+            f"{text_lines} lines" if text_lines else "the plain-text part is empty",
+        ),
+        size_check(preview.html_bytes),
+        feed_check(preview.warnings),
+        (spam or (lambda message, k: spam_check(message, key=k)))(preview.message, key),
+    ]

@@ -1,0 +1,279 @@
+"""What `digest preview` shows: one variant of a list's edition, as one recipient gets it.
+
+Everything goes through the same code as `digest send` and `digest build` (build_edition,
+render_edition, personalize, compose, the unsubscribe tokens and headers), so what is
+previewed is what is sent. Nothing here writes the state database (see digest.preview.cache).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.build import SAMPLE_RECIPIENT
+from digest.config import Config, MailingList
+from digest.edition import build_edition
+from digest.edition.build import edition_window
+from digest.edition.frozen import variant_of
+from digest.errors import DigestError
+from digest.model import Edition
+from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
+from digest.render import Rendered, environment, render_edition
+from digest.render.message import Recipient, compose, list_id, personalize
+from digest.send.run import variant_desks, variant_key
+from digest.send.unsubscribe import (
+    DEMO_SECRET,
+    list_unsubscribe_headers,
+    make_token,
+    secret_from_env,
+    unsubscribe_url,
+)
+from digest.subscribers import Problem, Subscriber, read_subscribers
+
+
+class SelectionError(DigestError):
+    """A bad preview parameter (unknown list, desk or subscriber; bad date): the caller's fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which variant: ``desks`` (a subset of the list's, None = all) or a ``subscriber``'s address.
+
+    When ``subscriber`` is set, their desks and name are used and ``desks`` is ignored.
+    """
+
+    desks: tuple[str, ...] | None = None
+    subscriber: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewItem:
+    """One story of the variant, and whether no earlier edition of the list carried it."""
+
+    id: str
+    title: str
+    desk: str
+    url: str
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """One variant of an edition, rendered and personalized, with its message headers."""
+
+    list_name: str
+    list_desks: tuple[str, ...]
+    edition: Edition
+    variant: Edition
+    variant_key: str
+    rendered: Rendered
+    recipient: Recipient
+    subscriber: Subscriber | None
+    html: str
+    text: str
+    headers: Mapping[str, str]
+    message: bytes
+    items: tuple[PreviewItem, ...]
+    demo_secret: bool
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def new_count(self) -> int:
+        return sum(item.new for item in self.items)
+
+    @property
+    def empty(self) -> bool:
+        return self.variant.is_empty
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.edition.warnings
+
+    @property
+    def selected_desks(self) -> tuple[str, ...]:
+        return variant_desks(self.variant_key) or self.list_desks
+
+
+# -- parameters --------------------------------------------------------------------------
+
+
+def list_desks(config: Config, mailing_list: MailingList) -> tuple[str, ...]:
+    """The list's desks in the newsroom's order (as `digest send` computes them)."""
+    order = config.settings.desks.order
+    return tuple(d for d in order if not mailing_list.desks or d in mailing_list.desks)
+
+
+def split_desks(text: str | None) -> tuple[str, ...] | None:
+    """``"A;B"`` → ``("A", "B")``; empty → None (every desk)."""
+    wanted = tuple(part.strip() for part in (text or "").split(";") if part.strip())
+    return wanted or None
+
+
+def choose_desks(wanted: Iterable[str] | None, desks: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Those of the list's ``desks`` named in ``wanted`` (case-insensitive), in the list's order.
+
+    None or nothing wanted: None (every desk). A name that is not one of the list's desks
+    raises SelectionError.
+    """
+    wanted = [desk.strip() for desk in wanted or () if desk.strip()]
+    if not wanted:
+        return None
+    known = {desk.casefold() for desk in desks}
+    for desk in wanted:
+        if desk.casefold() not in known:
+            raise SelectionError(f"unknown desk {desk!r}; this list's desks are {', '.join(desks)}")
+    chosen = {desk.casefold() for desk in wanted}
+    return tuple(desk for desk in desks if desk.casefold() in chosen)
+
+
+def parse_date(text: str | None) -> dt.date | None:
+    """``YYYY-MM-DD`` → a date; empty → None (the next edition)."""
+    if not text:
+        return None
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise SelectionError(f"{text!r} is not a date like 2026-11-25") from None
+
+
+def find_subscriber(config: Config, mailing_list: MailingList, address: str) -> Subscriber:
+    """The row of ``address`` in the list's subscriber file (the first, as `digest send` uses)."""
+    try:
+        key = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=True).normalized
+    except EmailNotValidError:
+        key = address.strip()
+    key = key.casefold()
+    path = config.resolve(mailing_list.subscribers)
+    rows = read_subscribers(path, list_desks(config, mailing_list))
+    try:
+        for row in rows:
+            if not isinstance(row, Problem) and row.key == key:
+                return row
+    finally:
+        rows.close()  # type: ignore[attr-defined]
+    raise SelectionError(f"{address!r} is not a subscriber of list {mailing_list.name!r} (in {path})")
+
+
+# -- the preview ---------------------------------------------------------------------------
+
+
+class Previewer:
+    """Builds Previews; holds the feed memo and the read-only store between requests."""
+
+    def __init__(
+        self,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+        env: Mapping[str, str] | None = None,
+        feed_ttl: float = REMOTE_TTL,
+    ) -> None:
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.env = os.environ if env is None else env
+        self.feeds = FeedMemo(feed_ttl)
+        self.state = StateOpener()
+
+    def close(self) -> None:
+        self.state.close()
+
+    def secret(self) -> tuple[bytes, bool]:
+        """The signing secret and whether it is the demo one (DIGEST_SECRET unset)."""
+        secret = secret_from_env(self.env)
+        return (secret, False) if secret is not None else (DEMO_SECRET, True)
+
+    def edition(self, config: Config, list_name: str, date: dt.date | None) -> Edition:
+        """The list's next edition (date None, reading state) or the edition of ``date``."""
+        mailing_list = config.mailing_list(list_name)
+        now = self.now()
+        if date is not None:
+            try:
+                edition_window(config, mailing_list, now=now, date=date)
+            except DigestError as exc:
+                raise SelectionError(exc.message, hint=exc.hint) from None
+        state = self.state.get(config)
+        feeds = self.feeds.get(config, now=now, cache=state)
+        return build_edition(
+            config, list_name, now=now, date=date, store=state if date is None else None, feeds=feeds
+        )
+
+    def preview(
+        self, config: Config, list_name: str | None, date: dt.date | None, selection: Selection
+    ) -> Preview:
+        """Render the selected variant for its recipient, exactly as `digest send` would."""
+        mailing_list = self.mailing_list(config, list_name)
+        desks = list_desks(config, mailing_list)
+        subscriber = None
+        if selection.subscriber:
+            subscriber = find_subscriber(config, mailing_list, selection.subscriber)
+            chosen = subscriber.desks
+        else:
+            chosen = choose_desks(selection.desks, desks)
+        key = variant_key(chosen, desks)
+        secret, demo = self.secret()
+        edition = self.edition(config, mailing_list.name, date)
+        variant = variant_of(edition, variant_desks(key))
+        rendered = render_edition(config, variant, environment(config))
+        sender = config.settings.newsroom.sender
+        base_url = config.settings.server.base_url
+        email, name = (subscriber.key, subscriber.name) if subscriber else (SAMPLE_RECIPIENT, "")
+        token = make_token(secret, mailing_list.name, email)
+        recipient = Recipient(email, name, unsubscribe_url(base_url, token))
+        headers = {
+            "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
+            **list_unsubscribe_headers(base_url, sender, token),
+        }
+        # The real message, composed as a transport would: its headers are what goes out.
+        message = compose(
+            rendered, recipient, sender=sender, edition_id=edition.id, date=self.now(), headers=headers
+        )
+        wire = message.as_bytes()  # serializing sets the MIME boundary the headers show
+        html, text = personalize(rendered, recipient)
+        return Preview(
+            list_name=mailing_list.name,
+            list_desks=desks,
+            edition=edition,
+            variant=variant,
+            variant_key=key,
+            rendered=rendered,
+            recipient=recipient,
+            subscriber=subscriber,
+            html=html,
+            text=text,
+            headers={header: str(value) for header, value in message.items()},
+            message=wire,
+            items=self.items(config, mailing_list.name, variant),
+            demo_secret=demo,
+        )
+
+    def mailing_list(self, config: Config, name: str | None) -> MailingList:
+        if not name:
+            return config.settings.lists[0]
+        for mailing_list in config.settings.lists:
+            if mailing_list.name == name:
+                return mailing_list
+        names = ", ".join(m.name for m in config.settings.lists)
+        raise SelectionError(f"no list named {name!r} (lists: {names})")
+
+    def items(self, config: Config, list_name: str, variant: Edition) -> tuple[PreviewItem, ...]:
+        """The variant's stories; new = neither its id nor its link was in an earlier edition."""
+        state = self.state.get(config)
+        keys = {key for item in variant.items for key in (item.id, item.canonical_url)}
+        seen = state.seen(list_name, keys) if state is not None and keys else set()
+        return tuple(
+            PreviewItem(
+                item.id,
+                item.title,
+                item.desk,
+                item.url,
+                item.id not in seen and item.canonical_url not in seen,
+            )
+            for item in variant.items
+        )

@@ -1,0 +1,130 @@
+"""A test send from the preview: this variant, to one address, through one transport.
+
+Never to the list and never into the ledger: one Envelope in one Batch, straight to the
+transport (create_transport), the subject prefixed ``[TEST] ``. The transport's own rules
+apply: any transport but the outbox needs DIGEST_SECRET. The unsubscribe link and headers
+are the test address's own, so clicking them cannot unsubscribe a real subscriber.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.config import Config
+from digest.errors import DigestError, TransportError
+from digest.preview.model import Preview
+from digest.render.message import Recipient, list_id, make_message_id
+from digest.send.run import SECRET_RECIPE
+from digest.send.transports import create_transport
+from digest.send.transports.base import Batch, Envelope
+from digest.send.unsubscribe import (
+    DEMO_SECRET,
+    list_unsubscribe_headers,
+    make_token,
+    secret_from_env,
+    unsubscribe_url,
+)
+
+log = logging.getLogger("digest.preview")
+
+TEST_PREFIX = "[TEST] "
+
+
+class Refused(Exception):
+    """A test send that did not happen: the HTTP status to answer and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def valid_address(value: Any) -> str:
+    """Exactly one address, syntax checked; anything that could be a list of them is refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise Refused(400, 'give the address to send the test to in "to"')
+    value = value.strip()
+    if any(c in value for c in ",;") or any(c.isspace() for c in value):
+        raise Refused(400, "a test goes to exactly one address: no commas, semicolons or spaces")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise Refused(400, f"{value!r} is not an email address: {exc}") from None
+
+
+def send_test(
+    config: Config,
+    preview: Preview,
+    to: str,
+    alias: str | None,
+    *,
+    env: Mapping[str, str],
+    now: dt.datetime,
+) -> str:
+    """Send ``preview``'s variant to ``to`` through ``alias`` (default: the list's transport).
+
+    Returns what happened, for the editor; raises Refused when nothing was sent.
+    """
+    if preview.empty:
+        raise Refused(400, "nothing sent: this variant has no stories, so `digest send` would skip it")
+    mailing_list = config.mailing_list(preview.list_name)
+    alias = alias or mailing_list.transport
+    transport_config = config.settings.transports.get(alias)
+    if transport_config is None:
+        names = ", ".join(config.settings.transports)
+        raise Refused(400, f"no transport named {alias!r} (transports: {names})")
+    try:
+        secret = secret_from_env(env)
+    except DigestError as exc:
+        raise Refused(400, str(exc)) from None
+    if secret is None and transport_config.backend != "outbox":
+        raise Refused(
+            400,
+            f"DIGEST_SECRET is not set: unsubscribe links must be signed before mail goes out "
+            f"through {alias!r}; set it to a long random value, e.g. {SECRET_RECIPE}",
+        )
+    sender = config.settings.newsroom.sender
+    base_url = config.settings.server.base_url
+    # Its own edition id: its own outbox folder, Message-ID and provider tags, apart from the real send.
+    edition_id = f"{preview.edition.id}-test"
+    token = make_token(secret or DEMO_SECRET, mailing_list.name, to)
+    envelope = Envelope(
+        recipient=Recipient(to, preview.recipient.name, unsubscribe_url(base_url, token)),
+        message_id=make_message_id(edition_id, to, sender),
+        headers=list_unsubscribe_headers(base_url, sender, token),
+    )
+    batch = Batch(
+        edition_id=edition_id,
+        list_name=mailing_list.name,
+        variant=preview.variant_key,
+        content=dataclasses.replace(preview.rendered, subject=TEST_PREFIX + preview.rendered.subject),
+        sender=sender,
+        date=now,
+        envelopes=(envelope,),
+        headers={"List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name)},
+    )
+    try:
+        transport = create_transport(transport_config.backend, transport_config.options, config.root, env)
+        transport.open()
+        try:
+            (outcome,) = transport.send(batch)
+        finally:
+            transport.close()
+    except TransportError as exc:
+        raise Refused(502, f"{alias}: {exc}") from None
+    except DigestError as exc:
+        raise Refused(400, str(exc)) from None
+    except Exception as exc:  # a provider's surprise is reported, not a crash of the preview
+        log.exception("preview: test send through %s failed", alias)
+        raise Refused(502, f"{alias}: {type(exc).__name__}: {exc}") from None
+    if not outcome.accepted:
+        raise Refused(502, f"{alias} refused {to}: {outcome.error}")
+    log.info("preview: test of %s (%s) sent to %s via %s", edition_id, preview.variant_key, to, alias)
+    where = f" ({outcome.provider_id})" if transport_config.backend == "outbox" else ""
+    return f"sent to {to} via {alias}{where}"
