@@ -48,7 +48,8 @@
   }
 
   function loadFromHash() {
-    const q = new URLSearchParams(location.hash.slice(1));
+    // The hash keeps the choices across reloads; a query string (?date=…) works for a first visit.
+    const q = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
     state.params.list = q.get("list") || null;
     state.params.date = /^\d{4}-\d{2}-\d{2}$/.test(q.get("date") || "") ? q.get("date") : null;
     state.params.subscriber = q.get("subscriber") || null;
@@ -314,10 +315,13 @@
   function syncFrame(id) {
     const frame = $(id);
     if (!state.emailSrc || frame.getAttribute("src") === state.emailSrc) return;
-    let scroll = "";
+    // A scroll position still waiting for the previous reload to finish wins over the new page's.
+    let scroll = frame.dataset.scroll || "";
     try {
       const win = frame.contentWindow;
-      if (win && frame.getAttribute("src") && (win.scrollX || win.scrollY)) scroll = `${win.scrollX},${win.scrollY}`;
+      if (!scroll && win && frame.getAttribute("src") && (win.scrollX || win.scrollY)) {
+        scroll = `${win.scrollX},${win.scrollY}`;
+      }
     } catch {
       scroll = ""; // not readable (another origin): the reload starts at the top
     }
@@ -404,12 +408,14 @@
     $("error-message").textContent = String(error.message ?? "unknown error");
     $("error").hidden = false;
     $("preview").classList.add("is-error");
+    $("main").classList.add("is-error");
     $("preview").inert = true;
   }
 
   function hideError() {
     $("error").hidden = true;
     $("preview").classList.remove("is-error");
+    $("main").classList.remove("is-error");
     $("preview").inert = false;
   }
 
