@@ -185,6 +185,22 @@ class Schedule(_Section):
 class State(_Section):
     url: str = "sqlite:///state/digest.sqlite3"
 
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError(f"{url!r} is not a database URL such as sqlite:///state/digest.sqlite3") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("the state database must be SQLite (sqlite:///…) or PostgreSQL (postgresql://…)")
+        if parsed.password:
+            raise ValueError("a password does not belong in config.toml: set PGPASSWORD (or use ~/.pgpass)")
+        return url
+
 
 class Render(_Section):
     templates: str = "templates"

@@ -116,3 +116,19 @@ def test_missing_config_file_says_how_to_fix(tmp_path: Path) -> None:
 def test_config_path_from_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGEST_CONFIG", str(project))
     assert load_config().path == project.resolve()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://digest:hunter2@db.example.org/digest", "PGPASSWORD"),
+        ("mysql://db.example.org/digest", "SQLite"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_state_url_is_checked(make_project: MakeProject, url: str, message: str) -> None:
+    path = make_project(replace={'url = "sqlite:///state/digest.sqlite3"': f'url = "{url}"'})
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(path)
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.line == next(n for n, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("url ="))
