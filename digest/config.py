@@ -194,7 +194,7 @@ class State(_Section):
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise ValueError(f"{url!r} is not a database URL such as sqlite:///state/digest.sqlite3") from None
+            raise ValueError(f"{url!r} is not a database URL like sqlite:///state/digest.sqlite3") from None
         if parsed.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError("the state database must be SQLite (sqlite:///…) or PostgreSQL (postgresql://…)")
         if parsed.password:
