@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from digest.config import Config
 from digest.edition.frozen import dump_edition, load_edition
@@ -180,7 +181,7 @@ class Store:
     def save_variant(self, edition_id: str, variant: str, rendered: Rendered, item_ids: list[str]) -> None:
         """Freeze one rendered variant of an edition (the first one saved wins)."""
         table = schema.edition_variants
-        with self.engine.begin() as conn:
+        with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
             exists = conn.execute(
                 select(table.c.variant).where(table.c.edition_id == edition_id, table.c.variant == variant)
             ).first()
@@ -214,8 +215,18 @@ class Store:
             return _seen(conn, list_name, keys)
 
     def record_edition(self, edition: Edition, *, now: dt.datetime | None = None) -> bool:
-        """Remember the edition and mark its stories seen; False if it was recorded before."""
+        """Remember the edition and mark its stories seen; False if it was recorded before.
+
+        Two senders may freeze the same edition at once: the first wins, the other gets False
+        (and must then use the frozen one), with nothing half-written.
+        """
         now = now or dt.datetime.now(dt.UTC)
+        try:
+            return self._record_edition(edition, now)
+        except IntegrityError:
+            return False
+
+    def _record_edition(self, edition: Edition, now: dt.datetime) -> bool:
         with self.engine.begin() as conn:
             exists = conn.execute(
                 select(schema.editions.c.id).where(schema.editions.c.id == edition.id)
