@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import logging
-import signal
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +19,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from digest.httpserve import run_until_signalled, server_url
 from digest.send.unsubscribe import MIN_SECRET_BYTES, read_token
 
 if TYPE_CHECKING:
@@ -230,24 +230,9 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080) -> No
         log.addHandler(logging.StreamHandler())
         log.setLevel(logging.INFO)
     server = make_server(host, port, app, threaded=True, request_handler=_QuietTokens)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"digest: unsubscribe pages on http://{shown}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
-    stop = threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    worker = threading.Thread(target=server.serve_forever, name="digest-serve", daemon=True)
-    worker.start()
-    try:
-        # A timed wait keeps the main thread responsive to signals.
-        while not stop.wait(0.5) and worker.is_alive():
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    url = server_url(host, server.server_port)
+    print(f"digest: unsubscribe pages on {url} (Ctrl-C to stop)", flush=True)
+    run_until_signalled(server, "digest-serve")
 
 
 def app_from_config(config: Config, secret: bytes) -> WSGIApplication:

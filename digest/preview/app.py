@@ -13,7 +13,6 @@ import datetime as dt
 import html
 import json
 import logging
-import signal
 import threading
 import webbrowser
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -29,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from digest.config import Config
 from digest.errors import DigestError, TemplateError
+from digest.httpserve import run_until_signalled, server_url
 from digest.preview.checks import GMAIL_CLIP, run_checks
 from digest.preview.model import Preview, Previewer, Selection, SelectionError, parse_date, split_desks
 from digest.preview.testsend import Refused, send_test, valid_address
@@ -375,25 +375,13 @@ def serve(
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
         raise DigestError(message, hint="try another --port") from None
     watcher.start()
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{server.server_port}/"
+    url = server_url(host, server.server_port)
     announce(f"Preview: {url}")
     if open_browser:
         webbrowser.open(url)
-    stop = threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    worker = threading.Thread(target=server.serve_forever, name="digest-preview", daemon=True)
-    worker.start()
-    try:
-        while not stop.wait(0.5) and worker.is_alive():
-            pass
-    finally:
-        app.close()
+
+    def close() -> None:
+        app.close()  # ends the event streams, so the server can stop at once
         watcher.stop()
-        server.shutdown()
-        server.server_close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+
+    run_until_signalled(server, "digest-preview", before_shutdown=close)
