@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 from digest.config import load_config
 from digest.cron import last_fire_time, parse_cron
@@ -73,7 +74,7 @@ def run_list(config_path: str, list_name: str) -> str:
         return result
 
 
-def _batch_logger(list_name: str):  # type: ignore[no-untyped-def]
+def _batch_logger(list_name: str) -> Callable[[int, int], None]:
     def progress(done: int, total: int) -> None:
         log.info(
             "batch sent for list %s: %d/%d",
