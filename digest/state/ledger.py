@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
@@ -26,6 +26,9 @@ from digest.state import schema
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 SKIPPED, SUPPRESSED = "skipped", "suppressed"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED, SUPPRESSED)
+# finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
+_GROUP_MIN = 8
+_IDS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +133,29 @@ class Ledger:
     def claim(
         self, edition_id: str, owner: str, limit: int, *, now: dt.datetime, claim_timeout: dt.timedelta
     ) -> list[Claimed]:
-        """Take up to ``limit`` rows to send: pending ones, or ones a dead sender left behind."""
+        """Take up to ``limit`` rows to send: pending ones, or ones a dead sender left behind.
+
+        The rows are of one variant, that of the first row waiting, so that they go out as
+        one batch (one request, one set of connections) rather than one small batch each.
+        """
         table = schema.ledger
+        pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
+        first_variant = select(table.c.variant).where(*pending).order_by(table.c.id).limit(1)
         with self.engine.begin() as conn:
             self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
-            query = (
-                select(table.c.id)
-                .where(table.c.edition_id == edition_id, table.c.status == PENDING)
-                .order_by(table.c.id)
-                .limit(limit)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list(conn.execute(query).scalars())
+            ids: list[int] = []
+            # Another sender may hold every row of that variant (PostgreSQL skips locked rows):
+            # then any variant will do.
+            for wanted in (table.c.variant == first_variant.scalar_subquery(), true()):
+                query = select(table.c.id).where(*pending, wanted).order_by(table.c.id).limit(limit)
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                ids = list(conn.execute(query).scalars())
+                if ids:
+                    break
             if not ids:
                 return []
-            conn.execute(
+            rows = conn.execute(
                 update(table)
                 .where(table.c.id.in_(ids), table.c.status == PENDING)
                 .values(
@@ -155,12 +165,9 @@ class Ledger:
                     attempts=table.c.attempts + 1,
                     updated_at=now,
                 )
-            )
-            rows = conn.execute(
-                select(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts)
-                .where(table.c.id.in_(ids), table.c.batch_id == owner, table.c.status == SENDING)
-                .order_by(table.c.id)
+                .returning(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts)
             ).all()
+        rows.sort(key=lambda row: row[0])
         return [Claimed(*row) for row in rows]
 
     def _release_abandoned(
@@ -195,20 +202,60 @@ class Ledger:
         *,
         now: dt.datetime,
     ) -> None:
-        """Record (row id, status, provider id, error) for rows this owner claimed."""
+        """Record (row id, status, provider id, error) for rows this owner claimed.
+
+        A row this owner no longer holds (taken back as abandoned, then claimed by another
+        sender) is left alone. Rows with the same outcome (a SendGrid request's recipients
+        share one message id) are updated together by id; the rest with one statement run
+        for each row (executemany).
+        """
+        if not results:
+            return
         table = schema.ledger
+        held = (table.c.batch_id == owner, table.c.status == SENDING)
+        groups: dict[tuple[str, str | None, str | None], list[int]] = {}
+        for row_id, status, provider_id, error in results:
+            groups.setdefault((status, provider_id, error), []).append(row_id)
+        single: list[dict[str, object]] = []
         with self.engine.begin() as conn:
-            for row_id, status, provider_id, error in results:
+            for (status, provider_id, error), ids in groups.items():
+                if len(ids) < _GROUP_MIN:
+                    sent_at = now if status == SENT else None
+                    single.extend(
+                        {
+                            "row_id": row_id,
+                            "new_status": status,
+                            "new_provider_id": provider_id,
+                            "new_error": error,
+                            "new_sent_at": sent_at,
+                        }
+                        for row_id in ids
+                    )
+                    continue
+                for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                    conn.execute(
+                        update(table)
+                        .where(table.c.id.in_(ids[start : start + _IDS_PER_STATEMENT]), *held)
+                        .values(
+                            status=status,
+                            provider_id=provider_id,
+                            error=error,
+                            sent_at=now if status == SENT else None,
+                            updated_at=now,
+                        )
+                    )
+            if single:
                 conn.execute(
                     update(table)
-                    .where(and_(table.c.id == row_id, table.c.batch_id == owner, table.c.status == SENDING))
+                    .where(table.c.id == bindparam("row_id", type_=table.c.id.type), *held)
                     .values(
-                        status=status,
-                        provider_id=provider_id,
-                        error=error,
-                        sent_at=now if status == SENT else None,
+                        status=bindparam("new_status", type_=table.c.status.type),
+                        provider_id=bindparam("new_provider_id", type_=table.c.provider_id.type),
+                        error=bindparam("new_error", type_=table.c.error.type),
+                        sent_at=bindparam("new_sent_at", type_=table.c.sent_at.type),
                         updated_at=now,
-                    )
+                    ),
+                    single,
                 )
 
     def sent_among(self, edition_id: str, emails: Iterable[str]) -> set[str]:

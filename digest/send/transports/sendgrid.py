@@ -37,8 +37,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from digest.errors import TransportError
-from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
+from digest.render.message import one_line
 from digest.send.transports.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,10 @@ class SendGridPayload:
                 continue
             seen.add(key)
             substitutions = _substitutions(one_line(recipient.greeting), recipient.unsubscribe_url)
-            size = sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
+            # A character is at most 4 bytes in UTF-8: count the bytes only when that could matter.
+            size = 4 * sum(len(k) + len(v) for k, v in substitutions.items())
+            if size > MAX_SUBSTITUTION_BYTES:
+                size = sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items())
             if size > MAX_SUBSTITUTION_BYTES:
                 self.refused[position] = Outcome.failed(
                     recipient.email,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import re
 import smtplib
 import ssl
 import threading
@@ -18,7 +19,6 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
@@ -27,12 +27,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from digest.errors import TransportError
+from digest.render.message import Composer, make_message_id
 from digest.send.transports.base import Batch, Envelope, Outcome
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
 BATCH_PER_CONNECTION = 20
+# Composers kept (one per variant being sent); a send has a few dozen variants at most.
+MAX_COMPOSERS = 64
+SMTPUTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
+_DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
 class Options(BaseModel):
@@ -100,6 +105,38 @@ class RateLimiter:
             time.sleep(turn - now)
 
 
+class _QuickData:
+    """``smtplib``'s DATA, with a quicker search for the lines that start with "." to double.
+
+    ``smtplib`` finds them with a pattern anchored at the start of every line, which the regular
+    expression engine tries at every byte: about 230 µs for a 60 KB edition, more than all the
+    rest of sending it. A line feed followed by a dot is a literal the engine jumps to: 30 µs.
+    """
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        connection: smtplib.SMTP = self  # type: ignore[assignment]
+        if not isinstance(msg, bytes) or connection.debuglevel:
+            return super().data(msg)  # type: ignore[misc, no-any-return]
+        connection.putcmd("data")
+        code, reply = connection.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        # What smtplib's re.sub(rb"(?m)^\.", b"..", msg) does: a "." at the start or after LF.
+        quoted = (b"." if msg.startswith(b".") else b"") + _DOT_AFTER_LF.sub(b"\n..", msg)
+        if not quoted.endswith(b"\r\n"):
+            quoted += b"\r\n"
+        connection.send(quoted + b".\r\n")
+        return connection.getreply()
+
+
+class _Connection(_QuickData, smtplib.SMTP):
+    pass
+
+
+class _SSLConnection(_QuickData, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpTransport:
     """Sends each recipient their own message over a pool of SMTP connections."""
 
@@ -119,6 +156,7 @@ class SmtpTransport:
         # None marks a slot whose connection was lost; its worker reopens it when it needs it.
         self._connections: list[smtplib.SMTP | None] = []
         self._limiter = RateLimiter(options.rate)
+        self._composers: dict[tuple[object, ...], Composer | None] = {}
         if options.security != "none" and tls_context is None:
             tls_context = ssl.create_default_context()
         self._tls = tls_context
@@ -188,7 +226,29 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 connection.close()
 
+    def _composer(self, batch: Batch) -> Composer | None:
+        """The batch's variant, encoded once for all its recipients (and the next batches')."""
+        key = (batch.content, batch.sender, batch.edition_id, batch.date, tuple(batch.headers.items()))
+        if key not in self._composers:
+            if len(self._composers) >= MAX_COMPOSERS:
+                self._composers.clear()
+            try:
+                composer: Composer | None = Composer(
+                    batch.content,
+                    sender=batch.sender,
+                    edition_id=batch.edition_id,
+                    date=batch.date,
+                    headers=batch.headers,
+                )
+            except Exception:
+                # The fast way is an optimisation: each message can still be composed on its own.
+                log.exception("cannot prepare variant %s for fast composing", batch.variant)
+                composer = None
+            self._composers[key] = composer
+        return self._composers[key]
+
     def _send(self, batch: Batch, sender: str) -> list[Outcome]:
+        composer = self._composer(batch)
         jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(batch.envelopes)):
             jobs.put(index)
@@ -198,7 +258,7 @@ class SmtpTransport:
         workers = [
             threading.Thread(
                 target=self._work,
-                args=(slot, batch, sender, jobs, outcomes, lost, stop),
+                args=(slot, batch, composer, sender, jobs, outcomes, lost, stop),
                 name=f"smtp-{slot}",
                 daemon=True,
             )
@@ -227,6 +287,7 @@ class SmtpTransport:
         self,
         slot: int,
         batch: Batch,
+        composer: Composer | None,
         sender: str,
         jobs: queue.SimpleQueue[int],
         outcomes: list[Outcome | None],
@@ -240,7 +301,7 @@ class SmtpTransport:
                 return
             envelope = batch.envelopes[index]
             try:
-                outcomes[index] = self._deliver(slot, batch, envelope, sender, stop)
+                outcomes[index] = self._deliver(slot, batch, composer, envelope, sender, stop)
             except _Unreachable as exc:
                 # The other workers may still reach the server: leave the queue to them.
                 outcomes[index] = Outcome.failed(envelope.recipient.email, str(exc))
@@ -253,19 +314,26 @@ class SmtpTransport:
                 self._discard(slot)
 
     def _deliver(
-        self, slot: int, batch: Batch, envelope: Envelope, sender: str, stop: threading.Event
+        self,
+        slot: int,
+        batch: Batch,
+        composer: Composer | None,
+        envelope: Envelope,
+        sender: str,
+        stop: threading.Event,
     ) -> Outcome:
         email = envelope.recipient.email
+        # Non-ASCII addresses need SMTPUTF8, and the message its headers in UTF-8.
+        international = not (sender.isascii() and email.isascii())
         try:
-            message = batch.message(envelope)
+            data, message_id = _message_bytes(batch, composer, envelope, international)
         except (ValueError, TypeError) as exc:
             return Outcome.failed(email, f"cannot compose the message: {exc}")
-        message_id = message["Message-ID"]
         attempt = 0
         while True:
-            failure = self._attempt(slot, message, sender, email)
+            failure = self._attempt(slot, data, sender, email, international)
             if failure is None:
-                return Outcome.ok(email, str(message_id) if message_id else None)
+                return Outcome.ok(email, message_id)
             if failure.kind == "permanent" or attempt >= self.options.retries:
                 if failure.kind == "unreachable":
                     raise _Unreachable(failure.reason)
@@ -275,7 +343,9 @@ class SmtpTransport:
             if stop.wait(self._delay(attempt)):
                 return Outcome.failed(email, f"not sent: interrupted after {failure.reason}")
 
-    def _attempt(self, slot: int, message: EmailMessage, sender: str, email: str) -> _Failure | None:
+    def _attempt(
+        self, slot: int, data: bytes, sender: str, email: str, international: bool
+    ) -> _Failure | None:
         connection = self._connections[slot]
         if connection is None:
             try:
@@ -284,7 +354,16 @@ class SmtpTransport:
                 return _Failure(exc.message, "unreachable")
         self._limiter.wait()
         try:
-            connection.send_message(message, from_addr=sender, to_addrs=[email])
+            options: tuple[str, ...] = ()
+            if international:
+                connection.ehlo_or_helo_if_needed()
+                if not connection.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "One or more source or delivery addresses require internationalized email "
+                        "support, but the server does not advertise the required SMTPUTF8 capability"
+                    )
+                options = SMTPUTF8_OPTIONS
+            connection.sendmail(sender, [email], data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
             failure = _classify(exc)
             # smtplib itself closes the socket after a 421; a drop leaves it in an unknown state.
@@ -309,7 +388,7 @@ class SmtpTransport:
         connection: smtplib.SMTP | None = None
         try:
             if options.security == "ssl":
-                connection = smtplib.SMTP_SSL(
+                connection = _SSLConnection(
                     options.host,
                     options.port,
                     local_hostname=options.helo,
@@ -317,7 +396,7 @@ class SmtpTransport:
                     context=self._tls,
                 )
             else:
-                connection = smtplib.SMTP(
+                connection = _Connection(
                     options.host, options.port, local_hostname=options.helo, timeout=options.timeout
                 )
                 if options.security == "starttls":
@@ -342,6 +421,27 @@ class SmtpTransport:
                 f"cannot connect to the SMTP server {self.where}: {_describe(exc)}"
             ) from None
         return connection
+
+
+def _message_bytes(
+    batch: Batch, composer: Composer | None, envelope: Envelope, international: bool
+) -> tuple[bytes, str | None]:
+    """The message as it goes over the wire, and its Message-ID.
+
+    The same bytes as ``batch.message(envelope).as_bytes()``; the composer makes them without
+    composing the whole message when it can. (Not ``smtplib``'s ``send_message``: its generator
+    would turn every body line starting with "From " into ">From ".)
+    """
+    recipient = envelope.recipient
+    if composer is not None and not international:
+        message_id = envelope.message_id or make_message_id(batch.edition_id, recipient.email, batch.sender)
+        data = composer.message_bytes(recipient, message_id, envelope.headers)
+        if data is not None:
+            return data, message_id
+    message = batch.message(envelope)
+    policy = message.policy.clone(utf8=True) if international else None
+    message_id = message["Message-ID"]
+    return message.as_bytes(policy=policy), str(message_id) if message_id else None
 
 
 def create(options: Options, env: Mapping[str, str], root: Path) -> SmtpTransport:

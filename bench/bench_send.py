@@ -1,0 +1,480 @@
+"""Time `Sender.send()` to many synthetic subscribers, through SendGrid and SMTP (`make bench`).
+
+Builds a project in a temp folder: `tests/conftest.py`'s config, the example stories with
+today's dates (`examples/freshen.py`, so the edition is full: 30 stories in 5 desks), and a
+subscriber CSV of ``--recipients`` rows whose desk choices make 26 variants (30% all desks,
+the rest one to three of the five; 1% unsubscribed; nine names in ten, half of them with
+non-ASCII letters). Each path then sends the whole list in a fresh subprocess, so its peak
+RSS (``ru_maxrss``) is its own:
+
+- sendgrid: to a local HTTP server that answers every ``POST /v3/mail/send`` with 202;
+- smtp: to a local aiosmtpd server that accepts every message and drops it (4 connections);
+  ``--smtp-sink raw`` uses a bare asyncio server instead, for aiosmtpd spends about 1.2 ms of
+  CPU per message and so sets the recipients/s on a small machine.
+
+Each sink runs in a process of its own, so the CPU it spends is not counted (it is shown
+apart). The send is the whole of ``Sender.send()``: building and rendering the edition,
+reading and validating the CSV, filling the ledger, claiming, building payloads or messages,
+posting, recording. CPU is ``time.process_time()`` of the sending process (all its threads,
+user and system) over the send, divided by the number of recipients.
+
+``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path with a
+meter around the functions of each stage: thread CPU time, each stage without the stages it
+calls. The meter itself costs a few µs per recipient. ``--cprofile N`` lists the functions
+with the most CPU of their own under cProfile instead (much slower; for digging in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import csv
+import datetime as dt
+import functools
+import http.server
+import json
+import os
+import platform
+import pstats
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import BASE_CONFIG  # noqa: E402  (the project every test starts from)
+
+DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
+FIRST = ["Olha", "James", "Sofie", "Dmytro", "Priya", "Lúcia", "Jürgen", "Aisha", "Søren", "Zoë", "Олена"]
+LAST = ["Marchenko", "Whitaker", "Lindqvist", "Savchuk", "Raman", "Ferreira", "Hoffmann", "Коваль", "Dubois"]
+DOMAINS = ["example.org", "example.com", "example.net", "news.example.org", "mail.example.co.uk"]
+SECRET = "bench-secret-for-unsubscribe-links-0123456789"
+API_KEY = "SG.bench-key"
+SMTP_CONNECTIONS = 4
+PATHS = ("sendgrid", "smtp")
+
+
+# -- the project -----------------------------------------------------------------------------
+
+
+def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["email", "name", "desks", "status"])
+        for n in range(rows):
+            email = f"reader.{n}@{DOMAINS[n % len(DOMAINS)]}"
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}" if rng.random() < 0.9 else ""
+            desks = rng.sample(DESKS, rng.randint(1, 3)) if rng.random() < 0.7 else []
+            status = "unsubscribed" if rng.random() < 0.01 else rng.choice(["active", ""])
+            out.writerow([email, name, ";".join(desks), status])
+
+
+def write_project(folder: Path, rows: int, path: str, port: int) -> Path:
+    """config.toml, today's feeds and the subscriber CSV for one path, in ``folder``."""
+    for sub in ("feeds", "subscribers", "templates"):
+        (folder / sub).mkdir(parents=True)
+    stories, freshen = REPO / "examples" / "stories", REPO / "examples" / "freshen.py"
+    command = [sys.executable, str(freshen), "--src", str(stories), "--dest", str(folder / "feeds")]
+    subprocess.run(command, check=True, capture_output=True)
+    write_subscribers(folder / "subscribers" / "daily.csv", rows)
+    if path == "sendgrid":
+        transport = f'backend = "sendgrid"\napi_url = "http://127.0.0.1:{port}"\nbackoff = 0.01\n'
+    else:
+        transport = (
+            f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
+            f"connections = {SMTP_CONNECTIONS}\nbackoff = 0.01\n"
+        )
+    config = BASE_CONFIG.replace('transport = "outbox"', 'transport = "bench"')
+    config += f'\n[transports.bench]\n{transport}\n[server]\nbase_url = "https://news.example.org"\n'
+    (folder / "config.toml").write_text(config, encoding="utf-8")
+    return folder / "config.toml"
+
+
+# -- the sinks (each in a process of its own) ------------------------------------------------
+
+
+class _SendGridHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    requests = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        remaining = int(self.headers.get("Content-Length") or 0)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        type(self).requests += 1
+        ok = self.path == "/v3/mail/send"
+        self.send_response(202 if ok else 404)
+        if ok:
+            self.send_header("X-Message-Id", f"bench-{type(self).requests}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def _sendgrid_sink() -> tuple[int, Callable[[], None]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SendGridHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1], server.shutdown
+
+
+class _Discard:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+def _smtp_sink() -> tuple[int, Callable[[], None]]:
+    from aiosmtpd.controller import Controller
+
+    from tests.smtpd import free_port
+
+    controller = Controller(_Discard(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    return controller.port, controller.stop
+
+
+async def _raw_smtp_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Just enough SMTP to take messages and drop them: no parsing, no checks."""
+    writer.write(b"220 sink ESMTP\r\n")
+    while line := await reader.readline():
+        command = line[:4].upper()
+        if command == b"EHLO":
+            writer.write(b"250-sink\r\n250-8BITMIME\r\n250 SIZE 33554432\r\n")
+        elif command == b"DATA":
+            writer.write(b"354 go ahead\r\n")
+            await reader.readuntil(b"\r\n.\r\n")
+            writer.write(b"250 OK\r\n")
+        elif command == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            break
+        else:  # HELO, MAIL, RCPT, RSET, NOOP
+            writer.write(b"250 OK\r\n")
+        await writer.drain()
+    writer.close()
+
+
+def _raw_smtp_sink() -> tuple[int, Callable[[], None]]:
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        asyncio.start_server(_raw_smtp_session, "127.0.0.1", 0, limit=64 * 2**20)
+    )
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    return server.sockets[0].getsockname()[1], lambda: loop.call_soon_threadsafe(loop.stop)
+
+
+def run_sink(kind: str) -> None:
+    """Print the port, serve until stdin closes, then print the CPU seconds the sink used."""
+    sinks = {"sendgrid": _sendgrid_sink, "smtp": _smtp_sink, "raw-smtp": _raw_smtp_sink}
+    port, stop = sinks[kind]()
+    print(port, flush=True)
+    sys.stdin.read()
+    stop()
+    print(json.dumps({"cpu": time.process_time()}), flush=True)
+
+
+@contextmanager
+def sink(kind: str) -> Iterator[tuple[int, dict[str, float]]]:
+    """A sink process; yields its port, and a dict that gets its CPU seconds when it stops."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--sink", kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdin is not None and process.stdout is not None
+    usage: dict[str, float] = {}
+    try:
+        yield int(process.stdout.readline()), usage
+        process.stdin.close()
+        usage.update(json.loads(process.stdout.readline() or "{}"))
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=10)
+
+
+# -- the meter: CPU per stage ----------------------------------------------------------------
+
+# Stage → (module, attribute) of the functions whose CPU it is; "*" marks a generator, which
+# is metered each time it is resumed. Each stage is counted without the stages it calls.
+STAGES: dict[str, list[str]] = {
+    "edition: build + render the variants": [
+        "digest.send.run:Sender.edition",
+        "digest.send.run:Sender.rendered",
+    ],
+    "subscribers: read CSV, validate, de-dup": ["*digest.send.run:Sender.entries"],
+    "ledger: insert": ["digest.state.ledger:Ledger.add"],
+    "ledger: claim, finish, suppressions": [
+        "digest.state.ledger:Ledger.claim",
+        "digest.state.ledger:Ledger.finish",
+        "digest.state.ledger:Ledger.retry_failed",
+        "digest.state.ledger:Ledger.counts",
+        "digest.state.ledger:Ledger.failures",
+        "digest.state.suppressions:Suppressions.suppressed_among",
+    ],
+    "envelopes: tokens, Message-IDs, headers": ["digest.send.run:Sender.envelope"],
+    "payload JSON / MIME message": [
+        "digest.send.transports.sendgrid:SendGridPayload.__init__",
+        "json:dumps",
+        "digest.send.transports.smtp:SmtpTransport._composer",
+        "digest.send.transports.smtp:_message_bytes",
+    ],
+    "HTTP / SMTP I/O": [
+        "digest.send.transports.sendgrid:SendGridTransport._post",
+        "digest.send.transports.smtp:SmtpTransport._connect",
+        "digest.send.transports.smtp:SmtpTransport._attempt",
+        "digest.send.transports.smtp:SmtpTransport.close",
+    ],
+}
+
+
+class Meter:
+    """Thread CPU time per stage, each stage without the stages it calls."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def install(self) -> None:
+        import importlib
+
+        for stage, targets in STAGES.items():
+            for target in targets:
+                generator = target.startswith("*")
+                module_name, _, path = target.lstrip("*").partition(":")
+                owner: Any = importlib.import_module(module_name)
+                *parents, name = path.split(".")
+                for parent in parents:
+                    owner = getattr(owner, parent)
+                if not hasattr(owner, name):
+                    continue  # another version of digest: meter what there is
+                wrap = self._generator if generator else self._function
+                setattr(owner, name, wrap(stage, getattr(owner, name)))
+
+    def _enter(self, stage: str) -> None:
+        stack = self._local.__dict__.setdefault("stack", [])
+        now = time.thread_time()
+        if stack:
+            self._charge(stack[-1], now)
+        stack.append([stage, now])
+
+    def _leave(self) -> None:
+        stack = self._local.stack
+        now = time.thread_time()
+        self._charge(stack.pop(), now)
+        if stack:
+            stack[-1][1] = now
+
+    def _charge(self, frame: list[Any], now: float) -> None:
+        with self._lock:
+            self.seconds[frame[0]] += now - frame[1]
+        frame[1] = now
+
+    def _function(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            self._enter(stage)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._leave()
+
+        return metered
+
+    def _generator(self, stage: str, function: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        @functools.wraps(function)
+        def metered(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            items = function(*args, **kwargs)
+            while True:
+                self._enter(stage)
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                finally:
+                    self._leave()
+                yield item
+
+        return metered
+
+
+# -- one send (in a fresh process) -----------------------------------------------------------
+
+
+def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
+    from digest.config import load_config
+    from digest.send.run import Sender
+    from digest.state import open_store
+
+    config = load_config(config_path)
+    store = open_store(config)
+    sender = Sender(config, "daily", store, now=dt.datetime.now(dt.UTC))
+    meter = Meter() if mode == "breakdown" else None
+    if meter:
+        meter.install()
+    profilers = _profile_threads() if mode == "cprofile" else []
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu, wall = time.process_time(), time.perf_counter()
+    summary = sender.send()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for profiler in profilers:
+        profiler.disable()
+    if profilers and profile_out:
+        stats = pstats.Stats(profilers[0])
+        for profiler in profilers[1:]:
+            stats.add(profiler)
+        stats.dump_stats(profile_out)
+    with store.engine.connect() as conn:
+        query = "SELECT count(DISTINCT variant) FROM send_ledger WHERE status = 'sent'"
+        variants = conn.exec_driver_sql(query).scalar()
+    store.close()
+    result = {
+        "wall": wall,
+        "cpu": cpu,
+        "base_kib": base,
+        "peak_kib": peak,
+        "counts": dict(summary.counts),
+        "variants": variants,
+        "stages": meter.seconds if meter else {},
+    }
+    print(json.dumps(result))
+
+
+def _profile_threads() -> list[cProfile.Profile]:
+    """A CPU-time profiler in this thread and in each thread started from now on."""
+    profilers: list[cProfile.Profile] = []
+    original_run = threading.Thread.run
+
+    def start() -> cProfile.Profile:
+        profiler = cProfile.Profile(time.thread_time)
+        profilers.append(profiler)
+        profiler.enable()
+        return profiler
+
+    def run(self: threading.Thread) -> None:
+        profiler = start()
+        try:
+            original_run(self)
+        finally:
+            profiler.disable()
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+    start()
+    return profilers
+
+
+def send(
+    folder: Path, path: str, rows: int, mode: str = "plain", smtp_sink: str = "aiosmtpd"
+) -> dict[str, Any]:
+    """Set up a project, start the sink, send in a fresh process; the child's numbers."""
+    project = folder / f"{path}-{rows}-{mode}"
+    profile_out = project / "send.prof"
+    with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
+        config = write_project(project, rows, path, port)
+        env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
+        command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode:
+            sys.exit(f"the {path} send failed:\n{done.stderr}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["sink_cpu"] = sink_usage.get("cpu", 0.0)
+    if mode == "cprofile":
+        stats = pstats.Stats(str(profile_out))
+        table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+        result["top"] = sorted(
+            ((entry[2], f"{Path(file).name}:{line} {func}") for (file, line, func), entry in table.items()),
+            reverse=True,
+        )[:15]
+    shutil.rmtree(project, ignore_errors=True)
+    return result
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=100_000, metavar="N", help="default 100,000")
+    parser.add_argument("--path", choices=[*PATHS, "both"], default="both")
+    parser.add_argument(
+        "--breakdown", type=int, default=10_000, metavar="N", help="recipients of the metered run (0: none)"
+    )
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="recipients of a cProfile run")
+    parser.add_argument(
+        "--smtp-sink",
+        choices=["aiosmtpd", "raw"],
+        default="aiosmtpd",
+        help="aiosmtpd (default), or a bare asyncio server that parses nothing (faster)",
+    )
+    parser.add_argument("--sink", choices=[*PATHS, "raw-smtp"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sink:
+        run_sink(args.sink)
+        return 0
+    if args.child:
+        child(Path(args.child[0]), args.child[1], Path(args.child[2]))
+        return 0
+    if args.recipients < 1:
+        parser.error("--recipients must be at least 1")
+    paths = PATHS if args.path == "both" else (args.path,)
+
+    from importlib.metadata import version
+
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs")
+    print(f"python:  {platform.python_implementation()} {sys.version.split()[0]}, ", end="")
+    print(f"SQLAlchemy {version('sqlalchemy')}, SQLite {__import__('sqlite3').sqlite_version}, ", end="")
+    print(f"email-validator {version('email-validator')}, sendgrid {version('sendgrid')}, ", end="")
+    print(f"aiosmtpd {version('aiosmtpd')}\n")
+    print(f"{'path':<9}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}{'CPU µs/recipient':>17}", end="")
+    print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  ledger")
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as name:
+        folder = Path(name)
+        for path in paths:
+            n = args.recipients
+            result = send(folder, path, n, smtp_sink=args.smtp_sink)
+            print(
+                f"{path:<9}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
+                f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
+                f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}"
+                f"{result['sink_cpu']:>11.1f}  {result['counts']}, {result['variants']} variants",
+                flush=True,
+            )
+        for path in paths if args.breakdown else ():
+            n = args.breakdown
+            result = send(folder, path, n, "breakdown", args.smtp_sink)
+            stages = result["stages"]
+            stages["other (send loop, batches, threads)"] = max(result["cpu"] - sum(stages.values()), 0.0)
+            print(f"\n{path}, {n:,} recipients, metered: {result['cpu'] / n * 1e6:.1f} µs CPU per recipient")
+            for stage, seconds in stages.items():
+                print(f"  {stage:<42}{seconds / n * 1e6:>8.1f} µs{seconds / result['cpu']:>6.0%}")
+        for path in paths if args.cprofile else ():
+            n = args.cprofile
+            result = send(folder, path, n, "cprofile", args.smtp_sink)
+            print(f"\n{path}, {n:,} recipients under cProfile: own CPU time per recipient")
+            for seconds, function in result["top"]:
+                print(f"  {seconds / n * 1e6:>8.1f} µs  {function}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
