@@ -38,12 +38,6 @@ def run_list(config_path: str, list_name: str) -> str:
         result, detail = FAILED, ""
         try:
             sender = Sender(config, list_name, store, now=now)
-            log.info(
-                "edition %s frozen for list %s",
-                sender.edition_id,
-                list_name,
-                extra={"event": "edition_frozen", "list": list_name, "edition": sender.edition_id},
-            )
             summary = sender.send(stop=STOP, progress=_batch_logger(list_name))
             counts = summary.counts
             if summary.empty:

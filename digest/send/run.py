@@ -36,7 +36,8 @@ from digest.send.unsubscribe import (
     unsubscribe_url,
 )
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry, owner_id
+from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry
+from digest.state.owner import owner_id
 from digest.subscribers import Problem, Subscriber, unique_subscribers
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,16 @@ class Sender:
             return frozen
         edition = build_edition(self.config, self.list.name, now=self.now, store=self.store, cache=self.store)
         if freeze and not edition.is_empty:
-            self.store.record_edition(edition, now=self.now)
+            if not self.store.record_edition(edition, now=self.now):
+                # Another sender froze it first: send exactly what it froze.
+                return self.store.frozen_edition(self.edition_id) or edition
+            log.info(
+                "edition %s frozen: %d stories for list %s",
+                self.edition_id,
+                len(edition.items),
+                self.list.name,
+                extra={"event": "edition_frozen", "list": self.list.name, "edition": self.edition_id},
+            )
         return edition
 
     def rendered(self, edition: Edition, key: str, *, freeze: bool) -> Rendered | None:
@@ -241,7 +251,13 @@ class Sender:
                 )
                 if not claimed:
                     break
-                self._send_claimed(transport, edition, owner, claimed)
+                try:
+                    self._send_claimed(transport, edition, owner, claimed)
+                except BaseException:
+                    # The transport raised before any outcome: nothing of this batch went out
+                    # (a transport reports partial success as outcomes), so the next run may send it.
+                    self.store.ledger.release(self.edition_id, owner, now=dt.datetime.now(dt.UTC))
+                    raise
                 done += len(claimed)
                 if progress:
                     progress(done, todo)

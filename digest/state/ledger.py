@@ -11,9 +11,6 @@ answer was lost. It is at most one batch, and the message keeps its Message-ID.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, or_, select, true, u
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
+from digest.state.owner import owner_is_dead
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 SKIPPED, SUPPRESSED = "skipped", "suppressed"
@@ -49,27 +47,6 @@ class Claimed:
     name: str
     variant: str
     attempts: int
-
-
-def owner_id() -> str:
-    """Who holds a claim: this host and process, and a random part so a reused pid differs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine's sender: only the timeout can tell
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class Ledger:
@@ -182,7 +159,7 @@ class Ledger:
         abandoned = [
             owner
             for owner, claimed in owners
-            if _owner_is_dead(owner) or (claimed and now - claimed > claim_timeout)
+            if owner_is_dead(owner) or (claimed and now - claimed > claim_timeout)
         ]
         if abandoned:
             conn.execute(
@@ -269,6 +246,16 @@ class Ledger:
                     )
                 ).scalars()
             )
+
+    def release(self, edition_id: str, owner: str, *, now: dt.datetime) -> int:
+        """Give back rows this owner claimed but did not send (the transport failed outright)."""
+        table = schema.ledger
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(table)
+                .where(table.c.edition_id == edition_id, table.c.batch_id == owner, table.c.status == SENDING)
+                .values(status=PENDING, updated_at=now)
+            ).rowcount
 
     def counts(self, edition_id: str) -> Counter[str]:
         table = schema.ledger
