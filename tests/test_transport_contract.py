@@ -36,7 +36,8 @@ CONTENT = Rendered(
     + "A long line of story text. " * 200
     + "</p>"
     + '<p><a href="%%unsubscribe_url%%">Unsubscribe</a></p></body></html>',
-    text="%%greeting%%,\n\nStories.\n\nUnsubscribe: %%unsubscribe_url%%\n",
+    # Lines that SMTP treats specially ("." starts a line, "From " is mangled by mbox tools).
+    text="%%greeting%%,\n\nStories.\nFrom the desk: more to come.\n.hidden dot line\n\nUnsubscribe: %%unsubscribe_url%%\n",
 )
 
 
@@ -156,6 +157,7 @@ def test_every_recipient_gets_one_message_of_their_own(transport: tuple[Transpor
         assert message.headers["List-Unsubscribe"].startswith(f"<{BASE}/unsubscribe/{token}>, <mailto:")
         assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message.headers["List-Id"] == '"The Morning Ledger" <daily.news.example.org>'
+        assert "\nFrom the desk: more to come.\n.hidden dot line\n" in message.text.replace("\r\n", "\n")
         assert "%%" not in message.text + message.html
 
 
