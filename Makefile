@@ -52,6 +52,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_build.py
 	$(BIN)/python bench/bench_subscribers.py
+	$(BIN)/python bench/bench_send.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(STAMP)
