@@ -14,14 +14,8 @@ from digest.ingest import collect
 from digest.model import Edition
 from digest.output import write_atomically
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, compose, list_id, personalize
-from digest.send.unsubscribe import (
-    DEMO_SECRET,
-    list_unsubscribe_headers,
-    make_token,
-    secret_from_env,
-    unsubscribe_url,
-)
+from digest.render.message import compose, personalize
+from digest.send.unsubscribe import DEMO_SECRET, addressed, secret_from_env
 from digest.state import Store
 
 SAMPLE_RECIPIENT = "subscriber@example.invalid"
@@ -32,17 +26,6 @@ class Built:
     edition: Edition
     rendered: Rendered
     files: tuple[Path, ...]
-
-
-def _sample_token(list_name: str) -> str:
-    return make_token(secret_from_env() or DEMO_SECRET, list_name, SAMPLE_RECIPIENT)
-
-
-def sample_recipient(config: Config, list_name: str) -> Recipient:
-    """The placeholder subscriber a built edition is shown to, with a link of the real form."""
-    return Recipient(
-        SAMPLE_RECIPIENT, "", unsubscribe_url(config.settings.server.base_url, _sample_token(list_name))
-    )
 
 
 def build(
@@ -72,13 +55,11 @@ def build(
 def _write(
     config: Config, out: Path, edition: Edition, rendered: Rendered, now: dt.datetime
 ) -> tuple[Path, ...]:
-    recipient = sample_recipient(config, edition.list_name)
     mailing_list = config.mailing_list(edition.list_name)
+    # The placeholder subscriber a built edition is shown to, with links of the real form.
+    secret = secret_from_env() or DEMO_SECRET
+    recipient, headers = addressed(config, mailing_list, SAMPLE_RECIPIENT, "", secret)
     sender = config.settings.newsroom.sender
-    headers = {
-        "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
-        **list_unsubscribe_headers(config.settings.server.base_url, sender, _sample_token(mailing_list.name)),
-    }
     message = compose(rendered, recipient, sender=sender, edition_id=edition.id, date=now, headers=headers)
     html, text = personalize(rendered, recipient)
     data = {

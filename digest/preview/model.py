@@ -23,15 +23,9 @@ from digest.errors import DigestError
 from digest.model import Edition
 from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, compose, list_id, personalize
+from digest.render.message import Recipient, compose, personalize
 from digest.send.run import variant_desks, variant_key
-from digest.send.unsubscribe import (
-    DEMO_SECRET,
-    list_unsubscribe_headers,
-    make_token,
-    secret_from_env,
-    unsubscribe_url,
-)
+from digest.send.unsubscribe import DEMO_SECRET, addressed, secret_from_env
 from digest.subscribers import Problem, Subscriber, read_subscribers
 
 
@@ -222,14 +216,8 @@ class Previewer:
         variant = variant_of(edition, variant_desks(key))
         rendered = render_edition(config, variant, environment(config))
         sender = config.settings.newsroom.sender
-        base_url = config.settings.server.base_url
         email, name = (subscriber.key, subscriber.name) if subscriber else (SAMPLE_RECIPIENT, "")
-        token = make_token(secret, mailing_list.name, email)
-        recipient = Recipient(email, name, unsubscribe_url(base_url, token))
-        headers = {
-            "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
-            **list_unsubscribe_headers(base_url, sender, token),
-        }
+        recipient, headers = addressed(config, mailing_list, email, name, secret)
         # The real message, composed as a transport would: its headers are what goes out.
         message = compose(
             rendered, recipient, sender=sender, edition_id=edition.id, date=self.now(), headers=headers

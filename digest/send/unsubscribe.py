@@ -21,7 +21,9 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from urllib.parse import quote
 
+from digest.config import Config, MailingList
 from digest.errors import DigestError
+from digest.render.message import Recipient, list_id
 
 SECRET_ENV = "DIGEST_SECRET"
 MIN_SECRET_BYTES = 16
@@ -153,3 +155,17 @@ def _b64decode(text: str) -> bytes | None:
     # The last character carries spare bits; insisting on the canonical form means a token
     # has exactly one spelling, so an "altered" token can never still verify.
     return data if _b64encode(data) == text else None
+
+
+def addressed(
+    config: Config, mailing_list: MailingList, email: str, name: str, secret: bytes
+) -> tuple[Recipient, dict[str, str]]:
+    """One recipient of a list, with their signed link, and every list header of their message."""
+    base_url = config.settings.server.base_url
+    sender = config.settings.newsroom.sender
+    token = make_token(secret, mailing_list.name, email)
+    headers = {
+        "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
+        **list_unsubscribe_headers(base_url, sender, token),
+    }
+    return Recipient(email, name, unsubscribe_url(base_url, token)), headers
