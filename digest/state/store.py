@@ -35,6 +35,9 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.close()
 
 
+# An arbitrary number naming the PostgreSQL advisory lock taken while the schema is migrated.
+MIGRATION_LOCK = 0x6469676573  # "diges"
+
 # APScheduler's job table (digest.schedule.service keeps its jobs there).
 JOB_TABLE = "apscheduler_jobs"
 
@@ -98,6 +101,9 @@ class Store:
     def _migrate(self) -> None:
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Senders starting together on a new database must not create it twice.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 schema.meta.create(conn, checkfirst=True)
                 row = conn.execute(
                     select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")

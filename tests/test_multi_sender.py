@@ -1,0 +1,56 @@
+"""Several `digest send` processes on one list share the work through PostgreSQL: nobody twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+from sqlalchemy import text
+
+from digest.state import Store
+from tests.conftest import MakeProject
+from tests.smtpd import SmtpServer
+from tests.test_send import SECRET, fresh_feeds, server, smtp_project
+
+pytest_plugins = ["tests.pgserver"]
+__all__ = ["server"]
+
+RECIPIENTS = 20_000
+
+
+def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
+    make_project: MakeProject, server: SmtpServer, postgres_url: str
+) -> None:
+    csv = "email,name,desks\n" + "".join(
+        f"reader{n:05d}@example.org,Reader {n},{'Business' if n % 3 == 0 else ''}\n"
+        for n in range(RECIPIENTS)
+    )
+    project = smtp_project(make_project, server, csv=csv, connections=2)
+    project.write_text(
+        project.read_text().replace('url = "sqlite:///state/digest.sqlite3"', f'url = "{postgres_url}"')
+    )
+    fresh_feeds(project)
+    env = {**os.environ, "DIGEST_SECRET": SECRET}
+    senders = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(project), "send", "--list", "daily"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [sender.communicate(timeout=600) for sender in senders]
+    for sender, (out, err) in zip(senders, results, strict=True):
+        assert sender.returncode == 0, out + err
+    counts = Counter(address for message in server.messages for address in message.rcpt_tos)
+    assert len(counts) == RECIPIENTS
+    assert set(counts.values()) == {1}, [a for a, c in counts.items() if c > 1][:10]
+    with Store(postgres_url) as store, store.engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT status, count(*) FROM send_ledger GROUP BY status")).all())
+        editions = conn.execute(text("SELECT count(*) FROM editions")).scalar()
+    assert statuses == {"sent": RECIPIENTS}
+    assert editions == 1  # frozen once, whoever got there first
