@@ -14,11 +14,12 @@ its headers (names lower-cased) and how many body bytes the server managed to se
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.localhttp import LocalHTTPServer
 
 Chunks = Callable[[], Iterable[bytes]]
 
@@ -50,20 +51,11 @@ class Request:
 Responder = Route | Callable[[Request], Route]
 
 
-class FeedServer:
+class FeedServer(LocalHTTPServer):
     def __init__(self) -> None:
         self.routes: dict[str, Responder] = {}
         self.requests: list[Request] = []
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+        super().__init__(_handler_for(self))
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -77,32 +69,9 @@ class FeedServer:
         with self._lock:
             return [request for request in self.requests if request.path == path]
 
-    def start(self) -> FeedServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()  # hanging and dripping handlers give up at once
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FeedServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def _record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client hanging up on a slow or huge answer is what these tests do
 
 
 def _handler_for(server: FeedServer) -> type[BaseHTTPRequestHandler]:

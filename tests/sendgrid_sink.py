@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.localhttp import LocalHTTPServer
 
 
 @dataclass
@@ -57,31 +58,16 @@ class Request:
 Responder = Reply | Callable[[Request], Reply]
 
 
-class SendGridSink:
+class SendGridSink(LocalHTTPServer):
     def __init__(self, script: Iterable[Reply] = (), default: Responder | None = None) -> None:
         self.script = list(script)
         self.default = default
         self.requests: list[Request] = []
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(_handler_for(self))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> SendGridSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()  # hanging handlers give up at once
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return f"http://127.0.0.1:{self.port}"
 
     def _reply_to(self, request: Request) -> Reply:
         with self._lock:
@@ -92,13 +78,6 @@ class SendGridSink:
         if callable(self.default):
             return self.default(request)
         return self.default or Reply(202, headers={"X-Message-Id": f"sink-message-{number}"})
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hanging up on a slow answer is what the timeout tests do
 
 
 def _handler_for(sink: SendGridSink) -> type[BaseHTTPRequestHandler]:

@@ -62,12 +62,6 @@ class Suppressions:
             return False
         return True
 
-    def add_many(self, rows: Iterable[tuple[str, str, str | None]], *, source: str) -> int:
-        """(email, reason, list_name) rows; returns how many were new."""
-        return sum(
-            self.add(email, reason=reason, source=source, list_name=name) for email, reason, name in rows
-        )
-
     def is_suppressed(self, email: str, list_name: str) -> Suppression | None:
         table = schema.suppressions
         with self.engine.connect() as conn:
