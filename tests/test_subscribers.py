@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 
 from digest.errors import SubscriberError
 from digest.subscribers import (
     MAX_PROBLEMS,
+    Addresses,
     CheckReport,
     Problem,
     Status,
@@ -361,3 +364,77 @@ def test_format_check_lists_each_problem() -> None:
         "x.csv:2: bad",
         "x.csv:4: duplicate of line 3",
     ]
+
+
+# Addresses on a few domains, valid and not, in the shapes a list holds. Each is checked after
+# a plain address on its domain has warmed the cache, so the fast path gets its chance.
+TRICKY_ADDRESSES = [
+    "plain@example.org",
+    "Mixed.Case@Example.ORG",
+    "o'brien+news@example.org",
+    "a.b.c@example.org",
+    ".leading@example.org",
+    "trailing.@example.org",
+    "two..dots@example.org",
+    "Postmaster@example.org",
+    "INFO@example.org",
+    '"quoted"@example.org',
+    '"has space"@example.org',
+    '"at@sign"@example.org',
+    "a@b@example.org",
+    "@example.org",
+    "spaced name@example.org",
+    "Name <name@example.org>",
+    "jörg@example.org",
+    "Ωmega@example.org",
+    "x" * 64 + "@example.org",
+    "x" * 65 + "@example.org",
+    "y" * 241 + "@example.org",
+    "y" * 242 + "@example.org",
+    "user@bücher.example",
+    "user@xn--bcher-kva.example",
+    "z" * 230 + "@xn--bcher-kva.example",
+    "user@localhost",
+    "user@example.invalid",
+    "user@-bad-.example.org",
+    "user@example..org",
+    "user@[192.0.2.1]",
+    "tab\tin@example.org",
+]
+
+
+@pytest.mark.parametrize("address", TRICKY_ADDRESSES)
+def test_the_domain_cache_gives_email_validators_own_verdict(address: str) -> None:
+    def verdict(check: Callable[[str], str]) -> str:
+        try:
+            return "ok " + check(address)
+        except EmailNotValidError as exc:
+            return f"refused: {exc}"
+
+    library = verdict(lambda a: validate_email(a, check_deliverability=False, allow_smtputf8=True).normalized)
+    addresses = Addresses()
+    for domain in ("example.org", "Example.ORG", "bücher.example", "xn--bcher-kva.example", "localhost"):
+        with contextlib.suppress(EmailNotValidError):
+            addresses.normalized(f"warm@{domain}")
+    assert verdict(addresses.normalized) == library
+    assert verdict(addresses.normalized) == library  # and again, now that its own domain is known
+
+
+def test_each_domain_goes_through_email_validator_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.subscribers
+
+    calls: list[str] = []
+
+    def counted(address: str, **options: bool) -> object:
+        calls.append(address)
+        return validate_email(address, **options)
+
+    monkeypatch.setattr(digest.subscribers, "validate_email", counted)
+    addresses = Addresses()
+    got = [
+        addresses.normalized(f"reader.{n}@{domain}")
+        for n in range(50)
+        for domain in ("a.example", "B.example")
+    ]
+    assert got[:2] == ["reader.0@a.example", "reader.0@b.example"]
+    assert calls == ["reader.0@a.example", "reader.0@B.example"]

@@ -79,7 +79,9 @@ def plain_text(fragment: str) -> str:
 
 def one_line(text: str) -> str:
     """Fold all whitespace (CR and LF included) to single spaces: safe for a header value."""
-    return " ".join(_strip_controls(text).split())
+    # isprintable() is False for every character _strip_controls drops (and for all
+    # whitespace but the space), so most names skip the character-by-character pass.
+    return " ".join((text if text.isprintable() else _strip_controls(text)).split())
 
 
 def _strip_controls(text: str) -> str:
