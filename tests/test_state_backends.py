@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from digest.config import Config
 from digest.edition import build_edition
@@ -51,6 +51,35 @@ def test_a_newer_schema_is_refused(url: str) -> None:
         )
     with pytest.raises(StateError, match="newer than this digest"):
         Store(url)
+
+
+def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
+    with Store(url) as store, store.engine.begin() as conn:
+        # What version 3 had: an index on status alone, and no claim index.
+        conn.execute(text("DROP INDEX ix_send_ledger_claim"))
+        conn.execute(text("CREATE INDEX ix_send_ledger_status ON send_ledger (status)"))
+        conn.execute(text("UPDATE digest_meta SET value = '3' WHERE key = 'schema_version'"))
+        conn.execute(
+            text(
+                "INSERT INTO send_ledger (edition_id, email, name, variant, status, attempts, updated_at)"
+                " VALUES ('e1', 'kept@example.org', '', 'all', 'pending', 0, :now)"
+            ),
+            {"now": NOW},
+        )
+    with Store(url) as store:
+        indexes = {
+            index["name"]: index["column_names"] for index in inspect(store.engine).get_indexes("send_ledger")
+        }
+        assert indexes.get("ix_send_ledger_claim") == ["edition_id", "status", "variant", "id"]
+        assert "ix_send_ledger_status" not in indexes
+        assert [
+            row.email for row in store.ledger.claim("e1", "me:1:a", 5, now=NOW, claim_timeout=TIMEOUT)
+        ] == ["kept@example.org"]
+        with store.engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT value FROM digest_meta WHERE key = 'schema_version'")).scalar()
+                == "4"
+            )
 
 
 def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:

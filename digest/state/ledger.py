@@ -70,6 +70,10 @@ class Ledger:
         batch: list[dict[str, object]] = []
 
         def flush() -> None:
+            # A claim takes one variant's rows; a variant's rows side by side in the table
+            # make that a few pages to rewrite instead of one page for each row (a 1,000-row
+            # claim out of a list of 32 variants: about 40 pages instead of 1,000).
+            batch.sort(key=lambda row: row["variant"])  # type: ignore[arg-type, return-value]
             with self.engine.begin() as conn:
                 inserted = (
                     conn.execute(self._insert(conn).returning(schema.ledger.c.status), batch).scalars().all()
@@ -112,12 +116,16 @@ class Ledger:
     ) -> list[Claimed]:
         """Take up to ``limit`` rows to send: pending ones, or ones a dead sender left behind.
 
-        The rows are of one variant, that of the first row waiting, so that they go out as
-        one batch (one request, one set of connections) rather than one small batch each.
+        The rows are of one variant, so that they go out as one batch (one request, one set
+        of connections) rather than one small batch each: variants go out one after another,
+        in the order of the claim index, and each variant's recipients in the list's order.
+        Both lookups are a step into that index; finding the first waiting row in id order
+        instead would walk past every row already sent, which slows each claim as the list
+        grows.
         """
         table = schema.ledger
         pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
-        first_variant = select(table.c.variant).where(*pending).order_by(table.c.id).limit(1)
+        first_variant = select(table.c.variant).where(*pending).order_by(table.c.variant).limit(1)
         with self.engine.begin() as conn:
             self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
             ids: list[int] = []
