@@ -33,6 +33,7 @@ import csv
 import datetime as dt
 import functools
 import http.server
+import itertools
 import json
 import os
 import platform
@@ -56,7 +57,18 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import BASE_CONFIG  # noqa: E402  (the project every test starts from)
 
-DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
+# The config's five desks and a sixth, Film, that the bench's config gives the stories
+# tagged Film first (the config's own maps them to Culture).
+DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture", "Film")
+# Every subscriber chooses one of these: all desks (an empty cell), each desk alone, each pair
+# and ten of the triples, so a list has 32 variants to render and send.
+CHOICES: tuple[tuple[str, ...], ...] = (
+    (),
+    *itertools.combinations(DESKS, 1),
+    *itertools.combinations(DESKS, 2),
+    *itertools.islice(itertools.combinations(DESKS, 3), 10),
+)
+VARIANTS = len(CHOICES)
 FIRST = ["Olha", "James", "Sofie", "Dmytro", "Priya", "Lúcia", "Jürgen", "Aisha", "Søren", "Zoë", "Олена"]
 LAST = ["Marchenko", "Whitaker", "Lindqvist", "Savchuk", "Raman", "Ferreira", "Hoffmann", "Коваль", "Dubois"]
 DOMAINS = ["example.org", "example.com", "example.net", "news.example.org", "mail.example.co.uk"]
@@ -77,7 +89,7 @@ def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
         for n in range(rows):
             email = f"reader.{n}@{DOMAINS[n % len(DOMAINS)]}"
             name = f"{rng.choice(FIRST)} {rng.choice(LAST)}" if rng.random() < 0.9 else ""
-            desks = rng.sample(DESKS, rng.randint(1, 3)) if rng.random() < 0.7 else []
+            desks = CHOICES[0] if rng.random() < 0.3 else rng.choice(CHOICES[1:])
             status = "unsubscribed" if rng.random() < 0.01 else rng.choice(["active", ""])
             out.writerow([email, name, ";".join(desks), status])
 
@@ -98,6 +110,9 @@ def write_project(folder: Path, rows: int, path: str, port: int) -> Path:
             f"connections = {SMTP_CONNECTIONS}\nbackoff = 0.01\n"
         )
     config = BASE_CONFIG.replace('transport = "outbox"', 'transport = "bench"')
+    config = config.replace('"Europe", "Culture"]', '"Europe", "Culture", "Film"]')
+    config = config.replace('"Film" = "Culture"', '"Film" = "Film"')
+    assert config.count('"Film"') == 3, "tests/conftest.py's BASE_CONFIG changed: update the bench"
     config += f'\n[transports.bench]\n{transport}\n[server]\nbase_url = "https://news.example.org"\n'
     (folder / "config.toml").write_text(config, encoding="utf-8")
     return folder / "config.toml"
@@ -318,6 +333,59 @@ class Meter:
 # -- one send (in a fresh process) -----------------------------------------------------------
 
 
+def _timed_renders() -> list[float]:
+    """Have the sender's ``render_edition`` note the CPU seconds of each variant it renders."""
+    import digest.send.run
+
+    seconds: list[float] = []
+    render = digest.send.run.render_edition
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return render(*args, **kwargs)
+        finally:
+            seconds.append(time.process_time() - start)
+
+    digest.send.run.render_edition = timed  # type: ignore[assignment]
+    return seconds
+
+
+def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
+    """The baseline: what each recipient costs when everything is done for them alone.
+
+    For each of the list's first ``sample`` subscribers: their desks cut from the edition,
+    the full jinja2 → MJML → premailer render, and their own message (the MIME message
+    serialized for SMTP; the MIME-less JSON request body for SendGrid), all with nothing
+    shared between recipients but the compiled templates.
+    """
+    from digest.edition.frozen import variant_of
+    from digest.render import environment, render_edition
+    from digest.send.run import variant_desks, variant_key
+    from digest.send.transports.base import Batch
+    from digest.send.transports.sendgrid import Options, SendGridPayload
+    from digest.state.ledger import Claimed
+
+    edition = sender.edition(freeze=False)
+    jinja = environment(sender.config)
+    options = Options.model_validate(dict(sender.transport_config.options)) if path == "sendgrid" else None
+    subscribers = itertools.islice(sender.subscribers([]), sample)
+    cpu = time.process_time()
+    done = 0
+    for n, subscriber in enumerate(subscribers):
+        key = variant_key(subscriber.desks, sender.list_desks)
+        content = render_edition(sender.config, variant_of(edition, variant_desks(key)), jinja)
+        envelope = sender.envelope(Claimed(n, subscriber.key, subscriber.name, key, 1))
+        batch = Batch(sender.edition_id, "daily", key, content, sender.sender, sender.now, (envelope,))
+        if path == "smtp":
+            batch.message(envelope).as_bytes()
+        else:
+            assert options is not None
+            json.dumps(next(SendGridPayload(batch, options).requests())[1])
+        done += 1
+    return {"cpu": time.process_time() - cpu, "recipients": done}
+
+
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     from digest.config import load_config
     from digest.send.run import Sender
@@ -326,6 +394,10 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     config = load_config(config_path)
     store = open_store(config)
     sender = Sender(config, "daily", store, now=dt.datetime.now(dt.UTC))
+    if mode.startswith("naive"):
+        print(json.dumps(naive(sender, mode.split(":")[1], int(mode.split(":")[2]))))
+        return
+    renders = _timed_renders()
     meter = Meter() if mode == "breakdown" else None
     if meter:
         meter.install()
@@ -353,6 +425,7 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
         "peak_kib": peak,
         "counts": dict(summary.counts),
         "variants": variants,
+        "renders": renders,
         "stages": meter.seconds if meter else {},
     }
     print(json.dumps(result))
@@ -385,7 +458,7 @@ def send(
     folder: Path, path: str, rows: int, mode: str = "plain", smtp_sink: str = "aiosmtpd"
 ) -> dict[str, Any]:
     """Set up a project, start the sink, send in a fresh process; the child's numbers."""
-    project = folder / f"{path}-{rows}-{mode}"
+    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}"
     profile_out = project / "send.prof"
     with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
         config = write_project(project, rows, path, port)
@@ -410,19 +483,34 @@ def send(
 # -- main ------------------------------------------------------------------------------------
 
 
+def sizes(text: str) -> list[int]:
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("each size must be at least 1")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipients", type=int, default=100_000, metavar="N", help="default 100,000")
-    parser.add_argument("--path", choices=[*PATHS, "both"], default="both")
+    parser.add_argument(
+        "--sendgrid", type=sizes, default=[100_000, 1_000_000], metavar="N,N", help="default 100000,1000000"
+    )
+    parser.add_argument("--smtp", type=sizes, default=[100_000], metavar="N,N", help="default 100000")
+    parser.add_argument(
+        "--naive", type=int, default=200, metavar="N", help="subscribers of the naive baseline (0: none)"
+    )
     parser.add_argument(
         "--breakdown", type=int, default=10_000, metavar="N", help="recipients of the metered run (0: none)"
     )
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="recipients of a cProfile run")
     parser.add_argument(
         "--smtp-sink",
-        choices=["aiosmtpd", "raw"],
-        default="aiosmtpd",
-        help="aiosmtpd (default), or a bare asyncio server that parses nothing (faster)",
+        choices=["raw", "aiosmtpd"],
+        default="raw",
+        help="raw (default): a bare asyncio server that parses nothing; aiosmtpd: a real one (slower)",
     )
     parser.add_argument("--sink", choices=[*PATHS, "raw-smtp"], help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -433,9 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(Path(args.child[0]), args.child[1], Path(args.child[2]))
         return 0
-    if args.recipients < 1:
-        parser.error("--recipients must be at least 1")
-    paths = PATHS if args.path == "both" else (args.path,)
+    runs = [("sendgrid", n) for n in args.sendgrid] + [("smtp", n) for n in args.smtp]
+    paths = list(dict.fromkeys(path for path, _ in runs))
 
     from importlib.metadata import version
 
@@ -444,20 +531,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python:  {platform.python_implementation()} {sys.version.split()[0]}, ", end="")
     print(f"SQLAlchemy {version('sqlalchemy')}, SQLite {__import__('sqlite3').sqlite_version}, ", end="")
     print(f"email-validator {version('email-validator')}, sendgrid {version('sendgrid')}, ", end="")
-    print(f"aiosmtpd {version('aiosmtpd')}\n")
+    print(f"aiosmtpd {version('aiosmtpd')}; SMTP sink: {args.smtp_sink}, {SMTP_CONNECTIONS} connections\n")
     print(f"{'path':<9}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}{'CPU µs/recipient':>17}", end="")
-    print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  ledger")
+    print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  variants: count, render ms mean / max")
+    fast: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as name:
         folder = Path(name)
-        for path in paths:
-            n = args.recipients
+        for path, n in runs:
             result = send(folder, path, n, smtp_sink=args.smtp_sink)
+            fast[path] = result["cpu"] / n
+            renders = result["renders"]
             print(
                 f"{path:<9}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
                 f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
-                f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}"
-                f"{result['sink_cpu']:>11.1f}  {result['counts']}, {result['variants']} variants",
+                f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
+                f"  {result['variants']} sent, {len(renders)} rendered: "
+                f"{sum(renders) / len(renders) * 1e3:.1f} / {max(renders) * 1e3:.1f}  {result['counts']}",
                 flush=True,
+            )
+        for path in paths if args.naive else ():
+            result = send(folder, path, 1_000, f"naive:{path}:{args.naive}", args.smtp_sink)
+            each = result["cpu"] / result["recipients"]
+            print(
+                f"\nnaive {path}: a full render and message for each of {result['recipients']} subscribers: "
+                f"{each * 1e3:.1f} ms CPU each, {each / fast[path]:,.0f}× the {fast[path] * 1e6:.1f} µs above"
             )
         for path in paths if args.breakdown else ():
             n = args.breakdown
