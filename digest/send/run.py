@@ -145,7 +145,11 @@ class Sender:
         if frozen is not None:
             return frozen
         edition = build_edition(self.config, self.list.name, now=self.now, store=self.store, cache=self.store)
-        if freeze and not edition.is_empty:
+        if edition.is_empty:
+            # Another sender may have frozen it while this one read the feeds: its stories are
+            # now marked seen, so this build found none of them new.
+            return self.store.frozen_edition(self.edition_id) or edition
+        if freeze:
             if not self.store.record_edition(edition, now=self.now):
                 # Another sender froze it first: send exactly what it froze.
                 return self.store.frozen_edition(self.edition_id) or edition
