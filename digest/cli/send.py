@@ -82,6 +82,10 @@ def _print_summary(summary: SendSummary, where: str) -> None:
     )
     for email, error in summary.failures:
         click.echo(f"  failed {email}: {error}", err=True)
+    # The summary carries the first failures only; say so rather than let the list look complete.
+    unlisted = counts.get(FAILED, 0) - len(summary.failures)
+    if unlisted > 0:
+        click.echo(f"  … and {unlisted:,} more failed (the next `digest send` tries them again)", err=True)
     if summary.stopped:
         click.echo("  stopped before the end: run `digest send` again to send the rest", err=True)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from digest.config import Config
@@ -84,6 +84,7 @@ class Store:
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "handle_error", self._damaged)
         self._migrate()
         self.suppressions = Suppressions(self.engine)
         self.ledger = Ledger(self.engine)
@@ -98,6 +99,20 @@ class Store:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def _damaged(self, context: ExceptionContext) -> None:
+        """Damage found by any query, not only while opening, is a StateError naming the file.
+
+        Without this, a damaged page that only a later query reads (the editions, the ledger)
+        would surface as an unexpected error with the SQL and no file name.
+        """
+        original = context.original_exception
+        if getattr(original, "sqlite_errorname", None) == "SQLITE_CORRUPT":
+            raise StateError(
+                f"the state database is damaged: {original}",
+                path=self.label,
+                hint="restore it from a backup, or move it aside to start afresh",
+            ) from None
+
     def _migrate(self) -> None:
         try:
             with self.engine.begin() as conn:
@@ -108,7 +123,7 @@ class Store:
                 row = conn.execute(
                     select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
                 ).first()
-                version = int(row[0]) if row else 0
+                version = _version(row[0], self.label) if row else 0
                 if version > schema.SCHEMA_VERSION:
                     raise StateError(
                         f"the state database has schema version {version}, newer than this digest "
@@ -261,6 +276,17 @@ class Store:
             if rows:
                 conn.execute(insert(schema.seen_items), rows)
         return True
+
+
+def _version(value: str, label: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise StateError(
+            f"the state database's schema version {value!r} is not a number",
+            path=label,
+            hint="it may be corrupted or not digest's; point [state] url at digest's database",
+        ) from None
 
 
 def _seen(conn: Connection, list_name: str, keys: Iterable[str]) -> set[str]:
