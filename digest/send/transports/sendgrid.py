@@ -319,6 +319,8 @@ class SendGridTransport:
 
 def make_client(api_url: str, api_key: str, timeout: float) -> SendGridAPIClient:
     """The official client, with a timeout (it has none by default: a silent server hangs it)."""
+    if api_key:
+        _REDACTOR.keys.add(api_key)  # kept out of the library's debug log, wherever it shows up
     client = SendGridAPIClient(api_key, host=api_url.rstrip("/"))
     client.client = python_http_client.Client(
         host=client.host, request_headers=client._default_headers, version=3, timeout=timeout
@@ -354,20 +356,30 @@ def describe_failure(exc: BaseException) -> str:
 
 
 class _RedactAuthorization(logging.Filter):
-    """python-http-client logs the request headers at DEBUG, the API key included."""
+    """python-http-client logs at DEBUG the request headers, the API key included, and every
+    response body, which may echo the key (a proxy's error page, a misconfigured gateway)."""
 
     pattern = re.compile(r"Bearer\s+[^\s'\",}]+")
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: set[str] = set()
+        """Every API key a client was made with in this process."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "Bearer" in message:
-            record.msg, record.args = self.pattern.sub("Bearer [redacted]", message), ()
+        redacted = self.pattern.sub("Bearer [redacted]", message) if "Bearer" in message else message
+        for key in self.keys:
+            redacted = redacted.replace(key, "[redacted]")
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
 _library_log = logging.getLogger("python_http_client.client")
 if not any(isinstance(existing, _RedactAuthorization) for existing in _library_log.filters):
     _library_log.addFilter(_RedactAuthorization())
+_REDACTOR = next(f for f in _library_log.filters if isinstance(f, _RedactAuthorization))
 
 
 def create(options: Options, env: Mapping[str, str], root: Path) -> SendGridTransport:
