@@ -126,6 +126,7 @@ def test_a_full_outbox_disk_stops_the_send_with_the_ledger_true_and_the_next_run
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in full.stderr
     assert f"error: {outbox / EDITION}/" in errors[0] and "No space left on device" in errors[0]
+    assert f"{EDITION}: stopped by the error below: sent 200, 50 still to send" in full.stderr
     # The ledger says exactly what is on the disk: the first batch sent, one file each, whole;
     # the second back to pending (not failed: no recipient's fault; not stuck in "sending").
     assert ledger(project) == {"sent": 200, "pending": 50}

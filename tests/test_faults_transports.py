@@ -95,12 +95,12 @@ def test_smtp_faults_are_retried_as_configured_recorded_per_recipient_and_finish
     assert "Traceback" not in first.stderr and "error:" not in first.stderr
     # The summary says why each one failed, in the provider's words.
     assert "  failed nouser@example.org: 550 5.1.1 No such user\n" in first.stderr
-    assert "  failed stuck@example.org: 451 4.2.1 Mailbox busy\n" in first.stderr
+    assert "  failed stuck@example.org: 451 4.2.1 Mailbox busy (gave up after 3 attempts)\n" in first.stderr
     assert "  failed gone@example.org: connection lost" in first.stderr
     rows = ledger_rows(project)
     assert {email: row.status for email, row in rows.items()} == SMTP_CASES
     assert rows["nouser@example.org"].error == "550 5.1.1 No such user"
-    assert rows["stuck@example.org"].error == "451 4.2.1 Mailbox busy"
+    assert rows["stuck@example.org"].error == "451 4.2.1 Mailbox busy (gave up after 3 attempts)"
     assert (rows["gone@example.org"].error or "").startswith("connection lost")
     # A sent row carries the Message-ID the server received, and nothing else went out.
     delivered = {m.rcpt_tos[0]: m.message_id for m in server.messages}
@@ -305,6 +305,7 @@ def test_sendgrid_refusing_the_key_mid_send_stops_and_leaves_the_rest_for_the_ne
         assert stopped.exit_code == 1
         assert stopped.stderr.count("error:") == 1 and "Traceback" not in stopped.stderr
         assert "error: SendGrid answered 401: The provided authorization grant is invalid" in stopped.stderr
+        assert f"{EDITION}: stopped by the error below: sent 2, 6 still to send" in stopped.stderr
         assert API_KEY not in stopped.output + stopped.stderr
         # The first batch was taken and is recorded; the rest are back to pending, none stuck
         # in "sending" and none marked failed for a fault that was the key's, not theirs.

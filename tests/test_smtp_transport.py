@@ -171,7 +171,7 @@ def test_a_refusal_that_stays_temporary_fails_after_the_retries(smtp_server: Smt
     smtp_server.reply("451 4.3.0 Try again later", to=reader(1))
     outcomes = send(smtp_server, make_batch(4), connections=2, retries=2)
     assert [o.accepted for o in outcomes] == [True, False, True, True]
-    assert outcomes[1].error == "451 4.3.0 Try again later"
+    assert outcomes[1].error == "451 4.3.0 Try again later (gave up after 3 attempts)"
     assert len(smtp_server.attempts_for(reader(1), "RCPT")) == 3
     assert smtp_server.received_by(reader(1)) == []
     assert all(len(smtp_server.received_by(reader(i))) == 1 for i in (0, 2, 3))

@@ -73,6 +73,19 @@ def test_corrupted_database_is_an_error_not_a_reset(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"this is not a database")
 
 
+def test_an_emptied_database_file_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with Store(f"sqlite:///{path}"):
+        pass
+    assert path.stat().st_size > 0  # digest's own new file is never empty, even before a checkpoint
+    path.write_bytes(b"")  # truncated, as by a full disk or a careless `> digest.sqlite3`
+    Path(f"{path}-wal").unlink(missing_ok=True)
+    with pytest.raises(StateError, match="file is empty") as caught:
+        Store(f"sqlite:///{path}")
+    assert str(path) in str(caught.value) and "delete the empty file" in str(caught.value)
+    assert path.read_bytes() == b""
+
+
 def test_naive_datetimes_are_refused(tmp_path: Path, config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
     with Store(f"sqlite:///{tmp_path / 's.db'}") as store, pytest.raises(Exception, match="naive"):

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.base import Context, now
-from digest.errors import DigestError
+from digest.errors import DigestError, StateError
 from digest.send.run import SendSummary
-from digest.state.ledger import FAILED, SENT, SKIPPED, SUPPRESSED
+from digest.state import Store
+from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 
 
 @contextmanager
@@ -56,6 +58,7 @@ class _ProgressLine:
     def end(self) -> None:
         if self.shown:
             click.echo(err=True)
+            self.shown = False
 
 
 def _print_summary(summary: SendSummary, where: str) -> None:
@@ -90,6 +93,22 @@ def _print_summary(summary: SendSummary, where: str) -> None:
         click.echo("  stopped before the end: run `digest send` again to send the rest", err=True)
 
 
+def _say_where_it_stopped(store: Store, edition_id: str) -> None:
+    """Before the error: how far the send got, so the operator knows what a rerun will do."""
+    try:
+        counts = store.ledger.counts(edition_id)
+    except (DigestError, SQLAlchemyError):
+        return  # the error itself says why the ledger cannot be read
+    left = counts.get(PENDING, 0) + counts.get(SENDING, 0) + counts.get(FAILED, 0)
+    if not left:
+        return  # stopped before anyone was recorded, or after everyone: the error says it all
+    click.echo(
+        f"{edition_id}: stopped by the error below: sent {counts.get(SENT, 0):,}, {left:,} still to send; "
+        "fix it and run `digest send` again (nobody already sent gets it twice)",
+        err=True,
+    )
+
+
 @click.command()
 @click.option("--list", "list_name", metavar="NAME", required=True, help="The list to send.")
 @click.option("--transport", "alias", metavar="ALIAS", help="A [transports.<ALIAS>] other than the list's.")
@@ -118,6 +137,12 @@ def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None
         with _stop_on_signals() as stop:
             try:
                 summary = sender.send(progress=progress, stop=stop)
+            except StateError:
+                raise  # the ledger itself is the trouble: nothing to count
+            except DigestError:
+                progress.end()
+                _say_where_it_stopped(store, sender.edition_id)
+                raise
             finally:
                 progress.end()
     if summary.empty:

@@ -145,6 +145,8 @@ class Sender:
         if frozen is not None:
             return frozen
         edition = build_edition(self.config, self.list.name, now=self.now, store=self.store, cache=self.store)
+        for warning in edition.warnings:  # a feed left out must not go unnoticed in a scheduled run
+            log.warning("%s", warning, extra={"event": "edition_warning", "list": self.list.name})
         if edition.is_empty:
             # Another sender may have frozen it while this one read the feeds: its stories are
             # now marked seen, so this build found none of them new.

@@ -79,6 +79,7 @@ class Store:
             self.url.database if self.url.get_backend_name() == "sqlite" else self.url.render_as_string()
         )
         if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            _refuse_an_emptied_file(Path(self.url.database))
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(self.url)
         if self.url.get_backend_name() == "sqlite":
@@ -276,6 +277,21 @@ class Store:
             if rows:
                 conn.execute(insert(schema.seen_items), rows)
         return True
+
+
+def _refuse_an_emptied_file(path: Path) -> None:
+    """SQLite takes an empty file for a new database and would start afresh without a word.
+
+    digest never leaves one (the first thing it does to a new file is switch it to WAL, which
+    writes its first page), so an empty state file is one that was truncated or replaced.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if path.is_file() and path.stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size):
+        raise StateError(
+            "the state database file is empty: the ledger and the stories already sent are not in it",
+            path=str(path),
+            hint="restore it from a backup; or, to start afresh on purpose, delete the empty file",
+        )
 
 
 def _version(value: str, label: str) -> int:

@@ -337,7 +337,9 @@ class SmtpTransport:
             if failure.kind == "permanent" or attempt >= self.options.retries:
                 if failure.kind == "unreachable":
                     raise _Unreachable(failure.reason)
-                return Outcome.failed(email, failure.reason)
+                if failure.kind == "permanent":
+                    return Outcome.failed(email, failure.reason)
+                return Outcome.failed(email, f"{failure.reason} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retrying %s (%d/%d): %s", email, attempt, self.options.retries, failure.reason)
             if stop.wait(self._delay(attempt)):
