@@ -210,8 +210,8 @@ def test_kill_9_at_ten_random_moments_then_resume_sends_everyone_once_but_the_in
         life.last = settle(server)
         life.frozen = bool(query(db, "SELECT 1 FROM editions"))
         life.ledger_rows = int(query(db, "SELECT count(*) FROM send_ledger")[0][0] or 0) if life.frozen else 0
-        # owner_id() is host:pid:random; the pid is how the resume knows the owner is dead.
-        owner = f"{socket.gethostname()}:{life.pid}:%"
+        # owner_id() is host:pid:tag; the pid is how the resume knows the owner is dead.
+        owner = f"{socket.gethostname()[:32]}:{life.pid}:%"
         held = query(db, "SELECT email FROM send_ledger WHERE status = 'sending' AND batch_id LIKE ?", owner)
         life.in_flight = frozenset(str(email) for (email,) in held)
         lives.append(life)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
+
+# The ledger keeps an owner in 64 characters: the host name is cut to fit.
+_HOST_CHARS = 32
 
 
 def owner_id() -> str:
-    """This host and process, and a random part so a reused pid differs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """host:pid:t<start> where the system shows when the process started (Linux), which tells
+    apart a later process that got the same pid; else host:pid:r<random>."""
+    started = _started(os.getpid())
+    tag = f"t{started}" if started else f"r{uuid.uuid4().hex[:8]}"
+    return f"{_host()}:{os.getpid()}:{tag}"
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -20,8 +27,8 @@ def owner_is_dead(owner: str | None) -> bool:
     if not owner:
         return True
     host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    pid_text, _, tag = rest.partition(":")
+    if host != _host() or not pid_text.isdigit():
         return False
     try:
         os.kill(int(pid_text), 0)
@@ -29,4 +36,23 @@ def owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
+    # The pid is in use: by the owner, or by a process that started after the owner died?
+    if tag.startswith("t"):
+        started = _started(int(pid_text))
+        return started is not None and tag != f"t{started}"
     return False
+
+
+def _host() -> str:
+    return socket.gethostname()[:_HOST_CHARS]
+
+
+def _started(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (Linux), or None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count the fields after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 and fields[19].isdigit() else None
