@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
-from digest.ingest.sanitize import one_line as _one_line_slow
+from digest.ingest.sanitize import one_line
 from digest.render import Rendered
 from digest.render.context import PLACEHOLDERS
 
@@ -25,17 +25,6 @@ from digest.render.context import PLACEHOLDERS
 # List-Unsubscribe would be RFC 2047-encoded and no mail client could use it any more.
 # (Set after the parts are encoded: quoted-printable lines must stay at 76 characters.)
 WIRE = SMTP.clone(max_line_length=998)
-
-
-def one_line(text: str) -> str:
-    """``digest.ingest.sanitize.one_line``, without its per-character pass when nothing needs it.
-
-    That pass drops control and format characters (Unicode categories Cc, Cf, Cs, Co);
-    ``str.isprintable()`` is False for every one of them, so printable text can skip it.
-    """
-    if text.isprintable():
-        return " ".join(text.split())
-    return _one_line_slow(text)
 
 
 @functools.lru_cache(maxsize=64)

@@ -37,8 +37,8 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from digest.errors import TransportError
+from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
-from digest.render.message import one_line
 from digest.send.transports.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
