@@ -167,6 +167,25 @@ def test_suppressions(store: Store) -> None:
     }
 
 
+def test_many_suppressions_are_added_in_chunks_and_counted_once(store: Store) -> None:
+    assert store.suppressions.add("old@example.org", reason="complained", source="web")
+    rows = [(f"r{n}@example.org", "bounced" if n % 3 else "unsubscribed") for n in range(2500)]
+    rows += [
+        ("R7@Example.org", "complained"),
+        ("old@example.org", "bounced"),
+        ("new@example.org", "complained"),
+    ]
+    added = store.suppressions.add_many(rows, source="sendgrid", chunk=1000)
+    assert added == {"bounced": 1666, "unsubscribed": 834, "complained": 1}
+    assert store.suppressions.add_many(rows, source="sendgrid", chunk=1000) == {}
+    # The first record of an address stands: its reason is not overwritten by a later row.
+    kept = store.suppressions.is_suppressed("r7@example.org", "daily")
+    assert kept is not None and kept.reason == "bounced"
+    old = store.suppressions.is_suppressed("old@example.org", "daily")
+    assert old is not None and old.reason == "complained" and old.source == "web"
+    assert len(store.suppressions.suppressed_among([email for email, _ in rows], "daily")) == 2502
+
+
 def test_scheduler_lock(store: Store) -> None:
     assert store.runs.acquire("elsewhere:1:a", NOW, dt.timedelta(minutes=2)) is None
     holder = store.runs.acquire("elsewhere:2:b", NOW, dt.timedelta(minutes=2))

@@ -7,7 +7,7 @@ to another transport.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException
 from typing import Any, Protocol
 
@@ -65,15 +65,14 @@ def _page(client: Any, endpoint: str, limit: int, offset: int, api_key: str) -> 
 
 
 class SuppressionStore(Protocol):
-    def add(self, email: str, *, reason: str, source: str, list_name: str | None = None) -> bool: ...
+    def add_many(
+        self, rows: Iterable[tuple[str, str]], *, source: str, list_name: str | None = None
+    ) -> Mapping[str, int]: ...
 
 
 def sync_suppressions(
     store_suppressions: SuppressionStore, rows: Iterable[tuple[str, str]], source: str = "sendgrid"
 ) -> dict[str, int]:
     """Store the rows for every list (SendGrid's lists are account-wide); count new ones per reason."""
-    counts = dict.fromkeys(ENDPOINTS.values(), 0)
-    for email, reason in rows:
-        if store_suppressions.add(email, reason=reason, source=source, list_name=None):
-            counts[reason] += 1
-    return counts
+    added = store_suppressions.add_many(rows, source=source, list_name=None)
+    return {reason: added.get(reason, 0) for reason in ENDPOINTS.values()}

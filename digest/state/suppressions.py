@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
 
@@ -46,21 +47,54 @@ class Suppressions:
 
         Returns False when it was already suppressed there (the first record is kept).
         """
-        if reason not in REASONS:
-            raise ValueError(f"unknown suppression reason {reason!r}")
-        row = {
-            "email": normalize(email),
-            "list_name": list_name or ALL_LISTS,
-            "reason": reason,
-            "source": source[:200],
-            "created_at": now or dt.datetime.now(dt.UTC),
-        }
-        try:
+        added = self.add_many([(email, reason)], source=source, list_name=list_name, now=now)
+        return sum(added.values()) == 1
+
+    def add_many(
+        self,
+        rows: Iterable[tuple[str, str]],
+        *,
+        source: str,
+        list_name: str | None = None,
+        now: dt.datetime | None = None,
+        chunk: int = 1000,
+    ) -> Counter[str]:
+        """``add`` for each (email, reason), a chunk per transaction; the new rows by reason.
+
+        A provider's suppression list can run to hundreds of thousands of rows: one
+        transaction (and one disk sync) per row would take minutes.
+        """
+        counts: Counter[str] = Counter()
+        batch: dict[tuple[str, str], dict[str, object]] = {}
+        created = now or dt.datetime.now(dt.UTC)
+
+        def flush() -> None:
             with self.engine.begin() as conn:
-                conn.execute(insert(schema.suppressions).values(**row))
-        except IntegrityError:
-            return False
-        return True
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                statement = dialect.insert(schema.suppressions).on_conflict_do_nothing()
+                counts.update(
+                    conn.execute(
+                        statement.returning(schema.suppressions.c.reason), list(batch.values())
+                    ).scalars()
+                )
+            batch.clear()
+
+        for email, reason in rows:
+            if reason not in REASONS:
+                raise ValueError(f"unknown suppression reason {reason!r}")
+            row = {
+                "email": normalize(email),
+                "list_name": list_name or ALL_LISTS,
+                "reason": reason,
+                "source": source[:200],
+                "created_at": created,
+            }
+            batch.setdefault((row["email"], row["list_name"]), row)  # the first record is kept
+            if len(batch) >= chunk:
+                flush()
+        if batch:
+            flush()
+        return counts
 
     def is_suppressed(self, email: str, list_name: str) -> Suppression | None:
         table = schema.suppressions
