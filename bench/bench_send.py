@@ -95,7 +95,7 @@ def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
             out.writerow([email, name, ";".join(desks), status])
 
 
-def write_project(folder: Path, rows: int, path: str, port: int) -> Path:
+def write_project(folder: Path, rows: int, path: str, port: int, state_url: str | None = None) -> Path:
     """config.toml, today's feeds and the subscriber CSV for one path, in ``folder``."""
     for sub in ("feeds", "subscribers", "templates"):
         (folder / sub).mkdir(parents=True)
@@ -114,6 +114,8 @@ def write_project(folder: Path, rows: int, path: str, port: int) -> Path:
     config = config.replace('"Europe", "Culture"]', '"Europe", "Culture", "Film"]')
     config = config.replace('"Film" = "Culture"', '"Film" = "Film"')
     assert config.count('"Film"') == 3, "tests/conftest.py's BASE_CONFIG changed: update the bench"
+    if state_url:
+        config = config.replace('url = "sqlite:///state/digest.sqlite3"', f'url = "{state_url}"')
     config += f'\n[transports.bench]\n{transport}\n[server]\nbase_url = "https://news.example.org"\n'
     (folder / "config.toml").write_text(config, encoding="utf-8")
     return folder / "config.toml"
@@ -404,7 +406,7 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
         meter.install()
     profilers = _profile_threads() if mode == "cprofile" else []
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall, started = time.process_time(), time.perf_counter(), time.time()
     summary = sender.send()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -421,6 +423,8 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     store.close()
     result = {
         "wall": wall,
+        "started": started,
+        "ended": started + wall,
         "cpu": cpu,
         "base_kib": base,
         "peak_kib": peak,
@@ -456,19 +460,42 @@ def _profile_threads() -> list[cProfile.Profile]:
 
 
 def send(
-    folder: Path, path: str, rows: int, mode: str = "plain", smtp_sink: str = "aiosmtpd"
+    folder: Path,
+    path: str,
+    rows: int,
+    mode: str = "plain",
+    smtp_sink: str = "raw",
+    state_url: str | None = None,
+    senders: int = 1,
 ) -> dict[str, Any]:
-    """Set up a project, start the sink, send in a fresh process; the child's numbers."""
-    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}"
+    """Set up a project, start the sink, send in fresh processes; their numbers.
+
+    With several senders (on a shared PostgreSQL ledger) they start together; the wall time
+    runs from the first start to the last end, the CPU is theirs summed, the peak the highest.
+    """
+    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}"
     profile_out = project / "send.prof"
     with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
-        config = write_project(project, rows, path, port)
+        config = write_project(project, rows, path, port, state_url)
         env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
         command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        if done.returncode:
-            sys.exit(f"the {path} send failed:\n{done.stderr}")
-        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        children = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(senders)
+        ]
+        results: list[dict[str, Any]] = []
+        for child_process in children:
+            out, err = child_process.communicate()
+            if child_process.returncode:
+                sys.exit(f"the {path} send failed:\n{err}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    result = dict(max(results, key=lambda r: r.get("ended", 0)))  # the last to end saw the whole ledger
+    if senders > 1:
+        result["wall"] = max(r["ended"] for r in results) - min(r["started"] for r in results)
+        result["cpu"] = sum(r["cpu"] for r in results)
+        result["peak_kib"] = max(r["peak_kib"] for r in results)
+        result["base_kib"] = max(r["base_kib"] for r in results)
+        result["renders"] = [seconds for r in results for seconds in r["renders"]]
     result["sink_cpu"] = sink_usage.get("cpu", 0.0)
     if mode == "cprofile":
         stats = pstats.Stats(str(profile_out))
@@ -482,6 +509,22 @@ def send(
 
 
 # -- main ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgresql(runs: list[int]) -> Iterator[Callable[[str], str]]:
+    """A local PostgreSQL server (as in the tests, but syncing to disk like a real one) when
+    there are runs for it; yields a function that makes a new database and gives its URL."""
+    if not runs:
+        yield lambda name: sys.exit("no PostgreSQL server was started")
+        return
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer(fsync=True).start()
+    try:
+        yield server.create_database
+    finally:
+        server.stop()
 
 
 def sizes(text: str) -> list[int]:
@@ -500,6 +543,20 @@ def main(argv: list[str] | None = None) -> int:
         "--sendgrid", type=sizes, default=[100_000, 1_000_000], metavar="N,N", help="default 100000,1000000"
     )
     parser.add_argument("--smtp", type=sizes, default=[100_000], metavar="N,N", help="default 100000")
+    parser.add_argument(
+        "--postgresql",
+        type=sizes,
+        default=[100_000],
+        metavar="N,N",
+        help="SendGrid path with the ledger on a local PostgreSQL server (default 100000)",
+    )
+    parser.add_argument(
+        "--senders",
+        type=sizes,
+        default=[1, 2],
+        metavar="N,N",
+        help="how many senders share each PostgreSQL run (default 1,2)",
+    )
     parser.add_argument(
         "--naive", type=int, default=200, metavar="N", help="subscribers of the naive baseline (0: none)"
     )
@@ -522,8 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(Path(args.child[0]), args.child[1], Path(args.child[2]))
         return 0
-    runs = [("sendgrid", n) for n in args.sendgrid] + [("smtp", n) for n in args.smtp]
-    paths = list(dict.fromkeys(path for path, _ in runs))
+    runs = [("sendgrid", n, 1, False) for n in args.sendgrid] + [("smtp", n, 1, False) for n in args.smtp]
+    runs += [("sendgrid", n, senders, True) for n in args.postgresql for senders in args.senders]
+    paths = list(dict.fromkeys(path for path, *_ in runs))
 
     from importlib.metadata import version
 
@@ -533,17 +591,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SQLAlchemy {version('sqlalchemy')}, SQLite {__import__('sqlite3').sqlite_version}, ", end="")
     print(f"email-validator {version('email-validator')}, sendgrid {version('sendgrid')}, ", end="")
     print(f"aiosmtpd {version('aiosmtpd')}; SMTP sink: {args.smtp_sink}, {SMTP_CONNECTIONS} connections\n")
-    print(f"{'path':<9}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}{'CPU µs/recipient':>17}", end="")
+    print(f"{'path, ledger':<24}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}", end="")
+    print(f"{'CPU µs/recipient':>17}", end="")
     print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  variants, render ms first / median")
     fast: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="digest-bench-") as name:
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as name, postgresql(args.postgresql) as database:
         folder = Path(name)
-        for path, n in runs:
-            result = send(folder, path, n, smtp_sink=args.smtp_sink)
-            fast[path] = result["cpu"] / n
+        for path, n, senders, shared in runs:
+            url = database(f"bench_{path}_{n}_{senders}") if shared else None
+            result = send(folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders)
+            if not shared:
+                fast[path] = result["cpu"] / n
             renders = result["renders"]
+            label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
             print(
-                f"{path:<9}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
+                f"{label:<24}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
                 f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
                 f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
                 f"  {result['variants']} sent, {len(renders)} rendered: {renders[0] * 1e3:.0f} / "

@@ -37,7 +37,8 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for the tests: they check behaviour, not crash durability
         self.folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
@@ -63,7 +64,7 @@ class PostgresServer:
                     str(self.log),
                     "-w",
                     "-o",
-                    f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync={'on' if self.fsync else 'off'}",
                     "start",
                 ]
             ),
