@@ -1,21 +1,27 @@
 """Time `Sender.send()` to many synthetic subscribers, through SendGrid and SMTP (`make bench`).
 
-Builds a project in a temp folder: `tests/conftest.py`'s config, the example stories with
-today's dates (`examples/freshen.py`, so the edition is full: 30 stories in 5 desks), and a
-subscriber CSV of ``--recipients`` rows whose desk choices make 26 variants (30% all desks,
-the rest one to three of the five; 1% unsubscribed; nine names in ten, half of them with
-non-ASCII letters). Each path then sends the whole list in a fresh subprocess, so its peak
-RSS (``ru_maxrss``) is its own:
+Builds a project in a temp folder for each run: `tests/conftest.py`'s config with a sixth
+desk, the example stories with today's dates (`examples/freshen.py`: 30 stories in 6 desks),
+and a subscriber CSV whose desk choices make 32 variants (30% all desks, the rest one of 31
+combinations; 1% unsubscribed; nine names in ten, half of them with non-ASCII letters).
+Each run sends the whole list in fresh subprocesses, so a peak RSS (``ru_maxrss``) is its
+own. The runs (sizes are comma-separated lists):
 
-- sendgrid: to a local HTTP server that answers every ``POST /v3/mail/send`` with 202;
-- smtp: to a local aiosmtpd server that accepts every message and drops it (4 connections);
-  ``--smtp-sink raw`` uses a bare asyncio server instead, for aiosmtpd spends about 1.2 ms of
-  CPU per message and so sets the recipients/s on a small machine.
+- ``--sendgrid`` (100,000 and 1,000,000): to a local HTTP server that answers every
+  ``POST /v3/mail/send`` with 202; the ledger in SQLite;
+- ``--smtp`` (100,000): to a local SMTP server with 4 connections; by default a bare asyncio
+  server that takes each message and drops it (``--smtp-sink aiosmtpd``: a real aiosmtpd
+  server, which spends about 1.2 ms of CPU per message and so sets the pace on a small machine);
+- ``--postgresql`` (100,000) × ``--senders`` (1 and 2): the SendGrid path with the ledger on a
+  local PostgreSQL server (Debian's, as in the tests, but syncing to disk), the senders
+  started together and sharing the list;
+- ``--naive`` (200): the baseline, each of the first N subscribers rendered and composed on
+  their own (jinja2 → MJML → premailer, then their message), per path.
 
 Each sink runs in a process of its own, so the CPU it spends is not counted (it is shown
 apart). The send is the whole of ``Sender.send()``: building and rendering the edition,
 reading and validating the CSV, filling the ledger, claiming, building payloads or messages,
-posting, recording. CPU is ``time.process_time()`` of the sending process (all its threads,
+posting, recording. CPU is ``time.process_time()`` of the sending processes (all threads,
 user and system) over the send, divided by the number of recipients.
 
 ``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path with a
