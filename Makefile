@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/ruff format --check digest tests bench examples
 
-bench: $(STAMP)
+bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_build.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
