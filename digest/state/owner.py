@@ -7,16 +7,15 @@ import socket
 import uuid
 from pathlib import Path
 
-# The ledger keeps an owner in 64 characters: the host name is cut to fit.
+# The ledger keeps an owner in 64 characters: the host name is cut to fit (32 + at most 31).
 _HOST_CHARS = 32
 
 
 def owner_id() -> str:
-    """host:pid:t<start> where the system shows when the process started (Linux), which tells
-    apart a later process that got the same pid; else host:pid:r<random>."""
-    started = _started(os.getpid())
-    tag = f"t{started}" if started else f"r{uuid.uuid4().hex[:8]}"
-    return f"{_host()}:{os.getpid()}:{tag}"
+    """host:pid:t<start>:<random>. The start time (where the system shows it) tells apart a
+    later process that got the same pid; the random part, two senders in one process (each
+    releases only its own claims)."""
+    return f"{_host()}:{os.getpid()}:t{_started(os.getpid()) or ''}:{uuid.uuid4().hex[:8]}"
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -26,8 +25,7 @@ def owner_is_dead(owner: str | None) -> bool:
     """
     if not owner:
         return True
-    host, _, rest = owner.partition(":")
-    pid_text, _, tag = rest.partition(":")
+    host, pid_text, tag, *_ = [*owner.split(":"), "", ""]
     if host != _host() or not pid_text.isdigit():
         return False
     try:
@@ -37,7 +35,7 @@ def owner_is_dead(owner: str | None) -> bool:
     except PermissionError:
         return False
     # The pid is in use: by the owner, or by a process that started after the owner died?
-    if tag.startswith("t"):
+    if tag[:1] == "t" and tag[1:].isdigit():
         started = _started(int(pid_text))
         return started is not None and tag != f"t{started}"
     return False
