@@ -44,6 +44,9 @@ def test_no_line_over_998_and_crlf_on_the_wire(config: Config) -> None:
     lines = raw.split(b"\r\n")
     assert max(len(line) for line in lines) <= 998
     assert b"\n" not in raw.replace(b"\r\n", b"")
+    # RFC 2045: quoted-printable lines are at most 76 characters (the body: after the headers).
+    body = raw.partition(b"\r\n\r\n")[2].split(b"\r\n")
+    assert max(len(line) for line in body) == 76
 
 
 def test_feed_text_cannot_inject_headers(config: Config) -> None:

@@ -25,6 +25,9 @@ from digest.render.context import PLACEHOLDERS
 # List-Unsubscribe would be RFC 2047-encoded and no mail client could use it any more.
 # (Set after the parts are encoded: quoted-printable lines must stay at 76 characters.)
 WIRE = SMTP.clone(max_line_length=998)
+# The parts are encoded under this one: the email package makes quoted-printable lines as long
+# as the policy's max_line_length, and RFC 2045 allows 76 (SMTP's default policy says 78).
+_PARTS = SMTP.clone(max_line_length=76)
 
 
 @functools.lru_cache(maxsize=64)
@@ -78,7 +81,7 @@ def compose(
 ) -> EmailMessage:
     """multipart/alternative, text first and HTML last, quoted-printable so no line is too long."""
     body_html, text = personalize(rendered, recipient)
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=_PARTS)
     message["From"] = sender
     message["To"] = Address(display_name=one_line(recipient.name), addr_spec=recipient.email)
     message["Subject"] = one_line(rendered.subject)
@@ -244,7 +247,7 @@ def _part_headers(part: EmailMessage) -> bytes:
 
 def _qp_line(line: bytes) -> bytes:
     """One line (no line break in it) as compose's quoted-printable encodes it."""
-    return quoprimime.body_encode(line.decode("latin-1"), SMTP.max_line_length, "\r\n").encode("ascii")
+    return quoprimime.body_encode(line.decode("latin-1"), _PARTS.max_line_length, "\r\n").encode("ascii")
 
 
 def _body_template(body: str) -> list[bytes | str]:
