@@ -57,6 +57,10 @@ class StateError(DigestError):
     """The state database is unreadable, corrupted, or from a newer version."""
 
 
+class NoStateError(StateError):
+    """A reader (the preview) found no digest state where the config points: nothing to read yet."""
+
+
 class OutputError(DigestError):
     """An output file could not be written."""
 

@@ -18,6 +18,7 @@ from email.policy import default
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import time_machine
 from werkzeug.serving import make_server
@@ -33,6 +34,8 @@ from tests.conftest import NOW, REPO, MakeProject
 
 SECRET = "preview-test-secret-0123456789"
 TOP = "Overnight drone attack leaves parts of Kharkiv without power"
+pytest_plugins = ["tests.pgserver"]
+
 TABLES = ("editions", "edition_variants", "send_ledger", "seen_items", "feed_cache", "suppressions")
 
 
@@ -276,6 +279,45 @@ def test_nothing_is_written_to_the_state_database(start: Callable[..., Server]) 
     sent = server.client.post("/api/send-test", json={"to": "ed@example.org", "date": "2026-11-25"})
     assert sent.status_code == 200, sent.text
     assert row_counts(server.project) == before
+
+
+def test_an_older_state_database_is_refused_not_upgraded(start: Callable[..., Server]) -> None:
+    """Upgrading it would lock out the older digest that may be sending from it."""
+    server = start()
+    config = load_config(server.project)
+    with open_store(config):
+        pass
+    path = server.project.parent / "state" / "digest.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE digest_meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute("DROP INDEX ix_send_ledger_claim")
+    db.close()
+    before = path.read_bytes()
+    error = server.api().json()["error"]
+    assert "schema version 3, older than this digest's" in error["message"]
+    assert "a preview does not upgrade it" in error["message"] and error["path"] == str(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM digest_meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        assert db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'ix_send_ledger_claim'"
+        ).fetchone() == (0,)
+    db.close()
+    assert path.read_bytes() == before
+
+
+def test_an_empty_postgresql_database_is_read_as_a_first_run_and_left_empty(
+    make_project: MakeProject, start: Callable[..., Server], postgres_url: str
+) -> None:
+    project = make_project(replace={'url = "sqlite:///state/digest.sqlite3"': f'url = "{postgres_url}"'})
+    server = start(project)
+    shown = server.api().json()
+    assert (
+        shown["error"] is None and len(shown["items"]) == 30 and all(item["new"] for item in shown["items"])
+    )
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone() == (0,)
 
 
 def outbox_messages(root: Path) -> list[EmailMessage]:

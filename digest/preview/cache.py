@@ -1,7 +1,8 @@
 """What a preview reads between requests, without writing: the state store and the feeds.
 
 The state database is opened only to be read (where the list's previous edition ended, which
-stories it carried, cached feed bodies); a SQLite file that does not exist is not created.
+stories it carried, cached feed bodies); a SQLite file that does not exist is not created,
+and a database of another schema version is refused rather than upgraded.
 Collected feeds are kept in memory, so reloading the page does not fetch them again.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import make_url
 
 from digest.config import Config
+from digest.errors import NoStateError
 from digest.ingest import collect
 from digest.ingest.fetch import CachedFeed
 from digest.model import FeedResult
@@ -75,7 +77,10 @@ class StateOpener:
             if identity != self._identity:
                 self._close()
             if self._store is None:
-                self._store = Store(url)
+                try:
+                    self._store = Store(url, migrate=False)
+                except NoStateError:
+                    return None  # a database nothing has written to yet: read as a first run
                 self._identity = identity
             return ReadOnlyState(self._store)
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, Operati
 
 from digest.config import Config
 from digest.edition.frozen import dump_edition, load_edition
-from digest.errors import StateError
+from digest.errors import NoStateError, StateError
 from digest.ingest.fetch import CachedFeed
 from digest.model import Edition
 from digest.render import Rendered
@@ -70,7 +70,9 @@ def open_store(config: Config) -> Store:
 class Store:
     """Feed cache, editions and seen stories; created and migrated on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        """Open the store at ``url``; ``migrate=False`` (a reader: the preview) never creates
+        or upgrades the schema, and refuses a database whose schema is not this digest's."""
         self.url = make_url(url)
         if self.url.drivername == "postgresql":
             # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
@@ -86,7 +88,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
             event.listen(self.engine, "handle_error", self._damaged)
-        self._migrate()
+        self._migrate(create=migrate)
         self.suppressions = Suppressions(self.engine)
         self.ledger = Ledger(self.engine)
         self.runs = Runs(self.engine)
@@ -114,13 +116,20 @@ class Store:
                 hint="restore it from a backup, or move it aside to start afresh",
             ) from None
 
-    def _migrate(self) -> None:
+    def _migrate(self, *, create: bool) -> None:
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     # Senders starting together on a new database must not create it twice.
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-                schema.meta.create(conn, checkfirst=True)
+                if create:
+                    schema.meta.create(conn, checkfirst=True)
+                elif not inspect(conn).has_table(schema.meta.name):
+                    raise NoStateError(
+                        "the state database has no digest state in it yet, and a preview does not create it",
+                        path=self.label,
+                        hint="run `digest build` or `digest send` once, or check [state] url",
+                    )
                 row = conn.execute(
                     select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
                 ).first()
@@ -131,6 +140,15 @@ class Store:
                         f"understands ({schema.SCHEMA_VERSION})",
                         path=self.label,
                         hint="upgrade digest, or point [state] url at another database",
+                    )
+                if version < schema.SCHEMA_VERSION and not create:
+                    # Upgrading it would lock out the older digest that may be sending from it.
+                    raise StateError(
+                        f"the state database has schema version {version}, older than this digest's "
+                        f"({schema.SCHEMA_VERSION}), and a preview does not upgrade it",
+                        path=self.label,
+                        hint="upgrade the digest that sends from it (its next run upgrades the "
+                        "database), or preview with that digest's version",
                     )
                 if version < schema.SCHEMA_VERSION:
                     # New tables are created; columns added to old tables need their own step.
