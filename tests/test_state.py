@@ -86,6 +86,24 @@ def test_an_emptied_database_file_is_an_error_not_a_fresh_start(tmp_path: Path) 
     assert path.read_bytes() == b""
 
 
+def test_a_reader_reads_while_a_sender_holds_the_write_lock(tmp_path: Path, config: Config) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    edition = build_edition(config, "daily", now=NOW)
+    with Store(url) as store:
+        store.record_edition(edition, now=NOW)
+    sender = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    sender.execute("BEGIN IMMEDIATE")  # a send in the middle of recording a batch
+    try:
+        # A writer's BEGIN IMMEDIATE would wait the 10 s busy timeout here, then fail "locked".
+        with Store(url, migrate=False) as reader:
+            first = edition.items[0].id
+            assert reader.seen("daily", [first, "nope"]) == {first}
+            assert reader.last_window_end("daily") == edition.window.end
+    finally:
+        sender.rollback()
+        sender.close()
+
+
 def test_naive_datetimes_are_refused(tmp_path: Path, config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
     with Store(f"sqlite:///{tmp_path / 's.db'}") as store, pytest.raises(Exception, match="naive"):

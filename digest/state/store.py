@@ -48,6 +48,11 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_begin_reading(conn: Connection) -> None:
+    # A reader (the preview) never writes: it need not wait for, nor hold up, a sender.
+    conn.exec_driver_sql("BEGIN")
+
+
 def state_url(config: Config) -> str:
     """The configured URL, with a relative SQLite path made relative to config.toml."""
     raw = config.settings.state.url
@@ -86,7 +91,7 @@ class Store:
         self.engine: Engine = create_engine(self.url)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "begin", _sqlite_begin if migrate else _sqlite_begin_reading)
             event.listen(self.engine, "handle_error", self._damaged)
         self._migrate(create=migrate)
         self.suppressions = Suppressions(self.engine)
