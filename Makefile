@@ -17,7 +17,9 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 # Prism serves SendGrid's OpenAPI spec so the SendGrid tests check every request body.
 node_modules/.bin/prism: package.json package-lock.json
-	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (for Prism): apt-get install nodejs npm"; exit 1; }
+	@command -v npm >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "make test needs Node.js and npm (for Prism)"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -25,7 +25,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PRISM = REPO / "node_modules" / ".bin" / "prism"
-SPECS = REPO.parent / "shared" / "sendgrid-oai"
+# A copy of twilio/sendgrid-oai's spec with its licence (tests/sendgrid-oai/README.md).
+SPECS = REPO / "tests" / "sendgrid-oai"
 STARTUP_TIMEOUT = 60.0
 
 
@@ -59,7 +60,7 @@ def run_prism(spec: Path, folder: Path) -> Iterator[str]:
         )
     if not spec.exists():
         pytest.fail(
-            f"SendGrid's spec {spec} is missing (see ../shared/sendgrid-oai/README.md)", pytrace=False
+            f"SendGrid's spec {spec} is missing (see tests/sendgrid-oai/README.md)", pytrace=False
         )
     port = free_port()
     log = folder / f"prism-{spec.stem}.log"
