@@ -116,13 +116,6 @@ class Feed(_Section):
         return self.name or self.source
 
 
-class Fetch(_Section):
-    timeout: float = Field(default=15.0, gt=0, le=300)
-    max_bytes: int = Field(default=10_000_000, ge=1_000)
-    user_agent: str = "digest/0.1 (+https://github.com/newsroom/digest)"
-    concurrency: int = Field(default=4, ge=1, le=32)
-
-
 class MailingList(_Section):
     name: Name
     subscribers: str
@@ -131,6 +124,8 @@ class MailingList(_Section):
     desks: tuple[str, ...] | None = None
     transport: str = "outbox"
     title: str | None = None
+    # Feeds (by name or source) without which the list is held rather than sent.
+    required_feeds: tuple[str, ...] = ()
 
     @field_validator("schedule")
     @classmethod
@@ -165,6 +160,8 @@ class Transport(BaseModel):
 
 def _duration(value: str | int) -> int:
     """Seconds, from a number of seconds or text like "90s", "45m", "3h"."""
+    if isinstance(value, bool):
+        raise ValueError(f'{value!r} is not a duration; write seconds, or like "45m" or "3h"')
     if isinstance(value, int):
         seconds = value
     else:
@@ -172,14 +169,35 @@ def _duration(value: str | int) -> int:
         if not found:
             raise ValueError(f'{value!r} is not a duration; write seconds, or like "45m" or "3h"')
         seconds = int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _at_least_a_second(seconds: int) -> int:
     if seconds < 1:
         raise ValueError("must be at least one second")
     return seconds
 
 
+# Seconds, written as seconds or like "45m" or "3h" (zero allowed: "do not wait").
+Duration = Annotated[int, BeforeValidator(_duration)]
+
+
+class Fetch(_Section):
+    timeout: float = Field(default=15.0, gt=0, le=300)
+    max_bytes: int = Field(default=10_000_000, ge=1_000)
+    user_agent: str = "digest/0.1 (+https://github.com/newsroom/digest)"
+    concurrency: int = Field(default=4, ge=1, le=32)
+    # `digest send` tries an unreadable feed again for this long before freezing without it.
+    retry_for: Duration = 5 * 60
+    # A feed an edition went out without has its stories caught up next time, back this far.
+    catch_up: Duration = 48 * 3600
+
+
 class Schedule(_Section):
     # A run missed while `digest schedule` was down still goes out if it is this late at most.
-    misfire_grace: Annotated[int, BeforeValidator(_duration)] = 3 * 3600
+    misfire_grace: Annotated[Duration, AfterValidator(_at_least_a_second)] = 3 * 3600
 
 
 class State(_Section):
@@ -222,6 +240,13 @@ class Settings(_Section):
     render: Render = Render()
     server: Server = Server()
 
+    def feed(self, reference: str) -> Feed | None:
+        """The feed a list names (``required_feeds``): by its name, else by its source."""
+        for feed in self.feeds:
+            if reference in (feed.name, feed.source):
+                return feed
+        return None
+
     @model_validator(mode="after")
     def _references(self) -> Settings:
         order = self.desks.order
@@ -236,6 +261,13 @@ class Settings(_Section):
             for desk in mailing_list.desks or ():
                 if desk not in order:
                     raise _KeyError(("lists", index, "desks"), _unknown_desk(desk, order))
+            for reference in mailing_list.required_feeds:
+                if self.feed(reference) is None:
+                    labels = ", ".join(repr(feed.label) for feed in self.feeds)
+                    raise _KeyError(
+                        ("lists", index, "required_feeds"),
+                        f"no feed named {reference!r} (feeds: {labels}); use a feed's name or source",
+                    )
             if mailing_list.transport not in self.transports:
                 raise _KeyError(
                     ("lists", index, "transport"),
