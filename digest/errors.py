@@ -46,7 +46,15 @@ class ConfigError(DigestError):
 
 
 class FeedError(DigestError):
-    """A feed could not be fetched or parsed; the edition goes on without it."""
+    """A feed could not be fetched or parsed; the edition goes on without it.
+
+    ``transient`` marks what may pass by itself (a timeout, a dropped connection, a 5xx, a
+    429): `digest send` tries such a feed again before the edition freezes without it.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, **where: object) -> None:
+        super().__init__(message, **where)  # type: ignore[arg-type]
+        self.transient = transient
 
 
 class TemplateError(DigestError):

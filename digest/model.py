@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+# FeedResult.status: read, unchanged since the last fetch (served from the cache), or unreadable.
+OK, NOT_MODIFIED, FAILED = "ok", "not modified", "failed"
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -35,6 +38,12 @@ class FeedResult:
     status: str
     items: tuple[Item, ...] = ()
     warnings: tuple[str, ...] = ()
+    transient: bool = False
+    """A failure that may pass by itself (worth another try); false for a feed read fine."""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
     @property
     def newest(self) -> dt.datetime | None:
@@ -72,6 +81,8 @@ class Edition:
     desks: tuple[DeskSection, ...]
     warnings: tuple[str, ...] = ()
     feeds: tuple[FeedResult, ...] = field(default=(), repr=False)
+    missing_feeds: tuple[str, ...] = ()
+    """Feeds that could not be read: their stories wait for a later edition (catch-up)."""
 
     @property
     def items(self) -> tuple[Item, ...]:

@@ -68,7 +68,8 @@ def feeds_project(make_project: MakeProject, server: FeedServer) -> Path:
     )
     return make_project(
         replace={'source = "feeds/world.xml"': f'source = "{world}"\nname = "World desk"'},
-        extra=f"\n[fetch]\ntimeout = {TIMEOUT}\nconcurrency = 4\n",
+        # No retries here: this is about one attempt's limits (test_feed_outage.py retries).
+        extra=f"\n[fetch]\ntimeout = {TIMEOUT}\nconcurrency = 4\nretry_for = 0\n",
     )
 
 

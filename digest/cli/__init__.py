@@ -113,7 +113,7 @@ def feeds_check(obj: Context) -> None:
     with open_store(config) as store:
         results = collect(config, now=now(), cache=store)
     click.echo(feed_table(results, ZoneInfo(config.settings.newsroom.timezone)))
-    if any(result.status == "failed" for result in results):
+    if any(result.failed for result in results):
         sys.exit(1)
 
 

@@ -19,6 +19,9 @@ from digest.send.run import SendSummary
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 
+# EX_TEMPFAIL: nothing is wrong to fix, but the list waits for a required feed; try again later.
+EXIT_HELD = 75
+
 
 @contextmanager
 def _stop_on_signals() -> Iterator[threading.Event]:
@@ -131,7 +134,12 @@ def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None
         if sender.transport_config.backend == "outbox":
             where = f"outbox {config.resolve(sender.transport_config.options.get('path', 'outbox'))}"
         if dry_run:
-            _print_summary(sender.dry_run(), where)
+            preview = sender.dry_run()
+            if preview.held:
+                held = preview.held.describe(sender.timezone)
+                click.echo(f"{preview.edition_id}: dry run, nothing sent: would be {held}")
+                return
+            _print_summary(preview, where)
             return
         progress = _ProgressLine()
         with _stop_on_signals() as stop:
@@ -145,6 +153,10 @@ def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None
                 raise
             finally:
                 progress.end()
+    if summary.held:
+        click.echo(f"{summary.edition_id}: {summary.held.describe(sender.timezone)}")
+        click.echo("  nothing sent; run `digest send` again later (`digest schedule` retries by itself)")
+        sys.exit(EXIT_HELD)
     if summary.empty:
         click.echo(f"{summary.edition_id}: empty edition, no new stories; nothing to send")
         return

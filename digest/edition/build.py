@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -11,6 +14,7 @@ from digest.config import Config, MailingList, slugify
 from digest.cron import fire_time_on, parse_cron
 from digest.errors import DigestError
 from digest.ingest import collect
+from digest.ingest.collect import Retry
 from digest.ingest.fetch import FeedCache
 from digest.model import DeskSection, Edition, FeedResult, Item, Window
 
@@ -52,18 +56,25 @@ def assemble(
     *,
     date: dt.date,
     seen: Collection[str] = (),
+    reach: Mapping[str, dt.datetime] | None = None,
 ) -> Edition:
-    """Group the window's unseen stories by desk: desks in order, newest first, capped."""
+    """Group the window's unseen stories by desk: desks in order, newest first, capped.
+
+    ``reach`` gives feeds an earlier edition went out without an earlier start: their stories
+    from then on that the list never carried are caught up. They take their place in their desk
+    by publication time and count against ``max_items`` like any other story.
+    """
     feeds = tuple(feeds)
     order = config.settings.desks.order
     wanted = [desk for desk in order if mailing_list.desks is None or desk in mailing_list.desks]
     rank = {desk: position for position, desk in enumerate(order)}
+    starts = {feed: min(start, window.start) for feed, start in (reach or {}).items()}
     candidates = [
         item
         for feed in feeds
         for item in feed.items
         if item.desk in wanted
-        and item.published in window
+        and starts.get(feed.source, window.start) <= item.published < window.end
         and item.id not in seen
         and item.canonical_url not in seen
     ]
@@ -99,6 +110,7 @@ def assemble(
         desks=tuple(sections),
         warnings=warnings,
         feeds=feeds,
+        missing_feeds=tuple(feed.source for feed in feeds if feed.failed),
     )
 
 
@@ -108,6 +120,8 @@ class StateReader(Protocol):
     def last_window_end(self, list_name: str) -> dt.datetime | None: ...
 
     def seen(self, list_name: str, keys: Iterable[str]) -> set[str]: ...
+
+    def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]: ...
 
 
 def build_edition(
@@ -119,20 +133,99 @@ def build_edition(
     store: StateReader | None = None,
     cache: FeedCache | None = None,
     feeds: tuple[FeedResult, ...] | None = None,
+    retry: Retry | None = None,
 ) -> Edition:
     """Collect the feeds (unless given) and assemble the named list's edition.
 
-    The regular run (no ``date``) starts where the list's previous edition ended and leaves
-    out stories it already carried; a ``date`` build reads no such state.
+    The regular run (no ``date``) starts where the list's previous edition ended, leaves out
+    stories it already carried, and catches up the stories of feeds an earlier edition went
+    out without; a ``date`` build reads no such state.
     """
     mailing_list = config.mailing_list(list_name)
     if feeds is None:
-        feeds = collect(config, now=now, cache=cache)
-    last_end = store.last_window_end(mailing_list.name) if store and date is None else None
-    window = edition_window(config, mailing_list, now=now, date=date, last_end=last_end)
-    local_date = date or now.astimezone(ZoneInfo(config.list_timezone(mailing_list))).date()
-    seen: Collection[str] = ()
-    if store and date is None:
-        keys = {key for feed in feeds for item in feed.items for key in (item.id, item.canonical_url)}
-        seen = store.seen(mailing_list.name, keys)
-    return assemble(config, mailing_list, feeds, window, date=local_date, seen=seen)
+        feeds = collect(config, now=now, cache=cache, retry=retry)
+    if store is None or date is not None:
+        window = edition_window(config, mailing_list, now=now, date=date)
+        return assemble(
+            config, mailing_list, feeds, window, date=date or _local_date(config, mailing_list, now)
+        )
+    window = edition_window(config, mailing_list, now=now, last_end=store.last_window_end(mailing_list.name))
+    keys = {key for feed in feeds for item in feed.items for key in (item.id, item.canonical_url)}
+    seen = store.seen(mailing_list.name, keys)
+    catch_up = CatchUp.plan(
+        store.feed_gaps(mailing_list.name),
+        feeds,
+        seen,
+        now - dt.timedelta(seconds=config.settings.fetch.catch_up),
+    )
+    edition = assemble(
+        config,
+        mailing_list,
+        feeds,
+        window,
+        date=_local_date(config, mailing_list, now),
+        seen=seen,
+        reach=catch_up.reach,
+    )
+    return dataclasses.replace(edition, warnings=edition.warnings + catch_up.report(edition))
+
+
+def _local_date(config: Config, mailing_list: MailingList, now: dt.datetime) -> dt.date:
+    return now.astimezone(ZoneInfo(config.list_timezone(mailing_list))).date()
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """How far back each feed that an earlier edition went out without reaches, and what is lost.
+
+    A gap older than ``[fetch] catch_up`` reaches back only that far; the unseen stories it
+    leaves behind are counted, so none is dropped without a word.
+    """
+
+    reach: Mapping[str, dt.datetime]
+    since: Mapping[str, dt.datetime]
+    too_old: Mapping[str, int]
+
+    @classmethod
+    def plan(
+        cls,
+        gaps: Mapping[str, dt.datetime],
+        feeds: Iterable[FeedResult],
+        seen: Collection[str],
+        bound: dt.datetime,
+    ) -> CatchUp:
+        reach = {feed: max(since, bound) for feed, since in gaps.items()}
+        too_old = {
+            feed.source: count
+            for feed in feeds
+            if feed.source in gaps
+            and (
+                count := sum(
+                    1
+                    for item in feed.items
+                    if gaps[feed.source] <= item.published < bound
+                    and item.id not in seen
+                    and item.canonical_url not in seen
+                )
+            )
+        }
+        return cls(reach, dict(gaps), too_old)
+
+    def report(self, edition: Edition) -> tuple[str, ...]:
+        """Editors' notes: stories caught up, and stories too old to catch up."""
+        caught = Counter(
+            item.feed
+            for item in edition.items
+            if item.feed in self.reach and item.published < edition.window.start
+        )
+        notes = [
+            f"feed {feed}: caught up {count} {'story' if count == 1 else 'stories'} from while it was "
+            f"unreadable (since {self.since[feed]:%Y-%m-%d %H:%M} UTC)"
+            for feed, count in caught.items()
+        ]
+        notes += [
+            f"feed {feed}: {count} {'story' if count == 1 else 'stories'} from while it was unreadable "
+            f"{'is' if count == 1 else 'are'} older than [fetch] catch_up and left out"
+            for feed, count in self.too_old.items()
+        ]
+        return tuple(notes)

@@ -40,6 +40,7 @@ def edition_json(edition: Edition, *, subject: str, preheader: str) -> dict[str,
         "empty": edition.is_empty,
         "item_count": len(edition.items),
         "warnings": list(edition.warnings),
+        "missing_feeds": list(edition.missing_feeds),
         "desks": [
             {
                 "name": desk.name,

@@ -40,6 +40,7 @@ def dump_edition(edition: Edition) -> str:
             "timezone": edition.timezone,
             "window": [_when(edition.window.start), _when(edition.window.end)],
             "warnings": list(edition.warnings),
+            "missing_feeds": list(edition.missing_feeds),
             "desks": [
                 {
                     "name": desk.name,
@@ -88,6 +89,7 @@ def load_edition(text: str) -> Edition:
             for desk in data["desks"]
         ),
         warnings=tuple(data["warnings"]),
+        missing_feeds=tuple(data.get("missing_feeds", ())),  # editions frozen before schema 5 have none
     )
 
 

@@ -56,8 +56,12 @@ def read_file(path: Path, limits: Limits) -> Fetched:
             )
         return Fetched(path.read_bytes(), {})
     except OSError as exc:
-        raise FeedError(f"cannot read the file: {exc.strerror or exc}") from None
+        # A file the newsroom's system is rewriting may be readable a moment later.
+        raise FeedError(f"cannot read the file: {exc.strerror or exc}", transient=True) from None
 
+
+# Answers that say "not now" rather than "not here": the feed is tried again before it is left out.
+_TRANSIENT_STATUS = frozenset({408, 425, 429})
 
 _KEEP_HEADERS = ("content-type", "content-location", "content-language", "etag", "last-modified")
 
@@ -78,7 +82,10 @@ def download(url: str, client: httpx.Client, limits: Limits, cache: FeedCache | 
                 return Fetched(cached.body, cached.headers, not_modified=True)
             if response.status_code != 200:
                 reason = response.reason_phrase or ""
-                raise FeedError(f"the server answered HTTP {response.status_code} {reason}".rstrip())
+                raise FeedError(
+                    f"the server answered HTTP {response.status_code} {reason}".rstrip(),
+                    transient=response.status_code in _TRANSIENT_STATUS or response.status_code >= 500,
+                )
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise FeedError(_too_big(limits, declared=int(declared)))
@@ -89,14 +96,16 @@ def download(url: str, client: httpx.Client, limits: Limits, cache: FeedCache | 
                 if received > limits.max_bytes:
                     raise FeedError(_too_big(limits))
                 if time.monotonic() > deadline:
-                    raise FeedError(f"took longer than {limits.timeout:g} s ([fetch] timeout)")
+                    raise FeedError(
+                        f"took longer than {limits.timeout:g} s ([fetch] timeout)", transient=True
+                    )
                 chunks.append(chunk)
             kept = {name: response.headers[name] for name in _KEEP_HEADERS if name in response.headers}
             kept.setdefault("content-location", str(response.url))
     except httpx.TimeoutException:
-        raise FeedError(f"timed out after {limits.timeout:g} s ([fetch] timeout)") from None
+        raise FeedError(f"timed out after {limits.timeout:g} s ([fetch] timeout)", transient=True) from None
     except httpx.HTTPError as exc:
-        raise FeedError(f"could not be fetched: {exc}") from None
+        raise FeedError(f"could not be fetched: {exc}", transient=True) from None
     body = b"".join(chunks)
     if cache and ("etag" in kept or "last-modified" in kept):
         cache.remember_feed(url, body, kept)

@@ -11,17 +11,21 @@ import logging
 import threading
 from collections.abc import Callable
 
-from digest.config import load_config
+from digest.config import Config, load_config
 from digest.cron import last_fire_time, parse_cron
 from digest.errors import DigestError
-from digest.send.run import Sender
-from digest.state import open_store
-from digest.state.runs import EMPTY, FAILED, SENT, STOPPED
+from digest.send.run import Sender, SendSummary
+from digest.state import Store, open_store
+from digest.state.runs import EMPTY, FAILED, HELD, SENT, STOPPED
 
 log = logging.getLogger("digest.schedule")
 
 # Set by SIGTERM/SIGINT: a running send finishes and records its batch, then stops.
 STOP = threading.Event()
+
+# Seconds between tries of a list held for a required feed (each try also retries the feeds
+# for [fetch] retry_for).
+HOLD_RETRY = 60.0
 
 
 def run_list(config_path: str, list_name: str) -> str:
@@ -37,10 +41,11 @@ def run_list(config_path: str, list_name: str) -> str:
         run_id = store.runs.start(list_name, scheduled_for, now)
         result, detail = FAILED, ""
         try:
-            sender = Sender(config, list_name, store, now=now)
-            summary = sender.send(stop=STOP, progress=_batch_logger(list_name))
+            summary = _send_unless_held(config, list_name, store, now)
             counts = summary.counts
-            if summary.empty:
+            if summary.held:
+                result, detail = HELD, summary.held.describe(config.list_timezone(mailing_list))
+            elif summary.empty:
                 result, detail = EMPTY, "empty edition: no new stories, nothing sent"
             else:
                 detail = ", ".join(
@@ -49,6 +54,8 @@ def run_list(config_path: str, list_name: str) -> str:
                 result = STOPPED if summary.stopped else FAILED if summary.failed else SENT
                 if summary.failed:
                     detail += "; first failure: " + " ".join(summary.failures[0])
+            if summary.missing_feeds:
+                detail += "; went out without " + ", ".join(summary.missing_feeds) + " (caught up next time)"
         except DigestError as exc:
             detail = str(exc)
         except Exception as exc:  # recorded and logged; the scheduler keeps going
@@ -66,6 +73,27 @@ def run_list(config_path: str, list_name: str) -> str:
             extra={"event": "job_done", "list": list_name, "result": result, "detail": detail},
         )
         return result
+
+
+def _send_unless_held(config: Config, list_name: str, store: Store, now: dt.datetime) -> SendSummary:
+    """Send; while the list is held for a required feed, wait and try again until it is not.
+
+    Every try keeps the edition's ``now`` (it is still this morning's edition); the hold ends
+    when the feed reads again or at the scheduled time + misfire_grace, when it goes without.
+    """
+    while True:
+        sender = Sender(config, list_name, store, now=now)
+        summary = sender.send(stop=STOP, progress=_batch_logger(list_name))
+        if summary.held is None or STOP.is_set():
+            return summary
+        log.warning(
+            "list %s %s",
+            list_name,
+            summary.held.describe(sender.timezone),
+            extra={"event": "list_held", "list": list_name, "feeds": list(summary.held.feeds)},
+        )
+        left = (summary.held.until - dt.datetime.now(dt.UTC)).total_seconds()
+        STOP.wait(max(0.0, min(HOLD_RETRY, left)))
 
 
 def _batch_logger(list_name: str) -> Callable[[int, int], None]:

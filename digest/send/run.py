@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,9 +24,11 @@ from digest.config import Config, MailingList
 from digest.edition import build_edition
 from digest.edition.frozen import variant_of
 from digest.errors import DigestError
+from digest.ingest.collect import Retry
 from digest.model import Edition
 from digest.render import Rendered, environment, render_edition
 from digest.render.message import Recipient, list_id, make_message_id
+from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
@@ -63,10 +66,24 @@ class SendSummary:
     variants: Mapping[str, int] = field(default_factory=dict)
     dry_run: bool = False
     stopped: bool = False
+    held: Hold | None = None
+    missing_feeds: tuple[str, ...] = ()
 
     @property
     def failed(self) -> int:
         return self.counts.get(FAILED, 0)
+
+
+class Held(Exception):
+    """Raised inside a send whose list waits for a required feed; ``send`` reports it."""
+
+    def __init__(self, hold: Hold) -> None:
+        super().__init__(hold.feeds)
+        self.hold = hold
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def edition_id_for(config: Config, mailing_list: MailingList, now: dt.datetime) -> tuple[str, dt.date]:
@@ -97,8 +114,17 @@ class Sender:
         transport_alias: str | None = None,
         now: dt.datetime,
         env: Mapping[str, str] | None = None,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
+        """``now`` is the edition's moment; ``clock`` is the wall clock for claims, retries and
+        holds (a held scheduled run keeps its ``now`` while the clock moves on). ``sleep``
+        waits between feed retries (default: the stop event given to ``send``, else time.sleep).
+        """
         self.config = config
+        self.clock = clock
+        self._sleep = sleep
+        self._stop: threading.Event | None = None
         self.list = config.mailing_list(list_name)
         self.store = store
         self.now = now
@@ -109,6 +135,7 @@ class Sender:
             raise DigestError(f"no transport named {self.alias!r} in {config.path} (transports: {names})")
         self.transport_config = config.settings.transports[self.alias]
         self.edition_id, self.day = edition_id_for(config, self.list, now)
+        self.timezone = config.list_timezone(self.list)
         self.list_desks = tuple(
             d for d in config.settings.desks.order if not self.list.desks or d in self.list.desks
         )
@@ -144,9 +171,25 @@ class Sender:
         frozen = self.store.frozen_edition(self.edition_id)
         if frozen is not None:
             return frozen
-        edition = build_edition(self.config, self.list.name, now=self.now, store=self.store, cache=self.store)
+        edition = build_edition(
+            self.config,
+            self.list.name,
+            now=self.now,
+            store=self.store,
+            cache=self.store,
+            retry=self._retry(freeze),
+        )
         for warning in edition.warnings:  # a feed left out must not go unnoticed in a scheduled run
             log.warning("%s", warning, extra={"event": "edition_warning", "list": self.list.name})
+        hold = decide_hold(
+            edition.missing_feeds,
+            required_labels(self.config, self.list),
+            hold_deadline(self.config, self.list, self.day),
+            self.clock(),
+        )
+        if hold is not None:
+            raise Held(hold)
+        self._say_missing(edition)
         if edition.is_empty:
             # Another sender may have frozen it while this one read the feeds: its stories are
             # now marked seen, so this build found none of them new.
@@ -163,6 +206,31 @@ class Sender:
                 extra={"event": "edition_frozen", "list": self.list.name, "edition": self.edition_id},
             )
         return edition
+
+    def _retry(self, freeze: bool) -> Retry | None:
+        """Feeds are tried again only before an edition freezes: a dry run does not wait."""
+        if not freeze:
+            return None
+        sleep = self._sleep or (self._stop.wait if self._stop is not None else time.sleep)
+        return Retry(
+            self.config.settings.fetch.retry_for, clock=lambda: self.clock().timestamp(), sleep=sleep
+        )
+
+    def _say_missing(self, edition: Edition) -> None:
+        required = required_labels(self.config, self.list)
+        for feed in edition.missing_feeds:
+            log.warning(
+                "edition %s goes out without feed %s%s; its stories follow in the next edition that reads it",
+                self.edition_id,
+                feed,
+                " (required, but the send grace has run out)" if feed in required else "",
+                extra={
+                    "event": "feed_missing",
+                    "list": self.list.name,
+                    "feed": feed,
+                    "edition": self.edition_id,
+                },
+            )
 
     def rendered(self, edition: Edition, key: str, *, freeze: bool) -> Rendered | None:
         """The variant's content (None when the subscriber's desks have nothing today)."""
@@ -234,9 +302,15 @@ class Sender:
         return {name: value.replace(_TOKEN_MARK, token) for name, value in self._header_template.items()}
 
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
-        edition = self.edition(freeze=True)
+        self._stop = stop
+        try:
+            edition = self.edition(freeze=True)
+        except Held as held:
+            return SendSummary(self.list.name, self.edition_id, held=held.hold)
         if edition.is_empty:
-            return SendSummary(self.list.name, self.edition_id, empty=True)
+            return SendSummary(
+                self.list.name, self.edition_id, empty=True, missing_feeds=edition.missing_feeds
+            )
         problems: list[str] = []
         self.store.ledger.add(self.edition_id, self.entries(edition, problems, freeze=True), now=self.now)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
@@ -251,7 +325,7 @@ class Sender:
         transport.open()
         try:
             while not (stop and stop.is_set()):
-                now = dt.datetime.now(dt.UTC)
+                now = self.clock()
                 claimed = self.store.ledger.claim(
                     self.edition_id, owner, transport.max_batch, now=now, claim_timeout=CLAIM_TIMEOUT
                 )
@@ -262,7 +336,7 @@ class Sender:
                 except BaseException:
                     # The transport raised before any outcome: nothing of this batch went out
                     # (a transport reports partial success as outcomes), so the next run may send it.
-                    self.store.ledger.release(self.edition_id, owner, now=dt.datetime.now(dt.UTC))
+                    self.store.ledger.release(self.edition_id, owner, now=self.clock())
                     raise
                 done += len(claimed)
                 if progress:
@@ -279,6 +353,7 @@ class Sender:
             problems=tuple(problems),
             failures=tuple(self.store.ledger.failures(self.edition_id)),
             stopped=stopped,
+            missing_feeds=edition.missing_feeds,
         )
 
     def _send_claimed(
@@ -309,11 +384,14 @@ class Sender:
             )
             outcomes = transport.send(batch)
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
-        self.store.ledger.finish(owner, results, now=dt.datetime.now(dt.UTC))
+        self.store.ledger.finish(owner, results, now=self.clock())
 
     def dry_run(self) -> SendSummary:
         """What a send would do now, changing nothing."""
-        edition = self.edition(freeze=False)
+        try:
+            edition = self.edition(freeze=False)
+        except Held as held:
+            return SendSummary(self.list.name, self.edition_id, held=held.hold, dry_run=True)
         if edition.is_empty:
             return SendSummary(self.list.name, self.edition_id, empty=True, dry_run=True)
         problems: list[str] = []

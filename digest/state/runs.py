@@ -12,6 +12,7 @@ from digest.state import schema
 from digest.state.owner import owner_is_dead
 
 RUNNING, SENT, EMPTY, MISSED, FAILED, STOPPED = "running", "sent", "empty", "missed", "failed", "stopped"
+HELD = "held"  # stopped while waiting for a required feed
 LOCK = "scheduler"
 
 

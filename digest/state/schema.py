@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
@@ -33,6 +33,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS ix_send_ledger_status",
         "CREATE INDEX IF NOT EXISTS ix_send_ledger_claim ON send_ledger (edition_id, status, variant, id)",
     ),
+    5: (),  # only new tables: feed_gaps
 }
 
 
@@ -174,4 +175,19 @@ scheduler_lock = Table(
     Column("owner", String(200), nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+
+# -- version 5: feed outages -----------------------------------------------------------------
+
+# A feed a list's edition went out without, and since when its stories were not carried: the
+# next edition that reads it catches them up (back to [fetch] catch_up), then the row goes.
+feed_gaps = Table(
+    "feed_gaps",
+    metadata,
+    Column("list_name", String(200), nullable=False),
+    Column("feed", String(600), nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("edition_id", String(200), nullable=False),
+    PrimaryKeyConstraint("list_name", "feed"),
 )

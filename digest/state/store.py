@@ -19,6 +19,7 @@ from digest.ingest.fetch import CachedFeed
 from digest.model import Edition
 from digest.render import Rendered
 from digest.state import schema
+from digest.state.gaps import open_gaps, record_gaps
 from digest.state.ledger import Ledger
 from digest.state.runs import Runs
 from digest.state.suppressions import Suppressions
@@ -216,6 +217,10 @@ class Store:
                 .limit(1)
             ).scalar()
 
+    def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]:
+        """Feeds the list's editions went out without → since when (digest.state.gaps)."""
+        return open_gaps(self.engine, list_name)
+
     def frozen_edition(self, edition_id: str) -> Edition | None:
         """The edition frozen under ``edition_id``, as it was frozen."""
         table = schema.editions
@@ -299,6 +304,7 @@ class Store:
             ]
             if rows:
                 conn.execute(insert(schema.seen_items), rows)
+            record_gaps(conn, edition)
         return True
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +38,7 @@ from sendgrid import SendGridAPIClient
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
+from digest.retry import backoff
 from digest.send.transports.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ API_KEY_VARIABLE = "SENDGRID_API_KEY"
 MAX_PERSONALIZATIONS = 1000
 MAX_CATEGORIES = 10
 MAX_SUBSTITUTION_BYTES = 10_000
-BACKOFF_CAP = 60.0
 RATE_LIMIT_CAP = 120.0
 # SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
 RESERVED_HEADERS = frozenset(
@@ -301,9 +300,7 @@ class SendGridTransport:
             self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
-        # "Equal jitter": never less than half the step, so retries still spread out.
-        step = min(BACKOFF_CAP, self.options.backoff * 2**attempt)
-        return step * (0.5 + random.random() / 2)
+        return backoff(attempt, self.options.backoff)
 
     def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
         reset = headers.get("X-RateLimit-Reset") if headers is not None else None

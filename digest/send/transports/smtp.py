@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import re
 import smtplib
 import ssl
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
+from digest.retry import backoff
 from digest.send.transports.base import Batch, Envelope, Outcome
 
 log = logging.getLogger(__name__)
@@ -376,9 +376,7 @@ class SmtpTransport:
         return None
 
     def _delay(self, attempt: int) -> float:
-        ceiling = min(self.options.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
-        # Jitter keeps the workers that failed together from retrying together.
-        return ceiling * random.uniform(0.5, 1.0)
+        return backoff(attempt - 1, self.options.backoff, cap=MAX_BACKOFF)
 
     def _discard(self, slot: int) -> None:
         connection, self._connections[slot] = self._connections[slot], None
