@@ -13,6 +13,7 @@ import time_machine
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.render.templates import default_template_dir
 from tests.conftest import NOW, MakeProject
 
 
@@ -132,3 +133,18 @@ def test_debug_shows_the_traceback(make_project: MakeProject) -> None:
     )
     assert completed.returncode == 1
     assert "Traceback" in completed.stderr and "ConfigError" in completed.stderr
+
+
+def test_an_mjml_typo_stops_the_build_at_its_template_line(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project()
+    template = project.parent / "templates" / "digest.mjml.j2"
+    lines = (default_template_dir() / "digest.mjml.j2").read_text().splitlines(keepends=True)
+    number = next(n for n, line in enumerate(lines, start=1) if line.startswith("<mj-text><h3>"))
+    lines[number - 1] = lines[number - 1].replace("<mj-text>", '<mj-text colr="#333">', 1)
+    template.write_text("".join(lines))
+    result = run(project, "build", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {template}:{number}: <mj-text> has no attribute 'colr' (did you mean 'color'?)\n"
+    )
+    assert not (tmp_path / "out").exists()
