@@ -148,3 +148,45 @@ def test_an_mjml_typo_stops_the_build_at_its_template_line(make_project: MakePro
         f"error: {template}:{number}: <mj-text> has no attribute 'colr' (did you mean 'color'?)\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+ODD_FEED = """\
+<rss version="2.0"><channel><title>Wire</title><link>https://wire.example.org/</link>
+<item><title>{title}</title><link>https://wire.example.org/a</link>
+<pubDate>Wed, 25 Nov 2026 04:29:00 GMT</pubDate></item>
+<item><title>Sorted by a clock that stopped</title><link>https://wire.example.org/b</link>
+<pubDate>Thu, 01 Jan 1970 00:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_overlong_titles_and_ancient_dates_are_reported(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(extra='\n[[feeds]]\nsource = "feeds/wire.xml"\ndesk = "Ukraine"\n')
+    title = " ".join(f"word{n}" for n in range(1700))  # 14,189 characters
+    (project.parent / "feeds" / "wire.xml").write_text(ODD_FEED.format(title=title))
+    out = tmp_path / "out"
+    result = run(project, "build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    long_warning = (
+        "feed feeds/wire.xml: item 1 ('word0 word1 word2 word3 word4 word5 word6 word7…') "
+        "has a title of 14,189 characters; shortened to 200"
+    )
+    old_warning = (
+        "feed feeds/wire.xml: item 2 ('Sorted by a clock that stopped') "
+        "is dated 1970-01-01, more than a year ago; skipped"
+    )
+    assert f"warning: {long_warning}\n" in result.stderr
+    assert f"warning: {old_warning}\n" in result.stderr
+    edition = json.loads((out / "daily.json").read_text())
+    assert {long_warning, old_warning} <= set(edition["warnings"])
+    shortened = " ".join(f"word{n}" for n in range(30)) + "…"  # 199 characters, then the ellipsis
+    assert edition["desks"][0]["items"][0]["title"] == shortened
+    assert f">{shortened}</a></h3>" in (out / "daily.html").read_text()
+    text = (out / "daily.txt").read_text()
+    assert "word29…" in text and "word30" not in text
+    subject = edition["subject"]
+    assert len(subject) <= 200 and subject.endswith("…")
+    assert f"subject: {subject}\n" in result.output
+    headline = subject.split(": ", 1)[1].removesuffix("…")
+    assert title.startswith(headline) and title[len(headline)] == " "  # cut between two words
+    assert "Sorted by a clock" not in (out / "daily.html").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ from digest.errors import TemplateError
 from digest.ingest.items import DeskRules, build_items
 from digest.ingest.parse import RawEntry
 from digest.model import FeedResult, Window
-from digest.render import environment, render_edition, templates
+from digest.render import SUBJECT_LIMIT, environment, render_edition, templates
 from digest.render.context import PLACEHOLDERS
 from digest.render.mjml_check import check_mjml_template
 from digest.render.templates import HTML_TEMPLATE, default_template_dir, make_environment, wrap72
@@ -105,6 +106,21 @@ def test_subject_names_newsroom_date_and_top_headline(config: Config) -> None:
     rendered = render_edition(config, edition)
     top = edition.desks[0].items[0].title
     assert rendered.subject == f"The Morning Ledger · Wednesday, 25 November 2026: {top}"
+
+
+def test_a_long_subject_is_cut_at_a_word(config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    first = edition.desks[0].items[0]
+    headline = "Ministers agree a plan " * 8 + "to rebuild the grid"  # 203 characters
+    long_first = dataclasses.replace(first, title=headline)
+    desk = dataclasses.replace(edition.desks[0], items=(long_first, *edition.desks[0].items[1:]))
+    edition = dataclasses.replace(edition, desks=(desk, *edition.desks[1:]))
+    subject = render_edition(config, edition).subject
+    full = f"The Morning Ledger · Wednesday, 25 November 2026: {headline}"
+    assert len(subject) <= SUBJECT_LIMIT < len(full)
+    kept = subject.removesuffix("…")
+    assert kept != subject and full.startswith(kept)
+    assert full[len(kept)] == " "  # cut between words, not inside one
 
 
 def test_text_part_is_written_for_reading(config: Config) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 
 from digest.config import Config
-from digest.ingest.sanitize import one_line
+from digest.ingest.sanitize import one_line, shorten
 from digest.model import Edition
 from digest.render.context import template_context
 from digest.render.html import to_email_html
@@ -22,6 +22,7 @@ from digest.render.templates import (
     render_template,
 )
 
+# Subject lines past this are cut by mail clients anyway; cut at a word, with an ellipsis.
 SUBJECT_LIMIT = 200
 
 
@@ -44,7 +45,7 @@ def render_edition(config: Config, edition: Edition, env: jinja2.Environment | N
     env = env or environment(config)
     context = template_context(config, edition)
     # Subject and preheader end up in headers or hidden text: one line, no control characters.
-    subject = one_line(render_template(env, SUBJECT_TEMPLATE, context))[:SUBJECT_LIMIT]
+    subject = shorten(one_line(render_template(env, SUBJECT_TEMPLATE, context)), SUBJECT_LIMIT)
     preheader = one_line(render_template(env, PREHEADER_TEMPLATE, context))
     context.update(subject=subject, preheader=preheader)
     mjml = render_template(env, HTML_TEMPLATE, context)
