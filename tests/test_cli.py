@@ -190,3 +190,37 @@ def test_overlong_titles_and_ancient_dates_are_reported(make_project: MakeProjec
     headline = subject.split(": ", 1)[1].removesuffix("…")
     assert title.startswith(headline) and title[len(headline)] == " "  # cut between two words
     assert "Sorted by a clock" not in (out / "daily.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("day", "why"),
+    [
+        ("2026-13-01", "month must be 1–12"),
+        ("2026-00-10", "month must be 1–12"),
+        ("2026-02-29", "day is out of range for month"),  # 2026 is no leap year
+        ("2026-11-31", "day is out of range for month"),
+        ("2026-1-5", "use YYYY-MM-DD"),
+        ("25.11.2026", "use YYYY-MM-DD"),
+    ],
+)
+def test_a_wrong_date_says_what_is_wrong_with_it(project: Path, tmp_path: Path, day: str, why: str) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "--config",
+            str(project),
+            "build",
+            "--date",
+            day,
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert f"Error: Invalid value for '--date': {day} is not a date: {why}\n" in completed.stderr
+    assert "does not match the format" not in completed.stderr

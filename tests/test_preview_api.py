@@ -200,6 +200,13 @@ def test_bad_parameters_are_400(start: Callable[..., Server]) -> None:
     assert server.client.get("/email", params={"list": "weekly"}).status_code == 400
 
 
+def test_a_wrong_day_says_what_is_wrong_with_it(start: Callable[..., Server]) -> None:
+    server = start()
+    answer = server.api(date="2026-13-01")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "2026-13-01 is not a date: month must be 1–12"
+
+
 def test_checks_catch_a_bad_link_and_an_image_without_alt(start: Callable[..., Server]) -> None:
     server = start()
     (server.root / "templates" / "digest.mjml.j2").write_text(
