@@ -13,6 +13,7 @@ import time_machine
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.render.templates import default_template_dir
 from tests.conftest import NOW, MakeProject
 
 
@@ -132,3 +133,94 @@ def test_debug_shows_the_traceback(make_project: MakeProject) -> None:
     )
     assert completed.returncode == 1
     assert "Traceback" in completed.stderr and "ConfigError" in completed.stderr
+
+
+def test_an_mjml_typo_stops_the_build_at_its_template_line(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project()
+    template = project.parent / "templates" / "digest.mjml.j2"
+    lines = (default_template_dir() / "digest.mjml.j2").read_text().splitlines(keepends=True)
+    number = next(n for n, line in enumerate(lines, start=1) if line.startswith("<mj-text><h3>"))
+    lines[number - 1] = lines[number - 1].replace("<mj-text>", '<mj-text colr="#333">', 1)
+    template.write_text("".join(lines))
+    result = run(project, "build", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {template}:{number}: <mj-text> has no attribute 'colr' (did you mean 'color'?)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+ODD_FEED = """\
+<rss version="2.0"><channel><title>Wire</title><link>https://wire.example.org/</link>
+<item><title>{title}</title><link>https://wire.example.org/a</link>
+<pubDate>Wed, 25 Nov 2026 04:29:00 GMT</pubDate></item>
+<item><title>Sorted by a clock that stopped</title><link>https://wire.example.org/b</link>
+<pubDate>Thu, 01 Jan 1970 00:00:00 GMT</pubDate></item>
+</channel></rss>
+"""
+
+
+def test_overlong_titles_and_ancient_dates_are_reported(make_project: MakeProject, tmp_path: Path) -> None:
+    project = make_project(extra='\n[[feeds]]\nsource = "feeds/wire.xml"\ndesk = "Ukraine"\n')
+    title = " ".join(f"word{n}" for n in range(1700))  # 14,189 characters
+    (project.parent / "feeds" / "wire.xml").write_text(ODD_FEED.format(title=title))
+    out = tmp_path / "out"
+    result = run(project, "build", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    long_warning = (
+        "feed feeds/wire.xml: item 1 ('word0 word1 word2 word3 word4 word5 word6 word7…') "
+        "has a title of 14,189 characters; shortened to 200"
+    )
+    old_warning = (
+        "feed feeds/wire.xml: item 2 ('Sorted by a clock that stopped') "
+        "is dated 1970-01-01, more than a year ago; skipped"
+    )
+    assert f"warning: {long_warning}\n" in result.stderr
+    assert f"warning: {old_warning}\n" in result.stderr
+    edition = json.loads((out / "daily.json").read_text())
+    assert {long_warning, old_warning} <= set(edition["warnings"])
+    shortened = " ".join(f"word{n}" for n in range(30)) + "…"  # 199 characters, then the ellipsis
+    assert edition["desks"][0]["items"][0]["title"] == shortened
+    assert f">{shortened}</a></h3>" in (out / "daily.html").read_text()
+    text = (out / "daily.txt").read_text()
+    assert "word29…" in text and "word30" not in text
+    subject = edition["subject"]
+    assert len(subject) <= 200 and subject.endswith("…")
+    assert f"subject: {subject}\n" in result.output
+    headline = subject.split(": ", 1)[1].removesuffix("…")
+    assert title.startswith(headline) and title[len(headline)] == " "  # cut between two words
+    assert "Sorted by a clock" not in (out / "daily.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("day", "why"),
+    [
+        ("2026-13-01", "month must be 1–12"),
+        ("2026-00-10", "month must be 1–12"),
+        ("2026-02-29", "day is out of range for month"),  # 2026 is no leap year
+        ("2026-11-31", "day is out of range for month"),
+        ("2026-1-5", "use YYYY-MM-DD"),
+        ("25.11.2026", "use YYYY-MM-DD"),
+    ],
+)
+def test_a_wrong_date_says_what_is_wrong_with_it(project: Path, tmp_path: Path, day: str, why: str) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "--config",
+            str(project),
+            "build",
+            "--date",
+            day,
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert f"Error: Invalid value for '--date': {day} is not a date: {why}\n" in completed.stderr
+    assert "does not match the format" not in completed.stderr

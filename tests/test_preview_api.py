@@ -27,6 +27,7 @@ from digest.config import load_config
 from digest.preview.app import PreviewApp, make_app
 from digest.preview.checks import SPAM_NOT_INSTALLED, is_web_link, link_check, spam_check
 from digest.preview.watch import Watcher
+from digest.render.templates import default_template_dir
 from digest.send.run import Sender
 from digest.send.unsubscribe import DEMO_SECRET, read_token
 from digest.state import open_store
@@ -199,6 +200,13 @@ def test_bad_parameters_are_400(start: Callable[..., Server]) -> None:
     assert server.client.get("/email", params={"list": "weekly"}).status_code == 400
 
 
+def test_a_wrong_day_says_what_is_wrong_with_it(start: Callable[..., Server]) -> None:
+    server = start()
+    answer = server.api(date="2026-13-01")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "2026-13-01 is not a date: month must be 1–12"
+
+
 def test_checks_catch_a_bad_link_and_an_image_without_alt(start: Callable[..., Server]) -> None:
     server = start()
     (server.root / "templates" / "digest.mjml.j2").write_text(
@@ -245,6 +253,19 @@ def test_a_broken_template_is_reported_and_then_recovers(start: Callable[..., Se
     broken.write_text("{{ newsroom.name }}\n{{ placeholders.unsubscribe_url }}\n")
     fixed = server.api().json()
     assert fixed["error"] is None and fixed["text"].startswith("The Morning Ledger\n")
+
+
+def test_an_mjml_typo_is_reported_with_its_template_line(start: Callable[..., Server]) -> None:
+    server = start()
+    template = server.root / "templates" / "digest.mjml.j2"
+    packaged = (default_template_dir() / "digest.mjml.j2").read_text()
+    template.write_text(packaged.replace("<mj-body ", "<mj-bdoy ", 1))
+    line = packaged[: packaged.index("<mj-body ")].count("\n") + 1
+    error = server.api().json()["error"]
+    assert error["message"] == "unknown MJML tag <mj-bdoy> (did you mean <mj-body>?)", error
+    assert error["template"] == str(template) and error["line"] == line
+    page = server.client.get("/email").text
+    assert "unknown MJML tag &lt;mj-bdoy&gt;" in page and f"digest.mjml.j2:{line}" in page
 
 
 def test_a_broken_config_is_reported_and_the_last_good_one_kept(start: Callable[..., Server]) -> None:

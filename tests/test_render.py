@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -14,9 +15,10 @@ from digest.errors import TemplateError
 from digest.ingest.items import DeskRules, build_items
 from digest.ingest.parse import RawEntry
 from digest.model import FeedResult, Window
-from digest.render import render_edition
+from digest.render import SUBJECT_LIMIT, environment, render_edition, templates
 from digest.render.context import PLACEHOLDERS
-from digest.render.templates import wrap72
+from digest.render.mjml_check import check_mjml_template
+from digest.render.templates import HTML_TEMPLATE, default_template_dir, make_environment, wrap72
 from tests.conftest import NOW, MakeProject
 
 GMAIL_CLIP = 102_000
@@ -106,6 +108,21 @@ def test_subject_names_newsroom_date_and_top_headline(config: Config) -> None:
     assert rendered.subject == f"The Morning Ledger · Wednesday, 25 November 2026: {top}"
 
 
+def test_a_long_subject_is_cut_at_a_word(config: Config) -> None:
+    edition = build_edition(config, "daily", now=NOW)
+    first = edition.desks[0].items[0]
+    headline = "Ministers agree a plan " * 8 + "to rebuild the grid"  # 203 characters
+    long_first = dataclasses.replace(first, title=headline)
+    desk = dataclasses.replace(edition.desks[0], items=(long_first, *edition.desks[0].items[1:]))
+    edition = dataclasses.replace(edition, desks=(desk, *edition.desks[1:]))
+    subject = render_edition(config, edition).subject
+    full = f"The Morning Ledger · Wednesday, 25 November 2026: {headline}"
+    assert len(subject) <= SUBJECT_LIMIT < len(full)
+    kept = subject.removesuffix("…")
+    assert kept != subject and full.startswith(kept)
+    assert full[len(kept)] == " "  # cut between words, not inside one
+
+
 def test_text_part_is_written_for_reading(config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
     text = render_edition(config, edition).text
@@ -168,6 +185,108 @@ def test_mjml_errors_name_the_template(make_project: MakeProject) -> None:
     with pytest.raises(TemplateError, match="MJML error") as caught:
         render_edition(config, build_edition(config, "daily", now=NOW))
     assert str(caught.value.path).endswith("digest.mjml.j2")
+
+
+def with_line(source: str, number: int, old: str, new: str) -> str:
+    """``source`` with ``old`` replaced by ``new`` on line ``number`` (which must hold it)."""
+    lines = source.splitlines(keepends=True)
+    assert old in lines[number - 1], lines[number - 1]
+    lines[number - 1] = lines[number - 1].replace(old, new, 1)
+    return "".join(lines)
+
+
+def line_of(source: str, text: str) -> int:
+    return next(n for n, line in enumerate(source.splitlines(), start=1) if text in line)
+
+
+PACKAGED_MJML = (default_template_dir() / HTML_TEMPLATE).read_text()
+STORY_LINE = line_of(PACKAGED_MJML, "<mj-text><h3>")
+DESK_LINE = line_of(PACKAGED_MJML, "<mj-section><mj-column>")
+
+
+@pytest.mark.parametrize(
+    ("line", "old", "new", "message", "hint"),
+    [
+        (
+            STORY_LINE,
+            "<mj-text>",
+            '<mj-text colr="red">',
+            "<mj-text> has no attribute 'colr'",
+            "did you mean 'color'?",
+        ),
+        (
+            DESK_LINE,
+            "<mj-section>",
+            "<mj-sectoin>",
+            "unknown MJML tag <mj-sectoin>",
+            "did you mean <mj-section>?",
+        ),
+        (
+            DESK_LINE,
+            "<mj-column>",
+            '<mj-column\n  widht="50%">',
+            "<mj-column> has no attribute 'widht'",
+            "did you mean 'width'?",
+        ),
+        (DESK_LINE, "<mj-column>", '<mj-column zzzz="1">', "<mj-column> has no attribute 'zzzz'", None),
+    ],
+)
+def test_mjml_typos_are_template_errors_with_the_templates_line(
+    make_project: MakeProject, line: int, old: str, new: str, message: str, hint: str | None
+) -> None:
+    path = make_project()
+    (path.parent / "templates" / HTML_TEMPLATE).write_text(with_line(PACKAGED_MJML, line, old, new))
+    config = load_config(path)
+    with pytest.raises(TemplateError) as caught:
+        render_edition(config, build_edition(config, "daily", now=NOW))
+    error = caught.value
+    assert error.message.startswith(message)
+    assert error.hint == hint
+    assert Path(str(error.path)) == path.parent / "templates" / HTML_TEMPLATE
+    assert error.line == line + new.count("\n")
+
+
+def test_mjml_check_skips_comments_and_what_jinja_writes() -> None:
+    env = make_environment()
+    source = (
+        "{# an old draft: <mj-sectoin colr=1>\n   spans two lines #}\n"
+        '<mj-text {{ "align" }}="left" color="{{ ink }}" {% if x %}padding="0"{% endif %}>\n'
+        "<mj-{{ kind }}>\n"
+        '<mj-image src="x" alt="{{ a }}" hieght="1">\n'
+    )
+    with pytest.raises(TemplateError) as caught:
+        check_mjml_template(env, source, "t.mjml.j2")
+    assert (caught.value.line, caught.value.message) == (5, "<mj-image> has no attribute 'hieght'")
+    assert caught.value.hint == "did you mean 'height'?"
+
+
+def test_the_mjml_check_runs_when_a_template_loads_not_per_render(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    check = templates.check_mjml_template
+    monkeypatch.setattr(templates, "check_mjml_template", lambda e, s, p: checked.append(p) or check(e, s, p))
+    env = environment(config)
+    edition = build_edition(config, "daily", now=NOW)
+    for _ in range(3):
+        render_edition(config, edition, env)
+    assert [Path(p).name for p in checked] == [HTML_TEMPLATE]
+
+
+def test_an_mjml_parse_error_names_the_line_in_the_mjml_and_the_template(make_project: MakeProject) -> None:
+    path = make_project()
+    # A stray closing tag inside a story: MRML stops at the next story's <mj-text>.
+    broken = with_line(PACKAGED_MJML, STORY_LINE, "</a></h3>", "</a></h3></mj-column>")
+    (path.parent / "templates" / HTML_TEMPLATE).write_text(broken)
+    config = load_config(path)
+    with pytest.raises(TemplateError) as caught:
+        render_edition(config, build_edition(config, "daily", now=NOW))
+    error = caught.value
+    assert re.fullmatch(
+        r"MJML error: unexpected element in root template at line \d+ of the MJML, near '.+'", error.message
+    )
+    assert "<mj-text><h3><a href=" in error.message
+    assert Path(str(error.path)).name == HTML_TEMPLATE and error.line == STORY_LINE
 
 
 def test_wrap72_keeps_urls_whole_and_indents() -> None:

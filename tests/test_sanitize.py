@@ -11,6 +11,7 @@ from digest.ingest.sanitize import (
     content_hash,
     one_line,
     plain_text,
+    shorten,
     truncate_words,
     web_url,
 )
@@ -227,6 +228,23 @@ def test_canonical_url_is_stable() -> None:
 )
 def test_truncate_words(text: str, limit: int, expected: str) -> None:
     assert truncate_words(text, limit) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("Rain again over the capital", 40, "Rain again over the capital"),  # fits: unchanged
+        ("Rain again over the capital", 27, "Rain again over the capital"),
+        ("Rain again over the capital", 26, "Rain again over the…"),  # never half a word
+        ("Rain again over the capital", 16, "Rain again over…"),  # the ellipsis fits the limit
+        ("Rain again over the capital", 15, "Rain again…"),
+        ("Prices rise, markets fall", 14, "Prices rise…"),  # no comma before the ellipsis
+        ("Supercalifragilistic", 8, "Superca…"),  # one word longer than the limit is cut in it
+    ],
+)
+def test_shorten(text: str, limit: int, expected: str) -> None:
+    assert shorten(text, limit) == expected
+    assert len(shorten(text, limit)) <= limit
 
 
 def test_content_hash_is_stable_and_separates_parts() -> None:

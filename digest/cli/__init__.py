@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from digest import __version__
-from digest.cli.base import Context, DigestGroup, now, setup_logging
+from digest.cli.base import Context, Day, DigestGroup, now, setup_logging
 from digest.cli.preview import preview
 from digest.cli.schedule import jobs, schedule
 from digest.cli.send import send, serve, subscribers, suppressions
@@ -46,7 +46,7 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool, log_format: st
 )
 @click.option(
     "--date",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=Day(),
     metavar="YYYY-MM-DD",
     help="Build the edition of that day (the 24 hours up to the list's time); reads and writes no state.",
 )
@@ -58,7 +58,7 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool, log_format: st
     help="Folder for <list>.html, .txt, .eml and .json.",
 )
 @click.pass_obj
-def build(obj: Context, list_names: tuple[str, ...], date: dt.datetime | None, out: Path) -> None:
+def build(obj: Context, list_names: tuple[str, ...], date: dt.date | None, out: Path) -> None:
     """Build each list's edition and write it as HTML, text, .eml and JSON."""
     from digest.build import build as build_lists
     from digest.state import open_store
@@ -70,7 +70,7 @@ def build(obj: Context, list_names: tuple[str, ...], date: dt.datetime | None, o
             out=out,
             now=now(),
             list_names=list(list_names) or None,
-            date=date.date() if date else None,
+            date=date,
             store=store,
         )
     for warning in dict.fromkeys(w for result in results for w in result.edition.warnings):

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from digest.config import Config, load_config
+from digest.dates import parse_day
 from digest.errors import DigestError
 
 
@@ -28,6 +29,20 @@ class Context:
         if self._config is None:
             self._config = load_config(self.config_file)
         return self._config
+
+
+class Day(click.ParamType):
+    """A YYYY-MM-DD option; a wrong one is a usage error that says what is wrong with it."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return parse_day(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class DigestGroup(click.Group):

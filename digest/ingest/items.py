@@ -15,6 +15,7 @@ from digest.ingest.sanitize import (
     content_hash,
     one_line,
     plain_text,
+    shorten,
     truncate_words,
     web_url,
 )
@@ -25,6 +26,13 @@ WORDS_PER_MINUTE = 230
 MAX_READ_TIME = 180
 # Clocks differ; a story stamped a few minutes ahead of ours is not from the future.
 FUTURE_TOLERANCE = dt.timedelta(minutes=10)
+# Older than this, a date is more likely bogus (1970, a CMS default) than a story for today's
+# edition: skipped with a word, while a feed's archive of recent weeks stays quiet.
+MAX_AGE = dt.timedelta(days=365)
+# Longer than this, a title is no headline: shortened, at a word boundary, everywhere it shows.
+TITLE_LIMIT = 200
+# A warning names an item by the start of its title.
+LABEL_WORDS = 8
 _BLOCK = re.compile(r"<(p|ul|ol|blockquote)\b", re.I)
 
 
@@ -63,7 +71,7 @@ def build_items(
     for position, raw in enumerate(entries, start=1):
         # Always stripped: feedparser calls a title "text/plain" even when it holds <script>.
         title = plain_text(raw.title)
-        label = f"item {position}" + (f" ({truncate_words(title, 8)!r})" if title else "")
+        label = f"item {position}" + (f" ({_label(title)!r})" if title else "")
         url = web_url(raw.link, base_url)
         if not url:
             warnings.append(f"{label} has no http(s) link; skipped")
@@ -78,6 +86,12 @@ def build_items(
         if published > now + FUTURE_TOLERANCE:
             warnings.append(f"{label} is dated in the future ({published:%Y-%m-%d %H:%M} UTC); skipped")
             continue
+        if published < now - MAX_AGE:
+            warnings.append(f"{label} is dated {published:%Y-%m-%d}, more than a year ago; skipped")
+            continue
+        if len(title) > TITLE_LIMIT:
+            warnings.append(f"{label} has a title of {len(title):,} characters; shortened to {TITLE_LIMIT}")
+            title = shorten(title, TITLE_LIMIT)
         canonical = canonical_url(url)
         summary_html = clean_html(raw.summary, base_url)
         summary_text = plain_text(summary_html)
@@ -114,6 +128,11 @@ def build_items(
             )
         )
     return items, warnings
+
+
+def _label(title: str) -> str:
+    # Words, then characters: a title with no spaces must not fill the warning either.
+    return shorten(truncate_words(title, LABEL_WORDS), TITLE_LIMIT // 2)
 
 
 def _paragraphs(fragment: str) -> str:

@@ -125,6 +125,21 @@ def content_hash(*parts: str) -> str:
     return f"sha256:{digest[:32]}"
 
 
+def shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary and ending with an ellipsis when cut.
+
+    A single word longer than the whole limit (a run of characters with no space) is cut in it.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]  # one character is left for the ellipsis
+    if not text[limit - 1].isspace():  # the cut falls inside a word: that word goes
+        space = cut.rfind(" ")
+        if space > 0:
+            cut = cut[:space]
+    return cut.rstrip(",;:.-–— ·") + "…"
+
+
 def truncate_words(text: str, limit: int) -> str:
     """At most ``limit`` words, ending with an ellipsis when cut."""
     words = text.split()

@@ -16,6 +16,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.build import SAMPLE_RECIPIENT
 from digest.config import Config, MailingList
+from digest.dates import parse_day
 from digest.edition import build_edition
 from digest.edition.build import edition_window
 from digest.edition.frozen import variant_of
@@ -132,11 +133,9 @@ def parse_date(text: str | None) -> dt.date | None:
     if not text:
         return None
     try:
-        if len(text) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise SelectionError(f"{text!r} is not a date like 2026-11-25") from None
+        return parse_day(text)
+    except ValueError as exc:
+        raise SelectionError(str(exc)) from None
 
 
 def find_subscriber(config: Config, mailing_list: MailingList, address: str) -> Subscriber:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 
 from digest.config import Config
-from digest.ingest.sanitize import one_line
+from digest.ingest.sanitize import one_line, shorten
 from digest.model import Edition
 from digest.render.context import template_context
 from digest.render.html import to_email_html
@@ -18,9 +18,11 @@ from digest.render.templates import (
     SUBJECT_TEMPLATE,
     TEXT_TEMPLATE,
     make_environment,
+    output_origin,
     render_template,
 )
 
+# Subject lines past this are cut by mail clients anyway; cut at a word, with an ellipsis.
 SUBJECT_LIMIT = 200
 
 
@@ -43,17 +45,23 @@ def render_edition(config: Config, edition: Edition, env: jinja2.Environment | N
     env = env or environment(config)
     context = template_context(config, edition)
     # Subject and preheader end up in headers or hidden text: one line, no control characters.
-    subject = one_line(render_template(env, SUBJECT_TEMPLATE, context))[:SUBJECT_LIMIT]
+    subject = shorten(one_line(render_template(env, SUBJECT_TEMPLATE, context)), SUBJECT_LIMIT)
     preheader = one_line(render_template(env, PREHEADER_TEMPLATE, context))
     context.update(subject=subject, preheader=preheader)
     mjml = render_template(env, HTML_TEMPLATE, context)
-    html = to_email_html(mjml, _template_path(env, HTML_TEMPLATE))
+    html = to_email_html(
+        mjml,
+        _template_path(env, HTML_TEMPLATE),
+        # Only called after an MJML error: it renders the template once more to find the line.
+        lambda offset: output_origin(env, HTML_TEMPLATE, context, offset),
+    )
     text = render_template(env, TEXT_TEMPLATE, context).strip() + "\n"
     return Rendered(subject=subject, preheader=preheader, html=html, text=text)
 
 
 def _template_path(env: jinja2.Environment, name: str) -> str:
-    _source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    # The compiled template's file: asking the loader again would read and check it again.
+    filename = env.get_template(name).filename
     return str(Path(filename)) if filename else name
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import textwrap
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import GeneratorType
 from typing import Any
 
 import jinja2
 
 import digest
 from digest.errors import TemplateError
+from digest.render.mjml_check import check_mjml_template
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 SUBJECT_TEMPLATE = "subject.txt.j2"
 PREHEADER_TEMPLATE = "preheader.txt.j2"
+MJML_SUFFIXES = (".mjml.j2", ".mjml")
 WIDTH = 72
 
 
@@ -42,13 +45,27 @@ def wrap72(text: str, indent: str = "") -> str:
     )
 
 
+class _Loader(jinja2.FileSystemLoader):
+    """Loads templates from the folders in order; checks an MJML template's tags as it loads it.
+
+    jinja2 asks for a template's source only to compile it (once, and again when the file
+    changes), so the check costs nothing per render.
+    """
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(MJML_SUFFIXES):
+            check_mjml_template(environment, source, filename)
+        return source, filename, uptodate
+
+
 def make_environment(user_dir: Path | None = None) -> jinja2.Environment:
     """Templates are looked up in ``user_dir`` first, then in the packaged defaults."""
     dirs = [default_template_dir()]
     if user_dir is not None and user_dir.resolve() != dirs[0].resolve():
         dirs.insert(0, user_dir)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        loader=_Loader([str(d) for d in dirs]),
         # Everything that becomes HTML is escaped; the text parts are not HTML.
         autoescape=jinja2.select_autoescape(enabled_extensions=("mjml.j2", "html.j2", "html"), default=False),
         undefined=jinja2.StrictUndefined,
@@ -64,6 +81,8 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
     """Render one template; any failure becomes a TemplateError naming the file and line."""
     try:
         return env.get_template(name).render(context)
+    except TemplateError:  # found while loading the template (an MJML typo): it has its line
+        raise
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"template syntax error: {exc.message}", path=exc.filename or exc.name or name, line=exc.lineno
@@ -86,3 +105,54 @@ def _template_frame(exc: BaseException, env: jinja2.Environment) -> tuple[str | 
         if frame.filename and str(Path(frame.filename).resolve()).startswith(roots):
             found = (frame.filename, frame.lineno)
     return found
+
+
+def output_origin(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any], offset: int
+) -> tuple[str, int] | None:
+    """The template file and line that wrote character ``offset`` of the template's output.
+
+    For error messages only: it renders the template again. jinja2 compiles a template to a
+    generator; while it is paused after yielding a piece of output, its frame is in the code
+    of the template that wrote that piece.
+    """
+    written = 0
+    pieces = env.get_template(name).generate(context)
+    for piece in pieces:
+        written += len(piece)
+        if written > offset:
+            paused = _paused_in(pieces)
+            return _line_of(*paused, piece, offset - (written - len(piece))) if paused else None
+    return None
+
+
+def _paused_in(generator: Iterator[str]) -> tuple[jinja2.Template, int] | None:
+    """The innermost template whose code yielded last, and the line of that code."""
+    found = None
+    # Down the chain of `yield from` (blocks, extends) to the template code that yielded.
+    while isinstance(generator, GeneratorType) and generator.gi_frame is not None:
+        frame = generator.gi_frame
+        template = frame.f_globals.get("__jinja_template__")
+        if isinstance(template, jinja2.Template):
+            found = (template, frame.f_lineno)
+        generator = generator.gi_yieldfrom
+    return found
+
+
+def _line_of(template: jinja2.Template, code_line: int, piece: str, at: int) -> tuple[str, int]:
+    """The template line of character ``at`` of ``piece``, written by the code at ``code_line``.
+
+    jinja2 marks the code of each statement and expression with its template line, not that of
+    the literal text after it: text is found in the source after the last mark instead.
+    """
+    filename = template.filename or template.name or ""
+    line = template.get_corresponding_lineno(code_line)
+    try:
+        source = Path(filename).read_text(encoding="utf-8")
+    except OSError:
+        return filename, line
+    after = sum(len(text) + 1 for text in source.split("\n")[: line - 1])
+    found = source.find(piece, after) if piece.strip() else -1
+    if found < 0:  # an expression's value, not text of the template
+        return filename, line
+    return filename, source.count("\n", 0, found + at) + 1
