@@ -59,6 +59,12 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
         SMTP + "prot = 2525\n",
         [("prot", "transports.mail: unknown key 'prot': did you mean 'port'?")],
     ),
+    (
+        "unknown section in a transport",
+        {},
+        SMTP + "[transports.mail.tls]\nverify = true\n",
+        [("[transports.mail.tls]", "unknown section [transports.mail.tls] (known here: host, port,")],
+    ),
     # Wrong types, in plain words.
     (
         "text for a whole number",
@@ -212,6 +218,16 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
         SMTP + 'username_env = "SMTP_USER"\n',
         [("[transports.mail]", "transports.mail: set both username_env and password_env")],
     ),
+    (
+        "every problem of a transport's options",
+        {},
+        SMTP + 'security = "tls"\nport = "25"\nconnections = 0\n',
+        [
+            ("security", 'transports.mail.security: must be "none", "starttls" or "ssl", not "tls"'),
+            ('port = "25"', 'transports.mail.port: must be a whole number, not "25"'),
+            ("connections", "transports.mail.connections: must be at least 1"),
+        ],
+    ),
     # Hand-written messages and cross-references.
     (
         "feed desk not in order",
@@ -246,7 +262,7 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
         "bad cron",
         {'schedule = "0 7 * * *"': 'schedule = "0 7 * *"'},
         "",
-        [("schedule", "lists[0].schedule: ")],
+        [("schedule", "lists[0].schedule: '0 7 * *' has 4 fields; a cron expression has five")],
     ),
     (
         "bad timezone",

@@ -52,13 +52,11 @@ class Problem(NamedTuple):
 # What a value of the wrong type should have been, by pydantic's error type.
 _EXPECTED = {
     "int_type": "a whole number",
-    "int_from_float": "a whole number",
     "float_type": "a number",
     "bool_type": "true or false",
     "string_type": "text",
     "dict_type": "a table",
     "model_type": "a table",
-    "model_attributes_type": "a table",
     "list_type": "a list",
     "tuple_type": "a list",
 }
@@ -140,7 +138,7 @@ def _describe(loc: Loc, error: Mapping[str, Any], model: type[BaseModel], prefix
         return _unknown(loc, error["input"], model, prefix)
     annotation, field = _target(model, loc)
     if kind == "missing":
-        section = _section(loc, annotation)
+        section = _section(where, annotation)
         if section:
             return Problem(where, f"required section {section} is missing", label="")
         return Problem(where, "required key is missing")
@@ -169,8 +167,8 @@ def _unknown(loc: Loc, value: object, model: type[BaseModel], prefix: Loc) -> Pr
     meant = _closest(loc, model)
     if isinstance(value, Mapping) or (isinstance(value, list) and value and isinstance(value[0], Mapping)):
         brackets = "[{}]" if isinstance(value, Mapping) else "[[{}]]"
-        section = brackets.format(_name(loc))
-        suggestion = brackets.format(_name((*loc[:-1], meant[0]))) if meant else None
+        section = brackets.format(_name(where))
+        suggestion = brackets.format(_name((*where[:-1], meant[0]))) if meant else None
         return Problem(where, f"unknown section {section}{_suggest(suggestion, loc, model)}", label="")
     suggestion = repr(meant[0]) if meant else None
     key = f"unknown key {loc[-1]!r}{_suggest(suggestion, loc, model)}"
