@@ -6,6 +6,7 @@ one line that says what is wrong, where, and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -40,9 +41,37 @@ class DigestError(Exception):
             text = f"{text} ({self.hint})"
         return text
 
+    @property
+    def problems(self) -> tuple[DigestError, ...]:
+        """The separate problems this error reports; the CLI prints each on a line of its own."""
+        return (self,)
+
 
 class ConfigError(DigestError):
-    """config.toml is missing, malformed, or names something that does not exist."""
+    """config.toml is missing, malformed, or names something that does not exist.
+
+    One error may carry several problems (``problems``, each a ConfigError with its line):
+    it then reads as the first (``message``, ``line``) and prints one problem per line.
+    """
+
+    _several: tuple[ConfigError, ...] = ()
+
+    @classmethod
+    def of(cls, problems: Sequence[ConfigError]) -> ConfigError:
+        """One error reporting every one of ``problems`` (at least one)."""
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        error = cls(first.message, path=first.path, line=first.line, hint=first.hint)
+        error._several = tuple(problems)
+        return error
+
+    @property
+    def problems(self) -> tuple[ConfigError, ...]:
+        return self._several or (self,)
+
+    def __str__(self) -> str:
+        return "\n".join(DigestError.__str__(problem) for problem in self.problems)
 
 
 class FeedError(DigestError):

@@ -56,7 +56,8 @@ class DigestGroup(click.Group):
         except DigestError as exc:
             if _debugging(ctx):
                 raise
-            click.secho(f"error: {exc}", fg="red", err=True)
+            for problem in exc.problems:
+                click.secho(f"error: {problem}", fg="red", err=True)
             ctx.exit(1)
         except Exception as exc:
             if _debugging(ctx):

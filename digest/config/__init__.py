@@ -1,0 +1,46 @@
+"""config.toml → frozen, validated settings.
+
+Paths are relative to the config file; secrets never live here (only the names of the
+environment variables that hold them). A config with mistakes raises one ConfigError that
+lists every problem, each naming the key, the file and the line.
+
+``models`` holds the tables and their keys, ``checks`` what spans tables (and the files
+named), ``problems`` turns validation errors into plain words, ``load`` reads the file.
+"""
+
+from digest.config.load import DEFAULT_CONFIG, Config, config_path, load_config
+from digest.config.models import (
+    Desks,
+    Duration,
+    Feed,
+    Fetch,
+    MailingList,
+    Newsroom,
+    Render,
+    Schedule,
+    Server,
+    Settings,
+    State,
+    Transport,
+    slugify,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Config",
+    "Desks",
+    "Duration",
+    "Feed",
+    "Fetch",
+    "MailingList",
+    "Newsroom",
+    "Render",
+    "Schedule",
+    "Server",
+    "Settings",
+    "State",
+    "Transport",
+    "config_path",
+    "load_config",
+    "slugify",
+]

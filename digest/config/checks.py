@@ -1,0 +1,180 @@
+"""Checks beyond one key's type: names that must match across tables, backend options, files.
+
+They run on whatever validated, even when other keys did not, so that one load reports
+every problem: a feed's unknown desk is found next to a misspelled ``[fetch]`` key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from digest.config.models import Desks, Feed, MailingList, Render, Transport, find_feed
+from digest.config.problems import Problem, problems_from
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The tables of a config as far as they validated: None for one that did not."""
+
+    desks: Desks | None
+    feeds: tuple[Feed | None, ...]
+    lists: tuple[MailingList | None, ...]
+    transports: Mapping[str, Transport | None]
+    render: Render | None
+
+    @classmethod
+    def salvage(cls, data: Mapping[str, Any]) -> _Tables:
+        transports = data.get("transports")
+        return cls(
+            desks=_salvage(Desks, data.get("desks")),
+            feeds=tuple(_salvage(Feed, raw) for raw in _array(data.get("feeds"))),
+            lists=tuple(_salvage(MailingList, raw) for raw in _array(data.get("lists"))),
+            transports={
+                alias: _salvage(Transport, raw)
+                for alias, raw in (transports.items() if isinstance(transports, Mapping) else ())
+            },
+            render=_salvage(Render, data.get("render", {})),
+        )
+
+
+def _array(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _salvage(model: type[Model], raw: object) -> Model | None:
+    """``raw`` as ``model`` without its wrong keys (their defaults instead), or None."""
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        wrong = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    try:
+        return model.model_validate({key: value for key, value in raw.items() if key not in wrong})
+    except ValidationError:
+        return None  # a required key is wrong: its own error is reported
+
+
+def check(data: Mapping[str, Any], root: Path) -> list[Problem]:
+    """The problems of ``data`` (parsed config.toml) that its models cannot see on their own.
+
+    ``root`` is the config file's folder, against which relative paths are resolved.
+    """
+    tables = _Tables.salvage(data)
+    return [*_desk_names(tables), *_list_references(tables), *_backend_options(tables), *_files(tables, root)]
+
+
+def unknown_desk(desk: str, order: tuple[str, ...]) -> str:
+    return f"desk {desk!r} is not in [desks] order ({', '.join(order)}); add it there or fix the name"
+
+
+def _desk_names(tables: _Tables) -> list[Problem]:
+    """Every desk named in [desks.categories], [desks.links], feeds and lists is in the order."""
+    if tables.desks is None:
+        return []  # without a valid order there is nothing to check names against
+    order = tables.desks.order
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        *((("desks", "categories", category), desk) for category, desk in tables.desks.categories.items()),
+        *((("desks", "links", desk), desk) for desk in tables.desks.links),
+        *((("feeds", index, "desk"), feed.desk) for index, feed in enumerate(tables.feeds) if feed),
+        *(
+            (("lists", index, "desks"), desk)
+            for index, mailing_list in enumerate(tables.lists)
+            if mailing_list
+            for desk in mailing_list.desks or ()
+        ),
+    ]
+    return [Problem(loc, unknown_desk(desk, order)) for loc, desk in named if desk not in order]
+
+
+def _list_references(tables: _Tables) -> list[Problem]:
+    """Each list's name is unique, and its required feeds and its transport exist."""
+    problems = []
+    feeds = [feed for feed in tables.feeds if feed]
+    seen: set[str] = set()
+    for index, mailing_list in enumerate(tables.lists):
+        if mailing_list is None:
+            continue
+        if mailing_list.name in seen:
+            problems.append(Problem(("lists", index, "name"), f"list {mailing_list.name!r} is defined twice"))
+        seen.add(mailing_list.name)
+        # A feed that did not validate may be the one named: only a complete set can say "none".
+        unknown = [ref for ref in mailing_list.required_feeds if find_feed(feeds, ref) is None]
+        if unknown and len(feeds) == len(tables.feeds):
+            labels = ", ".join(repr(feed.label) for feed in feeds)
+            problems += [
+                Problem(
+                    ("lists", index, "required_feeds"),
+                    f"no feed named {reference!r} (feeds: {labels}); use a feed's name or source",
+                )
+                for reference in unknown
+            ]
+        if mailing_list.transport not in tables.transports:
+            problems.append(
+                Problem(
+                    ("lists", index, "transport"),
+                    f"transport {mailing_list.transport!r} is not defined; "
+                    f"add a [transports.{mailing_list.transport}] table",
+                )
+            )
+    return problems
+
+
+def _backend_options(tables: _Tables) -> list[Problem]:
+    """Each transport's options, against the options model of its backend."""
+    from digest.send.transports import options_model
+
+    problems = []
+    for alias, transport in tables.transports.items():
+        if transport is None:
+            continue
+        model = options_model(transport.backend)
+        try:
+            model.model_validate(transport.options, strict=True)
+        except ValidationError as exc:
+            problems += problems_from(exc, model, prefix=("transports", alias))
+    return problems
+
+
+def _files(tables: _Tables, root: Path) -> list[Problem]:
+    """The feed files, subscriber files and templates folder the config names exist."""
+    problems = []
+    for index, feed in enumerate(tables.feeds):
+        if feed and not feed.is_remote and not resolve(root, feed.source).is_file():
+            problems.append(
+                Problem(
+                    ("feeds", index, "source"),
+                    f"feed file {feed.source!r} not found (looked in {resolve(root, feed.source)})",
+                    hint="fix the path (relative to config.toml) or use an http(s) URL"
+                    + (
+                        "; run `make demo` to generate the example feeds"
+                        if "examples/" in feed.source
+                        else ""
+                    ),
+                )
+            )
+    for index, mailing_list in enumerate(tables.lists):
+        if mailing_list and not resolve(root, mailing_list.subscribers).is_file():
+            problems.append(
+                Problem(
+                    ("lists", index, "subscribers"),
+                    f"subscriber file {mailing_list.subscribers!r} not found",
+                    hint="create it with a header row `email,name,desks,status`",
+                )
+            )
+    templates = tables.render.templates if tables.render else None
+    if templates is not None and not resolve(root, templates).is_dir():
+        problems.append(Problem(("render", "templates"), f"templates folder {templates!r} not found"))
+    return problems
+
+
+def resolve(root: Path, relative: str) -> Path:
+    """A path from the config, relative to the config file's folder ``root``."""
+    return (root / Path(relative).expanduser()).resolve()

@@ -1,0 +1,107 @@
+"""Reading config.toml: every problem found at once, each with its line."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from digest.config.checks import check, resolve
+from digest.config.models import MailingList, Settings, slugify
+from digest.config.problems import Problem, problems_from
+from digest.errors import ConfigError
+from digest.tomlpos import Loc, TomlPositions
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class Config:
+    """Validated settings plus where they came from, for resolving relative paths."""
+
+    def __init__(self, settings: Settings, path: Path, positions: TomlPositions) -> None:
+        self.settings = settings
+        self.path = path
+        self.root = path.parent
+        self._positions = positions
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        return resolve(self.root, relative)
+
+    def error(self, loc: Loc, message: str, hint: str | None = None) -> ConfigError:
+        """A ConfigError pointing at the line of ``loc`` in the config file."""
+        return Problem(loc, message, hint).error(self.path, self._positions)
+
+    def mailing_list(self, name: str) -> MailingList:
+        for mailing_list in self.settings.lists:
+            if mailing_list.name == name:
+                return mailing_list
+        names = ", ".join(m.name for m in self.settings.lists)
+        raise ConfigError(f"no list named {name!r} in {self.path} (lists: {names})")
+
+    def list_timezone(self, mailing_list: MailingList) -> str:
+        return mailing_list.timezone or self.settings.newsroom.timezone
+
+    def desk_url(self, desk: str) -> str:
+        links = self.settings.desks.links
+        if desk in links:
+            return links[desk]
+        return f"{self.settings.newsroom.site_url}/{slugify(desk)}"
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config, else $DIGEST_CONFIG, else ./config.toml."""
+    return Path(explicit or os.environ.get("DIGEST_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate a config file.
+
+    Raises one ConfigError carrying every problem found (``problems``), each naming its key
+    and line, in the order of the file.
+    """
+    file = config_path(path).expanduser()
+    text = _read(file)
+    data = _parse(text, file)
+    positions = TomlPositions(text)
+    problems: list[Problem] = []
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems += problems_from(exc, Settings)
+    problems += check(data, file.resolve().parent)
+    if problems or settings is None:
+        errors = [problem.error(file, positions) for problem in problems]
+        # In the file's order; a problem with no line of its own (a missing table) comes last.
+        errors.sort(key=lambda error: (error.line is None, error.line or 0))
+        raise ConfigError.of(errors)
+    return Config(settings, file.resolve(), positions)
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "config file not found",
+            path=file,
+            hint="pass --config PATH, set DIGEST_CONFIG, or run from the folder holding config.toml",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file: {exc}", path=file) from None
+
+
+def _parse(text: str, file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.14 gives the position as attributes; earlier versions only in the text.
+        found = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
+        message = getattr(exc, "msg", None) or (str(exc)[: found.start()].strip() if found else str(exc))
+        raise ConfigError(f"not valid TOML: {message}", path=file, line=line) from None

@@ -1,0 +1,235 @@
+"""The tables of config.toml as frozen pydantic models, each key with its type and checks.
+
+Types are strict: TOML has real numbers, booleans and arrays, so ``timeout = true`` or
+``max_items = "8"`` is a mistake to report, not a value to convert. Checks that span tables
+(a desk named in a feed, a list's transport) live in ``digest.config.checks``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from email.headerregistry import Address
+from email.utils import parseaddr
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from digest.config.problems import Expects, shown
+from digest.cron import parse_cron
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'unknown timezone {name!r}; use an IANA name like "Europe/Kyiv"') from None
+    return name
+
+
+def _web_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url.rstrip("/")
+
+
+def _sender(value: str) -> str:
+    name, address = parseaddr(value)
+    if "@" not in address or any(c in value for c in "\r\n"):
+        raise ValueError(f'{value!r} is not an address like "Morning Digest <digest@example.org>"')
+    Address(display_name=name, addr_spec=address)  # raises on a malformed address
+    return value
+
+
+def _array(value: object) -> object:
+    # TOML arrays arrive as lists, which strict validation refuses for a tuple.
+    return tuple(value) if isinstance(value, list) else value
+
+
+Item = TypeVar("Item")
+Array = Annotated[tuple[Item, ...], BeforeValidator(_array)]
+Timezone = Annotated[str, AfterValidator(_timezone), Expects('a timezone name like "Europe/Kyiv"')]
+WebUrl = Annotated[str, AfterValidator(_web_url), Expects('an http(s) URL like "https://news.example.org"')]
+Name = Annotated[
+    str,
+    Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    Expects('a name of letters, digits, ".", "_" and "-" (like "daily")'),
+]
+DeskNames = Annotated[Array[str], Expects("a list of desk names")]
+FeedNames = Annotated[Array[str], Expects("a list of feed names")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
+
+
+class Newsroom(_Section):
+    name: str = Field(min_length=1)
+    site_url: WebUrl
+    timezone: Timezone = "UTC"
+    sender: Annotated[
+        str, AfterValidator(_sender), Expects('an address like "Morning Digest <digest@example.org>"')
+    ]
+    postal_address: str = Field(min_length=1)
+    lang: Annotated[str, Expects('a language tag like "en" or "pt-BR"')] = Field(
+        default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+    )
+
+
+class Desks(_Section):
+    order: DeskNames = Field(min_length=1)
+    max_items: int = Field(default=8, ge=1, le=100)
+    categories: Annotated[dict[str, str], Expects('a table of category = desk, like "War" = "Ukraine"')] = (
+        Field(default_factory=dict)
+    )
+    links: Annotated[dict[str, WebUrl], Expects("a table of desk = URL")] = Field(default_factory=dict)
+
+    @field_validator("order")
+    @classmethod
+    def _unique(cls, order: tuple[str, ...]) -> tuple[str, ...]:
+        folded = [desk.casefold() for desk in order]
+        for desk in order:
+            if folded.count(desk.casefold()) > 1:
+                raise ValueError(f"desk {desk!r} is listed twice")
+        return order
+
+
+class Feed(_Section):
+    source: str = Field(min_length=1)
+    desk: str
+    name: str | None = None
+
+    @property
+    def is_remote(self) -> bool:
+        return urlsplit(self.source).scheme in ("http", "https")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source
+
+
+class MailingList(_Section):
+    name: Name
+    subscribers: str
+    schedule: Annotated[str, Expects('a crontab expression like "0 7 * * *"')] = "0 7 * * *"
+    timezone: Timezone | None = None
+    desks: DeskNames | None = None
+    transport: str = "outbox"
+    title: str | None = None
+    # Feeds (by name or source) without which the list is held rather than sent.
+    required_feeds: FeedNames = ()
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        parse_cron(schedule, "UTC")
+        return schedule
+
+
+class Transport(BaseModel):
+    """``backend`` plus that backend's options (checked against its own model by the checks)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    backend: Literal["outbox", "smtp", "sendgrid"]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _duration(value: object) -> int:
+    """Seconds, from a number of seconds or text like "90s", "45m", "3h"."""
+    found = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif found:
+        seconds = int(found.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[found.group(2)]
+    else:
+        raise ValueError(f'{shown(value)} is not a duration; write seconds, or like "45m" or "3h"')
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _at_least_a_second(seconds: int) -> int:
+    if seconds < 1:
+        raise ValueError("must be at least one second")
+    return seconds
+
+
+# Seconds, written as seconds or like "45m" or "3h" (zero allowed: "do not wait").
+Duration = Annotated[int, BeforeValidator(_duration)]
+
+
+class Fetch(_Section):
+    timeout: Annotated[float, Expects("a number of seconds")] = Field(default=15.0, gt=0, le=300)
+    max_bytes: int = Field(default=10_000_000, ge=1_000)
+    user_agent: str = "digest/0.1 (+https://github.com/newsroom/digest)"
+    concurrency: int = Field(default=4, ge=1, le=32)
+    # `digest send` tries an unreadable feed again for this long before freezing without it.
+    retry_for: Duration = 5 * 60
+    # A feed an edition went out without has its stories caught up next time, back this far.
+    catch_up: Duration = 48 * 3600
+
+
+class Schedule(_Section):
+    # A run missed while `digest schedule` was down still goes out if it is this late at most.
+    misfire_grace: Annotated[Duration, AfterValidator(_at_least_a_second)] = 3 * 3600
+
+
+class State(_Section):
+    url: str = "sqlite:///state/digest.sqlite3"
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError(f"{url!r} is not a database URL like sqlite:///state/digest.sqlite3") from None
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("the state database must be SQLite (sqlite:///…) or PostgreSQL (postgresql://…)")
+        if parsed.password:
+            raise ValueError("a password does not belong in config.toml: set PGPASSWORD (or use ~/.pgpass)")
+        return url
+
+
+class Render(_Section):
+    templates: str = "templates"
+
+
+class Server(_Section):
+    base_url: WebUrl = "http://127.0.0.1:8080"
+
+
+class Settings(_Section):
+    newsroom: Newsroom
+    desks: Desks
+    feeds: Annotated[Array[Feed], Expects("[[feeds]] tables, one per feed")] = Field(min_length=1)
+    fetch: Fetch = Fetch()
+    lists: Annotated[Array[MailingList], Expects("[[lists]] tables, one per list")] = Field(min_length=1)
+    transports: dict[str, Transport] = Field(default_factory=dict)
+    schedule: Schedule = Schedule()
+    state: State = State()
+    render: Render = Render()
+    server: Server = Server()
+
+    def feed(self, reference: str) -> Feed | None:
+        """The feed a list names (``required_feeds``): by its name, else by its source."""
+        return find_feed(self.feeds, reference)
+
+
+def find_feed(feeds: Iterable[Feed], reference: str) -> Feed | None:
+    """The feed of ``feeds`` that ``reference`` names: by its name, else by its source."""
+    return next((feed for feed in feeds if reference in (feed.name, feed.source)), None)
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "desk"
