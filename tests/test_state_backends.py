@@ -76,10 +76,9 @@ def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
             row.email for row in store.ledger.claim("e1", "me:1:a", 5, now=NOW, claim_timeout=TIMEOUT)
         ] == ["kept@example.org"]
         with store.engine.connect() as conn:
-            assert (
-                conn.execute(text("SELECT value FROM digest_meta WHERE key = 'schema_version'")).scalar()
-                == "4"
-            )
+            assert conn.execute(
+                text("SELECT value FROM digest_meta WHERE key = 'schema_version'")
+            ).scalar() == str(SCHEMA_VERSION)
 
 
 def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
@@ -33,6 +33,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS ix_send_ledger_status",
         "CREATE INDEX IF NOT EXISTS ix_send_ledger_claim ON send_ledger (edition_id, status, variant, id)",
     ),
+    5: (),  # only new tables: resends
 }
 
 
@@ -174,4 +175,25 @@ scheduler_lock = Table(
     Column("owner", String(200), nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+
+# -- version 5: resends ----------------------------------------------------------------------
+
+# Each `digest send --resend`: an edition once more to one reader. Kept apart from the ledger,
+# whose row for the reader stays what the original send did.
+resends = Table(
+    "resends",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("edition_id", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("variant", String(500), nullable=False),
+    Column("transport", String(200), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_id", Text),
+    Column("error", Text),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Index("ix_resends_edition_email", "edition_id", "email"),
 )
