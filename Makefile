@@ -23,15 +23,23 @@ node_modules/.bin/prism: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The demo signs its links with digest's public demo secret (DEMO_SECRET in
+# digest/send/unsubscribe.py), whatever the shell has: `digest serve` checks them once the
+# same value is exported. Anyone can forge links signed with it: never use it for real mail
+# (the SMTP and SendGrid transports refuse it).
+DEMO_ENV := DIGEST_SECRET=digest-demo-secret-not-for-real-mail
+
 # The demo starts from a clean state each time: its stories were marked seen by the last run.
 demo: $(STAMP)
 	$(BIN)/python examples/freshen.py
 	rm -rf state outbox
-	$(BIN)/digest build
-	$(BIN)/digest send --list daily
+	$(DEMO_ENV) $(BIN)/digest build
+	$(DEMO_ENV) $(BIN)/digest send --list daily
 	@echo
 	@echo "The edition: build/daily.html (open it in a browser), build/daily.txt, build/daily.eml"
 	@echo "As each subscriber got it: outbox/daily-*/ (one .eml per subscriber; open one in a mail client)"
+	@echo "To follow their unsubscribe links: export $(DEMO_ENV) (the demo's secret, never for real mail),"
+	@echo "then run .venv/bin/digest serve"
 
 # The preview's browser tests drive Debian's Chromium (Playwright's own browsers are not used).
 /usr/bin/chromium:

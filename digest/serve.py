@@ -20,7 +20,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from digest.httpserve import run_until_signalled, server_url
-from digest.send.unsubscribe import MIN_SECRET_BYTES, read_token
+from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV, read_token
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -92,6 +92,14 @@ def make_app(
     """
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the unsubscribe secret must be at least {MIN_SECRET_BYTES} bytes")
+    if secret == DEMO_SECRET:
+        # Accepted only because someone exported it (nothing falls back to it here), but on a
+        # public server it would let anyone unsubscribe any reader: say so where it is seen.
+        log.warning(
+            "%s is digest's public DEMO secret: anyone can forge an unsubscribe link signed with it. "
+            "Use it only to try the links of `make demo`; never in production",
+            SECRET_ENV,
+        )
     titles = dict(list_titles)
     urls = Map(
         [

@@ -116,23 +116,42 @@ def _say_where_it_stopped(store: Store, edition_id: str) -> None:
 @click.option("--list", "list_name", metavar="NAME", required=True, help="The list to send.")
 @click.option("--transport", "alias", metavar="ALIAS", help="A [transports.<ALIAS>] other than the list's.")
 @click.option("--dry-run", is_flag=True, help="Send nothing and change nothing; say what would be sent.")
+@click.option(
+    "--resend", "resend_to", metavar="EMAIL", help="Send the edition once more to this reader only."
+)
+@click.option(
+    "--edition", "edition_id", metavar="ID", help="With --resend: a sent edition, e.g. daily-2026-11-25."
+)
 @click.pass_obj
-def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None:
+def send(
+    obj: Context,
+    list_name: str,
+    alias: str | None,
+    dry_run: bool,
+    resend_to: str | None,
+    edition_id: str | None,
+) -> None:
     """Send today's edition of a list to every subscriber not yet sent to.
 
     Freezes the edition (or reuses the frozen one), records every recipient in the ledger,
     and sends batch by batch. Run it again after a crash or a failure: it sends to exactly
     those not yet sent. Exits 1 if any recipient failed.
+
+    With --resend EMAIL: sends today's edition (or --edition ID) once more to that one
+    reader, as they got it, and records it as a resend. Exits 1 if it was refused or failed.
     """
     from digest.send.run import Sender
     from digest.state import open_store
 
+    if edition_id and not resend_to:
+        raise click.UsageError("--edition goes with --resend (a send is always of today's edition)")
     config = obj.config
     with open_store(config) as store:
+        if resend_to:
+            _resend(obj, store, list_name, resend_to, edition_id=edition_id, alias=alias, dry_run=dry_run)
+            return
         sender = Sender(config, list_name, store, transport_alias=alias, now=now())
-        where = sender.alias
-        if sender.transport_config.backend == "outbox":
-            where = f"outbox {config.resolve(sender.transport_config.options.get('path', 'outbox'))}"
+        where = _where(obj, sender.alias)
         if dry_run:
             preview = sender.dry_run()
             if preview.held:
@@ -162,6 +181,54 @@ def send(obj: Context, list_name: str, alias: str | None, dry_run: bool) -> None
         return
     _print_summary(summary, where)
     if summary.failed:
+        sys.exit(1)
+
+
+def _where(obj: Context, alias: str) -> str:
+    """The transport as the summary names it: an outbox by its folder."""
+    transport = obj.config.settings.transports[alias]
+    if transport.backend != "outbox":
+        return alias
+    return f"outbox {obj.config.resolve(transport.options.get('path', 'outbox'))}"
+
+
+def _resend(
+    obj: Context,
+    store: Store,
+    list_name: str,
+    email: str,
+    *,
+    edition_id: str | None,
+    alias: str | None,
+    dry_run: bool,
+) -> None:
+    from digest.send.resend import describe_original, resend
+
+    result = resend(
+        obj.config,
+        list_name,
+        email,
+        store,
+        now=now(),
+        edition_id=edition_id,
+        transport_alias=alias,
+        dry_run=dry_run,
+    )
+    plan, where = result.plan, _where(obj, result.transport)
+    if result.outcome is None:
+        click.echo(f"{plan.edition_id}: dry run, nothing sent: would resend to {plan.email} via {where}")
+    elif result.outcome.accepted:
+        click.echo(f"{plan.edition_id}: resent to {plan.email} via {where}")
+    else:
+        click.echo(
+            f"{plan.edition_id}: resend to {plan.email} failed via {where}: {result.outcome.error}", err=True
+        )
+    click.echo(f"  variant {plan.variant}, Message-ID {result.message_id}")
+    if result.outcome is not None and result.outcome.provider_id:
+        click.echo(f"  provider id {result.outcome.provider_id}")
+    earlier = {0: "", 1: "; resent once before"}.get(plan.earlier, f"; resent {plan.earlier} times before")
+    click.echo(f"  originally {describe_original(plan.original)}{earlier}")
+    if result.outcome is not None and not result.outcome.accepted:
         sys.exit(1)
 
 
@@ -272,7 +339,11 @@ def serve(obj: Context, host: str, port: int) -> None:
     config = obj.config
     secret = secret_from_env(os.environ)
     if secret is None:
-        raise DigestError("DIGEST_SECRET is not set: the endpoint cannot check unsubscribe links without it")
+        raise DigestError(
+            "DIGEST_SECRET is not set: the endpoint cannot check unsubscribe links without it",
+            hint="set it to the secret the mail was sent with; for `make demo`'s links, see the README's "
+            "Quick start",
+        )
     store = open_store(config)
     titles = {m.name: m.title or m.name for m in config.settings.lists}
     app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)

@@ -20,16 +20,9 @@ from digest.config import Config
 from digest.errors import DigestError, TransportError
 from digest.preview.model import Preview
 from digest.render.message import Recipient, list_id, make_message_id
-from digest.send.run import SECRET_RECIPE
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope
-from digest.send.unsubscribe import (
-    DEMO_SECRET,
-    list_unsubscribe_headers,
-    make_token,
-    secret_from_env,
-    unsubscribe_url,
-)
+from digest.send.unsubscribe import list_unsubscribe_headers, make_token, signing_secret, unsubscribe_url
 
 log = logging.getLogger("digest.preview")
 
@@ -80,20 +73,14 @@ def send_test(
         names = ", ".join(config.settings.transports)
         raise Refused(400, f"no transport named {alias!r} (transports: {names})")
     try:
-        secret = secret_from_env(env)
+        secret = signing_secret(env, transport_config.backend)
     except DigestError as exc:
-        raise Refused(400, str(exc)) from None
-    if secret is None and transport_config.backend != "outbox":
-        raise Refused(
-            400,
-            f"DIGEST_SECRET is not set: unsubscribe links must be signed before mail goes out "
-            f"through {alias!r}; set it to a long random value, e.g. {SECRET_RECIPE}",
-        )
+        raise Refused(400, f"nothing sent through {alias!r}: {exc}") from None
     sender = config.settings.newsroom.sender
     base_url = config.settings.server.base_url
     # Its own edition id: its own outbox folder, Message-ID and provider tags, apart from the real send.
     edition_id = f"{preview.edition.id}-test"
-    token = make_token(secret or DEMO_SECRET, mailing_list.name, to)
+    token = make_token(secret, mailing_list.name, to)
     envelope = Envelope(
         recipient=Recipient(to, preview.recipient.name, unsubscribe_url(base_url, token)),
         message_id=make_message_id(edition_id, to, sender),

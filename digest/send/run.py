@@ -32,10 +32,9 @@ from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
-    DEMO_SECRET,
     list_unsubscribe_headers,
     make_token,
-    secret_from_env,
+    signing_secret,
     unsubscribe_url,
 )
 from digest.state import Store
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 ALL_DESKS = "all"
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 
-SECRET_RECIPE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Stands in for an unsubscribe token in header templates; no URL or address contains it.
 _TOKEN_MARK = "\x00token\x00"
 
@@ -114,12 +112,14 @@ class Sender:
         transport_alias: str | None = None,
         now: dt.datetime,
         env: Mapping[str, str] | None = None,
+        edition_id: str | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
         """``now`` is the edition's moment; ``clock`` is the wall clock for claims, retries and
         holds (a held scheduled run keeps its ``now`` while the clock moves on). ``sleep``
         waits between feed retries (default: the stop event given to ``send``, else time.sleep).
+        ``edition_id``: another frozen edition of the list than today's (a resend of it).
         """
         self.config = config
         self.clock = clock
@@ -135,12 +135,13 @@ class Sender:
             raise DigestError(f"no transport named {self.alias!r} in {config.path} (transports: {names})")
         self.transport_config = config.settings.transports[self.alias]
         self.edition_id, self.day = edition_id_for(config, self.list, now)
+        self.edition_id = edition_id or self.edition_id
         self.timezone = config.list_timezone(self.list)
         self.list_desks = tuple(
             d for d in config.settings.desks.order if not self.list.desks or d in self.list.desks
         )
         self.sender = config.settings.newsroom.sender
-        self.secret = self._secret()
+        self.secret = signing_secret(self.env, self.transport_config.backend)
         base_url = config.settings.server.base_url
         if self.transport_config.backend != "outbox" and not base_url.startswith("https://"):
             log.warning(
@@ -149,20 +150,6 @@ class Sender:
         self._rendered: dict[str, Rendered | None] = {}
         self._jinja: jinja2.Environment | None = None
         self._header_template: dict[str, str] | None = None
-
-    def _secret(self) -> bytes:
-        secret = secret_from_env(self.env)
-        if secret is not None:
-            return secret
-        if self.transport_config.backend != "outbox":
-            raise DigestError(
-                "DIGEST_SECRET is not set: unsubscribe links must be signed before mail goes out",
-                hint=f"set it to a long random value, e.g. {SECRET_RECIPE}",
-            )
-        log.warning(
-            "DIGEST_SECRET is not set: these outbox messages carry unsubscribe links anyone could forge"
-        )
-        return DEMO_SECRET
 
     # -- the edition ---------------------------------------------------------------------
 
@@ -282,6 +269,19 @@ class Sender:
             headers=self._unsubscribe_headers(token),
         )
 
+    def batch(self, key: str, content: Rendered, envelopes: list[Envelope]) -> Batch:
+        """One variant of this edition, to these recipients, with the list's headers."""
+        return Batch(
+            edition_id=self.edition_id,
+            list_name=self.list.name,
+            variant=key,
+            content=content,
+            sender=self.sender,
+            date=self.now,
+            envelopes=tuple(envelopes),
+            headers={"List-Id": list_id(self.sender, self.list.name, self.list.title or self.list.name)},
+        )
+
     def _unsubscribe_headers(self, token: str) -> dict[str, str]:
         """``list_unsubscribe_headers`` for this list, made once with a stand-in for the token.
 
@@ -372,17 +372,7 @@ class Sender:
             if content is None:
                 results += [(row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows]
                 continue
-            batch = Batch(
-                edition_id=self.edition_id,
-                list_name=self.list.name,
-                variant=key,
-                content=content,
-                sender=self.sender,
-                date=self.now,
-                envelopes=tuple(self.envelope(row) for row in rows),
-                headers={"List-Id": list_id(self.sender, self.list.name, self.list.title or self.list.name)},
-            )
-            outcomes = transport.send(batch)
+            outcomes = transport.send(self.batch(key, content, [self.envelope(row) for row in rows]))
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
         self.store.ledger.finish(owner, results, now=self.clock())
 

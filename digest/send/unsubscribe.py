@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -35,11 +36,14 @@ _VERSION = b"\x01"
 _CONTEXT = b"digest-unsubscribe\x00"
 _MAC_BYTES = 32
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-_GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+_GENERATE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 
+log = logging.getLogger(__name__)
 
 # Signs links only where no real secret is needed: the outbox transport and build previews
-# when DIGEST_SECRET is unset. Such links are forgeable, which is why other transports refuse.
+# when DIGEST_SECRET is unset, and `make demo` (which exports it so that `digest serve` can
+# check the demo's links). It is public, so links signed with it are forgeable: the other
+# transports refuse it, and `digest serve` warns when it is given it.
 DEMO_SECRET = b"digest-demo-secret-not-for-real-mail"
 
 
@@ -59,6 +63,40 @@ def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
             hint=f"use a longer random secret (at least {MIN_SECRET_BYTES} bytes), e.g. {_GENERATE}",
         )
     return secret
+
+
+def signing_secret(env: Mapping[str, str], backend: str) -> bytes:
+    """The secret that signs the unsubscribe links of mail going out through ``backend``.
+
+    Real mail needs the newsroom's own secret: without one, or with the public demo secret,
+    it would carry links anyone could forge to unsubscribe its readers. The outbox (the demo,
+    tests) only warns, and signs with the demo secret when none is set.
+    """
+    secret = secret_from_env(env)
+    if backend != "outbox" and secret is None:
+        raise DigestError(
+            f"{SECRET_ENV} is not set: unsubscribe links must be signed before mail goes out",
+            hint=f"set it to a long random value, e.g. {_GENERATE}",
+        )
+    if backend != "outbox" and secret == DEMO_SECRET:
+        raise DigestError(
+            f"{SECRET_ENV} is digest's public demo secret: anyone could forge the unsubscribe links "
+            "of mail signed with it",
+            hint=f"use it only with the outbox; set a long random value of your own, e.g. {_GENERATE}",
+        )
+    if secret is None:
+        log.warning(
+            "%s is not set: the unsubscribe links in these outbox messages are signed with the public "
+            "demo secret, so anyone could forge them",
+            SECRET_ENV,
+        )
+    elif secret == DEMO_SECRET:
+        log.warning(
+            "%s is the public demo secret: anyone could forge the unsubscribe links in these outbox "
+            "messages (fine for a demo, never for real mail)",
+            SECRET_ENV,
+        )
+    return secret or DEMO_SECRET
 
 
 def make_token(secret: bytes, list_name: str, email: str) -> str:

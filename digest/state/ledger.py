@@ -41,6 +41,20 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Row:
+    """What the ledger says one recipient of an edition got."""
+
+    id: int
+    email: str
+    name: str
+    variant: str
+    status: str
+    error: str | None
+    sent_at: dt.datetime | None
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
     email: str
@@ -102,14 +116,45 @@ class Ledger:
         return counts
 
     def retry_failed(self, edition_id: str, *, now: dt.datetime) -> int:
-        """A new run sends again to those a previous run failed to reach."""
+        """A new run sends again to those a previous run failed to reach.
+
+        Except those an editor has since reached with `digest send --resend`: they have it.
+        """
         table = schema.ledger
+        resends = schema.resends
+        reached = (
+            select(resends.c.id)
+            .where(
+                resends.c.edition_id == table.c.edition_id,
+                resends.c.email == table.c.email,
+                resends.c.status == SENT,
+            )
+            .exists()
+        )
         with self.engine.begin() as conn:
             return conn.execute(
                 update(table)
-                .where(table.c.edition_id == edition_id, table.c.status == FAILED)
+                .where(table.c.edition_id == edition_id, table.c.status == FAILED, ~reached)
                 .values(status=PENDING, updated_at=now)
             ).rowcount
+
+    def row(self, edition_id: str, email: str) -> Row | None:
+        """The ledger's row for one recipient (``email`` folded as the ledger keeps it)."""
+        table = schema.ledger
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(
+                    table.c.id,
+                    table.c.email,
+                    table.c.name,
+                    table.c.variant,
+                    table.c.status,
+                    table.c.error,
+                    table.c.sent_at,
+                    table.c.updated_at,
+                ).where(table.c.edition_id == edition_id, table.c.email == email)
+            ).first()
+        return Row(*found) if found else None
 
     def claim(
         self, edition_id: str, owner: str, limit: int, *, now: dt.datetime, claim_timeout: dt.timedelta

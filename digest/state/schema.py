@@ -33,7 +33,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS ix_send_ledger_status",
         "CREATE INDEX IF NOT EXISTS ix_send_ledger_claim ON send_ledger (edition_id, status, variant, id)",
     ),
-    5: (),  # only new tables: feed_gaps
+    5: (),  # only new tables: feed_gaps, resends
 }
 
 
@@ -190,4 +190,25 @@ feed_gaps = Table(
     Column("since", UTCDateTime, nullable=False),
     Column("edition_id", String(200), nullable=False),
     PrimaryKeyConstraint("list_name", "feed"),
+)
+
+
+# -- version 5: resends ----------------------------------------------------------------------
+
+# Each `digest send --resend`: an edition once more to one reader. Kept apart from the ledger,
+# whose row for the reader stays what the original send did.
+resends = Table(
+    "resends",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("edition_id", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("variant", String(500), nullable=False),
+    Column("transport", String(200), nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("provider_id", Text),
+    Column("error", Text),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Index("ix_resends_edition_email", "edition_id", "email"),
 )

@@ -21,6 +21,7 @@ from digest.render import Rendered
 from digest.state import schema
 from digest.state.gaps import open_gaps, record_gaps
 from digest.state.ledger import Ledger
+from digest.state.resends import Resends
 from digest.state.runs import Runs
 from digest.state.suppressions import Suppressions
 
@@ -98,6 +99,7 @@ class Store:
         self.suppressions = Suppressions(self.engine)
         self.ledger = Ledger(self.engine)
         self.runs = Runs(self.engine)
+        self.resends = Resends(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -227,6 +229,19 @@ class Store:
         with self.engine.connect() as conn:
             content = conn.execute(select(table.c.content).where(table.c.id == edition_id)).scalar()
         return load_edition(content) if content else None
+
+    def edition_ids(self, list_name: str, limit: int = 5) -> list[str]:
+        """The ids of the list's latest frozen editions, newest first."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(table.c.id)
+                    .where(table.c.list_name == list_name)
+                    .order_by(table.c.edition_date.desc())
+                    .limit(limit)
+                ).scalars()
+            )
 
     def save_variant(self, edition_id: str, variant: str, rendered: Rendered, item_ids: list[str]) -> None:
         """Freeze one rendered variant of an edition (the first one saved wins)."""

@@ -1,0 +1,248 @@
+"""`digest send --resend`: one frozen edition once more to one reader, as the original was.
+
+For an editor answering "I never got today's email". Decide, then act: ``decide`` takes what
+the ledger, the subscriber file and the suppressions say about the reader and returns the
+plan (or refuses, saying why and what to do); ``resend`` gathers those facts, sends the one
+message through the transport and records it. The reader's ledger row stays what the original
+send did; the resend is a row of its own (``digest.state.resends``).
+
+The message is the original: the frozen variant of their desks, their name and their own
+signed unsubscribe link, built by the same ``Sender`` as the send. Only the Date and the
+Message-ID are new. A new Message-ID because mail systems (Gmail among them) silently drop a
+message whose Message-ID the mailbox already holds: a reader whose copy went to spam, or was
+filtered away, would not get the resend either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from email_validator import EmailNotValidError
+
+from digest.config import Config
+from digest.errors import DigestError, TransportError
+from digest.model import Edition
+from digest.render import Rendered
+from digest.render.message import make_message_id
+from digest.send.run import Sender, edition_id_for, variant_desks, variant_key
+from digest.send.transports import create_transport
+from digest.send.transports.base import Outcome
+from digest.state import Store
+from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Claimed, Row
+from digest.state.resends import Resend
+from digest.state.suppressions import ALL_LISTS, Suppression
+from digest.subscribers import Addresses, Subscriber, read_subscribers
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What is known about one reader of one frozen edition, before deciding anything."""
+
+    list_name: str
+    edition_id: str
+    email: str
+    subscribers: Path
+    original: Row | None  # their ledger row: what the original send did
+    subscriber: Subscriber | None  # their row in the subscriber file now
+    suppression: Suppression | None
+    earlier: int  # resends of this edition to this reader before
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The one message to resend."""
+
+    edition_id: str
+    email: str
+    name: str
+    variant: str
+    content: Rendered
+    original: Row | None
+    earlier: int  # resends of this edition to this reader before this one
+
+
+@dataclass(frozen=True, slots=True)
+class ResendResult:
+    plan: Plan
+    transport: str
+    message_id: str
+    outcome: Outcome | None  # None for a dry run
+
+
+def reader_address(email: str) -> str:
+    """The address as the ledger and the subscriber file's keys have it (normalized, folded)."""
+    try:
+        return Addresses().normalized(email.strip()).casefold()
+    except EmailNotValidError as exc:
+        raise DigestError(f"{email!r} is not an email address: {exc}") from None
+
+
+def describe_original(original: Row | None) -> str:
+    """What the original send did for a reader, in a few words."""
+    if original is None:
+        return "not in the send (added to the subscriber file since)"
+    if original.status == SENT and original.sent_at:
+        return f"sent {original.sent_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    return f"{original.status}: {original.error}" if original.error else original.status
+
+
+def decide(facts: Facts, list_desks: tuple[str, ...], rendered: Callable[[str], Rendered | None]) -> Plan:
+    """The plan for resending to this reader, or a DigestError saying why not and what to do.
+
+    ``rendered`` gives a variant's content (None when its desks had no stories).
+    """
+    who, original, subscriber = facts.email, facts.original, facts.subscriber
+    if original is None and subscriber is None:
+        raise DigestError(
+            f"{who} is not a subscriber of {facts.list_name}: not in the ledger of {facts.edition_id} "
+            f"nor in {facts.subscribers}",
+            hint="check the spelling of the address, or add them to the subscriber file",
+        )
+    if subscriber is not None and subscriber.status != "active":
+        raise DigestError(
+            f"{who} is unsubscribed from {facts.list_name} in the subscriber file",
+            path=facts.subscribers,
+            line=subscriber.line,
+            hint="set their status to active there only if they asked to come back",
+        )
+    if facts.suppression is not None:
+        raise DigestError(_suppressed(facts.suppression, facts.list_name), hint=_LIFT)
+    if original is not None and original.status in (PENDING, SENDING):
+        raise DigestError(
+            f"the send of {facts.edition_id} has not reached {who} yet ({original.status})",
+            hint=f"run `digest send --list {facts.list_name}` to finish it; it sends to them once",
+        )
+    # The variant they were sent; a reader the send gave nothing gets their desks of today.
+    if original is not None and (original.status in (SENT, FAILED) or subscriber is None):
+        key = original.variant
+    else:
+        key = variant_key(subscriber.desks if subscriber else None, list_desks)
+    content = rendered(key)
+    if content is None:
+        desks = ", ".join(variant_desks(key) or list_desks)
+        raise DigestError(
+            f"{who}'s desks ({desks}) had no stories in {facts.edition_id}: there is nothing to resend",
+            hint=f"originally {describe_original(original)}",
+        )
+    name = original.name if original is not None else subscriber.name if subscriber else ""
+    return Plan(facts.edition_id, who, name, key, content, original, facts.earlier)
+
+
+_LIFT = "digest sends nothing to a suppressed address; only if they ask to come back, lift it first"
+
+
+def _suppressed(suppression: Suppression, list_name: str) -> str:
+    when = f"{suppression.created_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    if suppression.list_name == ALL_LISTS:
+        return (
+            f"{suppression.email} is suppressed for every list: {suppression.reason} "
+            f"(from {suppression.source}, {when})"
+        )
+    return f"{suppression.email} unsubscribed from {list_name} on {when} (via {suppression.source})"
+
+
+def frozen_edition(sender: Sender, edition_id: str, today: str) -> Edition:
+    """The frozen edition to resend; refuses one never sent."""
+    edition = sender.store.frozen_edition(edition_id)
+    name = sender.list.name
+    if edition is None:
+        sent = sender.store.edition_ids(name)
+        hint = f"sent editions of {name}: {', '.join(sent)}" if sent else f"{name} has sent no edition yet"
+        if edition_id == today:
+            hint = f"send it first with `digest send --list {name}`"
+        raise DigestError(f"{edition_id} was never sent: it is not frozen in the state database", hint=hint)
+    return edition
+
+
+def find_subscriber(path: Path, list_desks: tuple[str, ...], key: str) -> Subscriber | None:
+    """The reader's row in the subscriber file: the first, as `digest send` takes duplicates."""
+    for row in read_subscribers(path, list_desks):
+        if isinstance(row, Subscriber) and row.key == key:
+            return row
+    return None
+
+
+def resend(
+    config: Config,
+    list_name: str,
+    email: str,
+    store: Store,
+    *,
+    now: dt.datetime,
+    edition_id: str | None = None,
+    transport_alias: str | None = None,
+    env: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> ResendResult:
+    """Send a frozen edition of a list (default: today's) once more to one of its readers.
+
+    Raises DigestError, sending nothing, when the reader must not or cannot get it. A dry run
+    decides and says what it would send, and changes nothing.
+    """
+    address = reader_address(email)
+    mailing_list = config.mailing_list(list_name)
+    today, _day = edition_id_for(config, mailing_list, now)
+    wanted = edition_id or today
+    if not re.fullmatch(rf"{re.escape(mailing_list.name)}-\d{{4}}-\d{{2}}-\d{{2}}", wanted):
+        raise DigestError(
+            f"{wanted!r} is not an edition of {mailing_list.name}",
+            hint=f"its editions are named {mailing_list.name}-YYYY-MM-DD, e.g. {today}",
+        )
+    sender = Sender(
+        config, list_name, store, transport_alias=transport_alias, now=now, env=env, edition_id=wanted
+    )
+    edition = frozen_edition(sender, wanted, today)
+    path = config.resolve(sender.list.subscribers)
+    facts = Facts(
+        list_name=sender.list.name,
+        edition_id=wanted,
+        email=address,
+        subscribers=path,
+        original=store.ledger.row(wanted, address),
+        subscriber=find_subscriber(path, sender.list_desks, address),
+        suppression=store.suppressions.is_suppressed(address, sender.list.name),
+        earlier=store.resends.count(wanted, address),
+    )
+    plan = decide(facts, sender.list_desks, lambda key: sender.rendered(edition, key, freeze=not dry_run))
+    message_id = make_message_id(f"{wanted}.resend{plan.earlier + 1}", address, sender.sender)
+    if dry_run:
+        return ResendResult(plan, sender.alias, message_id, None)
+    return _deliver(sender, plan, message_id)
+
+
+def _deliver(sender: Sender, plan: Plan, message_id: str) -> ResendResult:
+    """Send the plan's one message and record it, whatever the transport answered."""
+    row_id = plan.original.id if plan.original else 0
+    envelope = sender.envelope(Claimed(row_id, plan.email, plan.name, plan.variant, 0))
+    envelope = dataclasses.replace(envelope, message_id=message_id)
+    batch = sender.batch(plan.variant, plan.content, [envelope])
+    options = sender.transport_config
+    transport = create_transport(options.backend, options.options, sender.config.root, sender.env)
+    try:
+        transport.open()
+        try:
+            (outcome,) = transport.send(batch)
+        finally:
+            transport.close()
+    except TransportError as exc:  # the provider cannot be reached at all: a failed resend
+        outcome = Outcome.failed(plan.email, str(exc))
+    sender.store.resends.record(
+        Resend(
+            edition_id=plan.edition_id,
+            email=plan.email,
+            name=plan.name,
+            variant=plan.variant,
+            transport=sender.alias,
+            message_id=message_id,
+            sent_at=sender.clock(),
+            status=SENT if outcome.accepted else FAILED,
+            provider_id=outcome.provider_id,
+            error=outcome.error,
+        )
+    )
+    return ResendResult(plan, sender.alias, message_id, outcome)
