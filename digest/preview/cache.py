@@ -40,6 +40,9 @@ class ReadOnlyState:
     def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
         return self._store.seen(list_name, keys)
 
+    def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]:
+        return self._store.feed_gaps(list_name)
+
     def cached_feed(self, source: str) -> CachedFeed | None:
         return self._store.cached_feed(source)
 
