@@ -62,13 +62,8 @@ class _ProgressLine:
 
 
 def _print_summary(summary: SendSummary, where: str) -> None:
+    # The subscriber file's problems are not repeated here: they were logged as they were read.
     counts = summary.counts
-    for problem in summary.problems[:50]:
-        click.secho(f"warning: {problem}", fg="yellow", err=True)
-    if len(summary.problems) > 50:
-        click.secho(
-            f"warning: … and {len(summary.problems) - 50} more subscriber problems", fg="yellow", err=True
-        )
     if summary.dry_run:
         would = sum(summary.variants.values())
         click.echo(f"{summary.edition_id}: dry run, nothing sent: would send {would:,} messages via {where}")
@@ -79,10 +74,7 @@ def _print_summary(summary: SendSummary, where: str) -> None:
             f"skipped {counts.get(SKIPPED, 0):,}, subscriber problems {len(summary.problems):,}"
         )
         return
-    click.echo(
-        f"{summary.edition_id}: sent {counts.get(SENT, 0):,}, skipped {counts.get(SKIPPED, 0):,}, "
-        f"suppressed {counts.get(SUPPRESSED, 0):,}, failed {counts.get(FAILED, 0):,} (via {where})"
-    )
+    click.echo(f"{summary.edition_id}: {summary.describe()} (via {where})")
     for email, error in summary.failures:
         click.echo(f"  failed {email}: {error}", err=True)
     # The summary carries the first failures only; say so rather than let the list look complete.
@@ -265,6 +257,6 @@ def serve(obj: Context, host: str, port: int) -> None:
     titles = {m.name: m.title or m.name for m in config.settings.lists}
     app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
     try:
-        run_server(app, host=host, port=port)
+        run_server(app, host=host, port=port, colour=obj.colour)
     finally:
         store.close()

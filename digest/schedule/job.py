@@ -39,13 +39,10 @@ def run_list(config_path: str, list_name: str) -> str:
         try:
             sender = Sender(config, list_name, store, now=now)
             summary = sender.send(stop=STOP, progress=_batch_logger(list_name))
-            counts = summary.counts
             if summary.empty:
                 result, detail = EMPTY, "empty edition: no new stories, nothing sent"
             else:
-                detail = ", ".join(
-                    f"{name} {counts.get(name, 0)}" for name in ("sent", "skipped", "suppressed", "failed")
-                )
+                detail = summary.describe()
                 result = STOPPED if summary.stopped else FAILED if summary.failed else SENT
                 if summary.failed:
                     detail += "; first failure: " + " ".join(summary.failures[0])

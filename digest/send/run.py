@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 ALL_DESKS = "all"
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 
+# Subscriber-file problems logged by one run; the rest are counted in one line.
+SHOWN_PROBLEMS = 50
+
 SECRET_RECIPE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 # Stands in for an unsubscribe token in header templates; no URL or address contains it.
 _TOKEN_MARK = "\x00token\x00"
@@ -63,10 +66,31 @@ class SendSummary:
     variants: Mapping[str, int] = field(default_factory=dict)
     dry_run: bool = False
     stopped: bool = False
+    # Of counts[SENT]: accepted during this run, and recorded before it began (the rest were
+    # sent meanwhile by other senders of the same edition).
+    sent_now: int = 0
+    sent_before: int = 0
 
     @property
     def failed(self) -> int:
         return self.counts.get(FAILED, 0)
+
+    def describe(self) -> str:
+        """The counts in one line, e.g. "sent 0 now (11 earlier), skipped 0, suppressed 1, failed 0".
+
+        The ledger counts the whole edition: a second run the same day must not claim the
+        first run's messages as its own.
+        """
+        total = self.counts.get(SENT, 0)
+        others = max(total - self.sent_now - self.sent_before, 0)
+        elsewhere = [
+            f"{count:,} {when}"
+            for count, when in ((self.sent_before, "earlier"), (others, "by other senders"))
+            if count
+        ]
+        sent = f"sent {self.sent_now:,} now ({', '.join(elsewhere)})" if elsewhere else f"sent {total:,}"
+        rest = (f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED, FAILED))
+        return ", ".join([sent, *rest])
 
 
 def edition_id_for(config: Config, mailing_list: MailingList, now: dt.datetime) -> tuple[str, dt.date]:
@@ -181,13 +205,27 @@ class Sender:
     # -- recipients ------------------------------------------------------------------------
 
     def subscribers(self, problems: list[str]) -> Iterator[Subscriber]:
+        """The file's valid rows; each bad row is added to ``problems`` and the first ones logged.
+
+        Logged here, as they are read, and nowhere else: a scheduled run has no summary to
+        print them, and `digest send` must not print them twice.
+        """
         path = self.config.resolve(self.list.subscribers)
         for row in unique_subscribers(path, self.list_desks):
-            if isinstance(row, Problem):
-                problems.append(str(row))
-                log.warning("%s", row)
-            else:
+            if not isinstance(row, Problem):
                 yield row
+                continue
+            problems.append(str(row))
+            if len(problems) <= SHOWN_PROBLEMS:
+                event = {"event": "subscriber_problem", "list": self.list.name, "line": row.line}
+                log.warning("%s", row, extra={**event, "path": str(row.path)})
+        if len(problems) > SHOWN_PROBLEMS:
+            log.warning(
+                "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",
+                len(problems) - SHOWN_PROBLEMS,
+                path,
+                extra={"event": "subscriber_problems_omitted", "list": self.list.name, "path": str(path)},
+            )
 
     def entries(self, edition: Edition, problems: list[str], *, freeze: bool) -> Iterator[Entry]:
         for subscriber in self.subscribers(problems):
@@ -238,6 +276,7 @@ class Sender:
         if edition.is_empty:
             return SendSummary(self.list.name, self.edition_id, empty=True)
         problems: list[str] = []
+        sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
         self.store.ledger.add(self.edition_id, self.entries(edition, problems, freeze=True), now=self.now)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
@@ -246,7 +285,7 @@ class Sender:
             self.transport_config.backend, self.transport_config.options, self.config.root, self.env
         )
         owner = owner_id()
-        done = 0
+        done = sent_now = 0
         stopped = False
         transport.open()
         try:
@@ -258,7 +297,7 @@ class Sender:
                 if not claimed:
                     break
                 try:
-                    self._send_claimed(transport, edition, owner, claimed)
+                    sent_now += self._send_claimed(transport, edition, owner, claimed)
                 except BaseException:
                     # The transport raised before any outcome: nothing of this batch went out
                     # (a transport reports partial success as outcomes), so the next run may send it.
@@ -279,11 +318,14 @@ class Sender:
             problems=tuple(problems),
             failures=tuple(self.store.ledger.failures(self.edition_id)),
             stopped=stopped,
+            sent_now=sent_now,
+            sent_before=sent_before,
         )
 
     def _send_claimed(
         self, transport: Transport, edition: Edition, owner: str, claimed: list[Claimed]
-    ) -> None:
+    ) -> int:
+        """Send one claimed batch and record every outcome; returns how many were accepted."""
         suppressed = self.store.suppressions.suppressed_among((row.email for row in claimed), self.list.name)
         results: list[tuple[int, str, str | None, str | None]] = [
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
@@ -310,6 +352,7 @@ class Sender:
             outcomes = transport.send(batch)
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
         self.store.ledger.finish(owner, results, now=dt.datetime.now(dt.UTC))
+        return sum(status == SENT for _, status, _, _ in results)
 
     def dry_run(self) -> SendSummary:
         """What a send would do now, changing nothing."""
