@@ -72,6 +72,22 @@ def open_store(config: Config) -> Store:
     return Store(state_url(config))
 
 
+def open_reader(config: Config) -> Store | None:
+    """The store for a command that only reads it (jobs, checks); None when there is no state yet.
+
+    Creates nothing (SQLite would make a new file just by connecting to a missing one) and
+    upgrades nothing: an older schema is an error, left for the sender to migrate.
+    """
+    url = state_url(config)
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and not Path(database).exists():
+        return None
+    try:
+        return Store(url, migrate=False)
+    except NoStateError:
+        return None
+
+
 class Store:
     """Feed cache, editions and seen stories; created and migrated on first use."""
 
@@ -215,6 +231,18 @@ class Store:
                 .order_by(table.c.window_end.desc())
                 .limit(1)
             ).scalar()
+
+    def last_edition(self, list_name: str) -> tuple[str, dt.datetime] | None:
+        """The id of the list's latest frozen edition and when it was frozen, whoever sent it."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.id, table.c.created_at)
+                .where(table.c.list_name == list_name)
+                .order_by(table.c.window_end.desc())
+                .limit(1)
+            ).first()
+        return (row.id, row.created_at) if row else None
 
     def frozen_edition(self, edition_id: str) -> Edition | None:
         """The edition frozen under ``edition_id``, as it was frozen."""
