@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -13,6 +13,7 @@ from digest.state.ledger import FAILED, PENDING, SENDING, SENT
 if TYPE_CHECKING:
     from digest.config import Config
     from digest.state import Store
+    from digest.state.suppressions import Suppression
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -47,6 +48,24 @@ def feed_table(results: Iterable[FeedResult], zone: ZoneInfo) -> str:
     if details:
         text += "\n\nWarnings:\n" + "\n".join(f"- {detail}" for detail in details)
     return text
+
+
+def format_suppressions(list_name: str, counts: Mapping[str, int], shown: Sequence[Suppression]) -> str:
+    """Who the state store keeps from a list, by reason, then each address (newest first)."""
+    from digest.state.suppressions import ALL_LISTS, by_reason
+
+    total = sum(counts.values())
+    if not total:
+        return f"{list_name} in the state store: nobody unsubscribed, bounced or complained"
+    lines = [f"{list_name} in the state store: {total:,} will not be sent this list ({by_reason(counts)})"]
+    for record in shown:
+        scope = "every list" if record.list_name == ALL_LISTS else record.list_name
+        lines.append(
+            f"  {record.email}: {record.reason} ({scope}; {record.source}, {record.created_at:%Y-%m-%d})"
+        )
+    if total > len(shown):
+        lines.append(f"  … and {total - len(shown):,} more not shown")
+    return "\n".join(lines)
 
 
 def both_times(moment: dt.datetime | None, zone: str) -> str:

@@ -35,6 +35,16 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.close()
 
 
+# Every hint about replacing a damaged database says what a new one would not have, and how to
+# carry over the one part that must never be lost.
+AFRESH = (
+    "a new database would lose the ledger of who was sent what, the frozen editions and the "
+    "stories already sent, and the unsubscribes, bounces and complaints, so everyone who left "
+    "would be mailed again; to keep the suppressions, run `digest suppressions export --out "
+    "suppressions.csv` before moving this one aside, then `digest suppressions import "
+    "suppressions.csv` into the new one"
+)
+
 # An arbitrary number naming the PostgreSQL advisory lock taken while the schema is migrated.
 MIGRATION_LOCK = 0x6469676573  # "diges"
 
@@ -134,7 +144,7 @@ class Store:
             raise StateError(
                 f"the state database is damaged: {original}",
                 path=self.label,
-                hint="restore it from a backup, or move it aside to start afresh",
+                hint=f"restore it from a backup; {AFRESH}",
             ) from None
 
     def _migrate(self, *, create: bool) -> None:
@@ -192,7 +202,7 @@ class Store:
             raise StateError(
                 f"cannot open the state database: {exc.orig or exc}",
                 path=self.label,
-                hint="it may be corrupted or not a database; move it aside to start afresh",
+                hint=f"it may be damaged or not a database: restore it from a backup; {AFRESH}",
             ) from None
 
     def scheduled_runs(self) -> dict[str, dt.datetime | None]:
@@ -339,9 +349,12 @@ def _refuse_an_emptied_file(path: Path) -> None:
     wal = path.with_name(path.name + "-wal")
     if path.is_file() and path.stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size):
         raise StateError(
-            "the state database file is empty: the ledger and the stories already sent are not in it",
+            "the state database file is empty: the ledger, the stories already sent and the "
+            "unsubscribes, bounces and complaints are not in it",
             path=str(path),
-            hint="restore it from a backup; or, to start afresh on purpose, delete the empty file",
+            hint="restore it from a backup; deleting the empty file starts a new database, which would "
+            "send the next edition to everyone who unsubscribed, bounced or complained, and repeat "
+            "stories already sent",
         )
 
 
