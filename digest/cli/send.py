@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.base import Context, now
 from digest.errors import DigestError, StateError
-from digest.send.run import SendSummary
+from digest.send.summary import SendSummary
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 

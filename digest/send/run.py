@@ -13,7 +13,6 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -26,6 +25,7 @@ from digest.errors import DigestError
 from digest.model import Edition
 from digest.render import Rendered, environment, render_edition
 from digest.render.message import Recipient, list_id, make_message_id
+from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
@@ -53,44 +53,6 @@ SECRET_RECIPE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 _TOKEN_MARK = "\x00token\x00"
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SendSummary:
-    list_name: str
-    edition_id: str
-    empty: bool = False
-    counts: Mapping[str, int] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-    failures: tuple[tuple[str, str], ...] = ()
-    variants: Mapping[str, int] = field(default_factory=dict)
-    dry_run: bool = False
-    stopped: bool = False
-    # Of counts[SENT]: accepted during this run, and recorded before it began (the rest were
-    # sent meanwhile by other senders of the same edition).
-    sent_now: int = 0
-    sent_before: int = 0
-
-    @property
-    def failed(self) -> int:
-        return self.counts.get(FAILED, 0)
-
-    def describe(self) -> str:
-        """The counts in one line, e.g. "sent 0 now (11 earlier), skipped 0, suppressed 1, failed 0".
-
-        The ledger counts the whole edition: a second run the same day must not claim the
-        first run's messages as its own.
-        """
-        total = self.counts.get(SENT, 0)
-        others = max(total - self.sent_now - self.sent_before, 0)
-        elsewhere = [
-            f"{count:,} {when}"
-            for count, when in ((self.sent_before, "earlier"), (others, "by other senders"))
-            if count
-        ]
-        sent = f"sent {self.sent_now:,} now ({', '.join(elsewhere)})" if elsewhere else f"sent {total:,}"
-        rest = (f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED, FAILED))
-        return ", ".join([sent, *rest])
 
 
 def edition_id_for(config: Config, mailing_list: MailingList, now: dt.datetime) -> tuple[str, dt.date]:
