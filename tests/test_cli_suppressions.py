@@ -153,6 +153,8 @@ def test_import_names_each_bad_row_and_imports_the_rest(project: Path, tmp_path:
         "ok@example.org,,bounced,,2026-11-20T10:00:00\n"
         "who@example.org,daily,left,editor,\n"
         "when@example.org,daily,unsubscribed,editor,yesterday\n"
+        "\n"
+        "shifted@example.org,Smith, Anna,unsubscribed,editor,\n"
     )
     result = run(project, "suppressions", "import", str(source))
     assert result.exit_code == 1
@@ -161,9 +163,10 @@ def test_import_names_each_bad_row_and_imports_the_rest(project: Path, tmp_path:
         "(An email address must have an @-sign)",
         f"warning: {source}:4: reason 'left' is not one of unsubscribed, bounced, complained",
         f"warning: {source}:5: date 'yesterday' is not an ISO 8601 date and time",
+        f"warning: {source}:7: the row has 6 cells, not 5; quote a cell with a comma",
     ]
     assert result.stdout == (
-        f"imported {source}: 1 new (unsubscribed 0, bounced 1, complained 0), 0 already there, 3 bad rows\n"
+        f"imported {source}: 1 new (unsubscribed 0, bounced 1, complained 0), 0 already there, 4 bad rows\n"
     )
     with Store(f"sqlite:///{state_file(project)}") as store:
         kept = store.suppressions.is_suppressed("ok@example.org", "daily")

@@ -149,17 +149,20 @@ def read_csv(path: Path, now: dt.datetime) -> Iterator[Suppression | BadRow]:
             start = reader.line_num + 1
             for cells in reader:
                 if any(cell.strip() for cell in cells):
-                    yield _record(
-                        path, start, dict(zip(header, (c.strip() for c in cells), strict=False)), now
-                    )
+                    yield _record(path, start, header, [cell.strip() for cell in cells], now)
                 start = reader.line_num + 1
         except (csv.Error, UnicodeDecodeError) as exc:
             raise StateError(f"cannot read the file: {exc}", path=path, line=reader.line_num) from None
 
 
-def _record(path: Path, line: int, cells: dict[str, str], now: dt.datetime) -> Suppression | BadRow:
-    if len(cells) != len(COLUMNS):
-        return BadRow(path, line, f"the row has {len(cells)} cells, not {len(COLUMNS)}")
+def _record(
+    path: Path, line: int, header: list[str], row: list[str], now: dt.datetime
+) -> Suppression | BadRow:
+    if len(row) != len(header):
+        return BadRow(
+            path, line, f"the row has {len(row)} cells, not {len(header)}; quote a cell with a comma"
+        )
+    cells = dict(zip(header, row, strict=True))
     try:
         address = normalize(validate_email(cells["address"], check_deliverability=False).normalized)
     except EmailNotValidError as exc:
@@ -182,10 +185,11 @@ def salvage_sqlite(path: Path, exported: Exported) -> Iterator[Suppression]:
     scan, so the scan starts again past it (the step doubling until it reads again), and
     ``exported.damaged`` says rows were lost. Raises StateError when nothing can be read.
     """
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         db.execute("SELECT 1 FROM suppressions LIMIT 1").fetchall()
     except sqlite3.DatabaseError as exc:
+        db.close()
         raise StateError(
             f"cannot read the suppressions from the state database: {exc}",
             path=path,
