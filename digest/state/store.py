@@ -352,9 +352,9 @@ def _refuse_an_emptied_file(path: Path) -> None:
             "the state database file is empty: the ledger, the stories already sent and the "
             "unsubscribes, bounces and complaints are not in it",
             path=str(path),
-            hint="restore it from a backup; deleting the empty file starts a new database, which would "
-            "send the next edition to everyone who unsubscribed, bounced or complained, and repeat "
-            "stories already sent",
+            hint="restore it from a backup; or delete the empty file to start a new database, knowing "
+            "that it would mail everyone who unsubscribed, bounced or complained, and repeat stories "
+            "already sent",
         )
 
 
