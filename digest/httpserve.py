@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def server_url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
+
+
+class _Uncoloured(WSGIRequestHandler):
+    """werkzeug colours the request line of every answer but a 200 wherever its log goes; in a
+    log file, the journal or a JSON log the codes are only noise (and defeat grep)."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        super().log(type, message, *(_ANSI.sub("", a) if isinstance(a, str) else a for a in args))
+
+
+def listen(
+    host: str,
+    port: int,
+    app: WSGIApplication,
+    *,
+    colour: bool,
+    handler: type[WSGIRequestHandler] = WSGIRequestHandler,
+) -> BaseWSGIServer:
+    """werkzeug's threaded server on ``host:port``; its access log in colour only if ``colour``."""
+    if not colour:
+        handler = type(f"Uncoloured{handler.__name__}", (_Uncoloured, handler), {})
+    return make_server(host, port, app, threaded=True, request_handler=handler)
 
 
 def run_until_signalled(

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from digest.model import FeedResult
+from digest.state.ledger import FAILED, PENDING, SENDING, SENT
+
+if TYPE_CHECKING:
+    from digest.config import Config
+    from digest.state import Store
+    from digest.state.suppressions import Suppression
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -40,3 +48,80 @@ def feed_table(results: Iterable[FeedResult], zone: ZoneInfo) -> str:
     if details:
         text += "\n\nWarnings:\n" + "\n".join(f"- {detail}" for detail in details)
     return text
+
+
+def format_suppressions(list_name: str, counts: Mapping[str, int], shown: Sequence[Suppression]) -> str:
+    """Who the state store keeps from a list, by reason, then each address (newest first)."""
+    from digest.state.suppressions import ALL_LISTS, by_reason
+
+    total = sum(counts.values())
+    if not total:
+        return f"{list_name} in the state store: nobody unsubscribed, bounced or complained"
+    lines = [f"{list_name} in the state store: {total:,} will not be sent this list ({by_reason(counts)})"]
+    for record in shown:
+        scope = "every list" if record.list_name == ALL_LISTS else record.list_name
+        lines.append(
+            f"  {record.email}: {record.reason} ({scope}; {record.source}, {record.created_at:%Y-%m-%d})"
+        )
+    if total > len(shown):
+        lines.append(f"  … and {total - len(shown):,} more not shown")
+    return "\n".join(lines)
+
+
+def both_times(moment: dt.datetime | None, zone: str) -> str:
+    """A moment in the list's timezone and in UTC, e.g. "2026-11-25 07:00 EET (05:00 UTC)"."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M %Z} ({moment.astimezone(dt.UTC):%H:%M} UTC)"
+
+
+def last_edition(store: Store | None, list_name: str, zone: str) -> str:
+    """The list's latest edition, whoever sent it (`digest send`, cron or the scheduler)."""
+    found = store.last_edition(list_name) if store else None
+    if store is None or found is None:
+        return "none yet"
+    edition_id, frozen_at = found
+    counts = store.ledger.counts(edition_id)
+    sent, failed = counts.get(SENT, 0), counts.get(FAILED, 0)
+    if not sent and not failed:
+        return f"{edition_id}, frozen {both_times(frozen_at, zone)}: nothing sent yet"
+    text = f"{edition_id}, {both_times(store.ledger.last_sent(edition_id) or frozen_at, zone)}: "
+    text += f"sent {sent:,}, failed {failed:,}"
+    waiting = counts.get(PENDING, 0) + counts.get(SENDING, 0)
+    return text + (f", {waiting:,} still to send" if waiting else "")
+
+
+def jobs_report(config: Config, store: Store | None, now: dt.datetime) -> str:
+    """`digest jobs`: each list's schedule, next run and last edition, then the scheduler's runs.
+
+    ``store`` is None when there is no state yet: nothing has run.
+    """
+    from digest.cron import parse_cron
+    from digest.schedule.service import job_id
+
+    stored = store.scheduled_runs() if store else {}
+    rows, details = [], []
+    for mailing_list in config.settings.lists:
+        zone = config.list_timezone(mailing_list)
+        ident = job_id(mailing_list.name)
+        if ident in stored:
+            upcoming = both_times(stored[ident], zone) if stored[ident] else "paused"
+        else:
+            would = parse_cron(mailing_list.schedule, zone).get_next_fire_time(None, now)
+            upcoming = f"{both_times(would, zone)}, once `digest schedule` runs"
+        edition = last_edition(store, mailing_list.name, zone)
+        rows.append([mailing_list.name, f"{mailing_list.schedule} {zone}", upcoming, edition])
+        run = store.runs.last(mailing_list.name) if store else None
+        if run:
+            when = both_times(run.scheduled_for or run.started_at, zone)
+            detail = f" — {run.detail}" if run.detail else ""
+            details.append(f"{mailing_list.name}: last scheduled run {when}: {run.result}{detail}")
+    text = table(["LIST", "SCHEDULE", "NEXT RUN", "LAST EDITION"], rows)
+    if details:
+        text += "\n\n" + "\n".join(details)
+    holder = store.runs.holder() if store else None
+    if holder:
+        seen = f"{holder.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
+        return text + f"\n\nscheduler: running ({holder.owner}, last seen {seen})"
+    return text + "\n\nscheduler: not running"

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from digest.httpserve import run_until_signalled, server_url
+from digest.httpserve import listen, run_until_signalled, server_url
 from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV, read_token
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class _QuietTokens(WSGIRequestHandler):
         super().log_request(code, size)
 
 
-def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080, *, colour: bool = False) -> None:
     """Serve ``app`` with werkzeug's threaded server until SIGINT or SIGTERM.
 
     Good enough for the traffic unsubscribes bring, but it speaks plain HTTP: in production
@@ -237,7 +237,7 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080) -> No
         # Like werkzeug's access log: the unsubscribe lines show even when nobody set up logging.
         log.addHandler(logging.StreamHandler())
         log.setLevel(logging.INFO)
-    server = make_server(host, port, app, threaded=True, request_handler=_QuietTokens)
+    server = listen(host, port, app, colour=colour, handler=_QuietTokens)
     url = server_url(host, server.server_port)
     print(f"digest: unsubscribe pages on {url} (Ctrl-C to stop)", flush=True)
     run_until_signalled(server, "digest-serve")

@@ -269,6 +269,11 @@ def unique_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subs
                 )
 
 
+def is_listed(path: Path, key: str, list_desks: tuple[str, ...]) -> bool:
+    """Whether a valid row of the file has the address ``key`` (folded like ``Subscriber.key``)."""
+    return any(isinstance(row, Subscriber) and row.key == key for row in read_subscribers(path, list_desks))
+
+
 def check_subscribers(path: Path, list_desks: tuple[str, ...]) -> CheckReport:
     """Read a whole subscriber file and count its rows, bad rows and duplicate addresses.
 

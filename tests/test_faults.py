@@ -145,7 +145,7 @@ def test_a_full_outbox_disk_stops_the_send_with_the_ledger_true_and_the_next_run
     rest = run(project, "send", "--list", "daily", secret=None)
 
     assert rest.exit_code == 0, rest.stderr
-    assert f"{EDITION}: sent 250, skipped 0, suppressed 0, failed 0" in rest.output
+    assert f"{EDITION}: sent 50 now (200 earlier), skipped 0, suppressed 0, failed 0" in rest.output
     assert ledger(project) == {"sent": 250}
     assert sorted(sent_files(project)) == sorted(CROWD)
     assert len(list((outbox / EDITION).iterdir())) == 250

@@ -123,7 +123,7 @@ def test_smtp_faults_are_retried_as_configured_recorded_per_recipient_and_finish
     second = run(project, "send", "--list", "daily")
 
     assert second.exit_code == 0, second.output + second.stderr
-    assert f"{EDITION}: sent 9, skipped 0, suppressed 0, failed 0 (via mail)" in second.output
+    assert f"{EDITION}: sent 3 now (6 earlier), skipped 0, suppressed 0, failed 0 (via mail)" in second.output
     assert sorted(m.rcpt_tos[0] for m in server.messages[6:]) == [
         "gone@example.org",
         "nouser@example.org",
@@ -287,7 +287,9 @@ def test_sendgrid_429_5xx_and_a_hang_are_retried_and_what_still_fails_is_sent_by
         second = send_via_sendgrid(project)
 
         assert second.exit_code == 0, second.output + second.stderr
-        assert f"{EDITION}: sent 8, skipped 0, suppressed 0, failed 0 (via sg)" in second.output
+        assert (
+            f"{EDITION}: sent 2 now (6 earlier), skipped 0, suppressed 0, failed 0 (via sg)" in second.output
+        )
         assert len(script.log) == 11 and script.recipients(11) == READERS[6:8]
         assert script.accepted() == Counter(READERS)  # everyone taken once; the hung request was not
         assert statuses(project) == dict.fromkeys(READERS, "sent")
@@ -317,5 +319,5 @@ def test_sendgrid_refusing_the_key_mid_send_stops_and_leaves_the_rest_for_the_ne
         resumed = send_via_sendgrid(project)
 
         assert resumed.exit_code == 0, resumed.stderr
-        assert f"{EDITION}: sent 8, skipped 0, suppressed 0, failed 0" in resumed.output
+        assert f"{EDITION}: sent 6 now (2 earlier), skipped 0, suppressed 0, failed 0" in resumed.output
         assert script.accepted() == Counter(READERS)

@@ -175,7 +175,7 @@ def test_jobs_shows_next_and_last_runs(config: Config) -> None:
 
     before = jobs()
     assert "2026-11-26 07:00 EET (05:00 UTC), once `digest schedule` runs" in before
-    assert "never" in before and "scheduler: not running" in before
+    assert "none yet" in before and "scheduler: not running" in before
     with time_machine.travel(BEFORE, tick=True), running(config):
         pass
     with time_machine.travel(DUE + dt.timedelta(minutes=10), tick=True), running(config):
@@ -186,6 +186,9 @@ def test_jobs_shows_next_and_last_runs(config: Config) -> None:
     row = next(line for line in after.splitlines() if line.startswith("daily"))
     assert "0 7 * * * Europe/Kyiv" in row
     assert "2026-11-26 07:00 EET (05:00 UTC)" in row  # next run, from the job store
-    assert row.endswith("2026-11-25 07:00 EET (05:00 UTC): sent")
-    assert "daily: sent 1, skipped 0, suppressed 0, failed 0" in after
+    assert row.endswith("daily-2026-11-25, 2026-11-25 07:10 EET (05:10 UTC): sent 1, failed 0")
+    assert (
+        "daily: last scheduled run 2026-11-25 07:00 EET (05:00 UTC): sent — sent 1, skipped 0, suppressed 0, failed 0"
+        in after
+    )
     assert "scheduler: not running" in after

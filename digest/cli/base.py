@@ -25,6 +25,11 @@ class Context:
         self._config: Config | None = None
 
     @property
+    def colour(self) -> bool:
+        """Colour codes belong only on a terminal a person reads, never in a file or JSON."""
+        return self.log_format == "text" and sys.stderr.isatty()
+
+    @property
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_file)

@@ -25,4 +25,4 @@ def preview(obj: Context, host: str, port: int, open_browser: bool) -> None:
     path = config_path(obj.config_file)
     if not path.is_file():
         load_config(path)  # says where it looked and how to fix it
-    serve(path, host=host, port=port, open_browser=open_browser, announce=click.echo)
+    serve(path, host=host, port=port, open_browser=open_browser, announce=click.echo, colour=obj.colour)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import signal
 import threading
-from zoneinfo import ZoneInfo
 
 import click
 
 from digest.cli.base import Context, now, setup_logging
-from digest.report import table
+from digest.report import both_times
 
 log = logging.getLogger("digest.schedule")
-
-
-def _both(moment: dt.datetime | None, zone: str) -> str:
-    if moment is None:
-        return "-"
-    local = moment.astimezone(ZoneInfo(zone))
-    return f"{local:%Y-%m-%d %H:%M %Z} ({moment.astimezone(dt.UTC):%H:%M} UTC)"
 
 
 @click.command()
@@ -64,7 +55,7 @@ def schedule(obj: Context) -> None:
                 log.info(
                     "list %s: next run %s [%s]",
                     plan.list_name,
-                    _both(plan.next_run, plan.timezone),
+                    both_times(plan.next_run, plan.timezone),
                     plan.change,
                     extra={"event": "planned", "list": plan.list_name, "next_run": plan.next_run},
                 )
@@ -79,37 +70,17 @@ def schedule(obj: Context) -> None:
 @click.command()
 @click.pass_obj
 def jobs(obj: Context) -> None:
-    """Print each list's schedule, next run (local and UTC), last run and its result."""
-    from digest.cron import parse_cron
-    from digest.schedule.service import job_id
-    from digest.state import open_store
+    """Print each list's schedule, next run, last edition (whoever sent it) and last scheduled run.
+
+    Only reads the state database: it never creates or upgrades one.
+    """
+    from digest.report import jobs_report
+    from digest.state import open_reader
 
     config = obj.config
-    rows = []
-    details = []
-    with open_store(config) as store:
-        stored = store.scheduled_runs()
-        for mailing_list in config.settings.lists:
-            zone = config.list_timezone(mailing_list)
-            ident = job_id(mailing_list.name)
-            if ident in stored:
-                upcoming = _both(stored[ident], zone) if stored[ident] else "paused"
-            else:
-                would = parse_cron(mailing_list.schedule, zone).get_next_fire_time(None, now())
-                upcoming = f"{_both(would, zone)}, once `digest schedule` runs"
-            last = store.runs.last(mailing_list.name)
-            last_text = (
-                f"{_both(last.scheduled_for or last.started_at, zone)}: {last.result}" if last else "never"
-            )
-            rows.append([mailing_list.name, f"{mailing_list.schedule} {zone}", upcoming, last_text])
-            if last and last.detail:
-                details.append(f"{mailing_list.name}: {last.detail}")
-        holder = store.runs.holder()
-    click.echo(table(["LIST", "SCHEDULE", "NEXT RUN", "LAST RUN"], rows))
-    if details:
-        click.echo("\n" + "\n".join(details))
-    click.echo(
-        f"\nscheduler: running ({holder.owner}, last seen {holder.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
-        if holder
-        else "\nscheduler: not running"
-    )
+    store = open_reader(config)
+    try:
+        click.echo(jobs_report(config, store, now()))
+    finally:
+        if store:
+            store.close()

@@ -1,4 +1,4 @@
-"""Commands for sending: send, subscribers, suppressions, serve."""
+"""Commands for sending: send, and serve (the unsubscribe endpoint)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.base import Context, now
 from digest.errors import DigestError, StateError
-from digest.send.run import SendSummary
+from digest.send.summary import SendSummary
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 
@@ -65,13 +65,8 @@ class _ProgressLine:
 
 
 def _print_summary(summary: SendSummary, where: str) -> None:
+    # The subscriber file's problems are not repeated here: they were logged as they were read.
     counts = summary.counts
-    for problem in summary.problems[:50]:
-        click.secho(f"warning: {problem}", fg="yellow", err=True)
-    if len(summary.problems) > 50:
-        click.secho(
-            f"warning: … and {len(summary.problems) - 50} more subscriber problems", fg="yellow", err=True
-        )
     if summary.dry_run:
         would = sum(summary.variants.values())
         click.echo(f"{summary.edition_id}: dry run, nothing sent: would send {would:,} messages via {where}")
@@ -82,10 +77,7 @@ def _print_summary(summary: SendSummary, where: str) -> None:
             f"skipped {counts.get(SKIPPED, 0):,}, subscriber problems {len(summary.problems):,}"
         )
         return
-    click.echo(
-        f"{summary.edition_id}: sent {counts.get(SENT, 0):,}, skipped {counts.get(SKIPPED, 0):,}, "
-        f"suppressed {counts.get(SUPPRESSED, 0):,}, failed {counts.get(FAILED, 0):,} (via {where})"
-    )
+    click.echo(f"{summary.edition_id}: {summary.describe()} (via {where})")
     for email, error in summary.failures:
         click.echo(f"  failed {email}: {error}", err=True)
     # The summary carries the first failures only; say so rather than let the list look complete.
@@ -232,99 +224,6 @@ def _resend(
         sys.exit(1)
 
 
-@click.group()
-def subscribers() -> None:
-    """Check subscriber lists and unsubscribe addresses."""
-
-
-@subscribers.command("check")
-@click.option(
-    "--list", "list_names", metavar="NAME", multiple=True, help="Check only this list (repeatable)."
-)
-@click.pass_obj
-def subscribers_check(obj: Context, list_names: tuple[str, ...]) -> None:
-    """Print each list's subscriber counts and every problem (file and line).
-
-    Exits 1 when a list has problems.
-    """
-    from digest.subscribers import check_subscribers, format_check
-
-    config = obj.config
-    lists = [config.mailing_list(name) for name in list_names] or list(config.settings.lists)
-    problems = 0
-    for mailing_list in lists:
-        desks = tuple(
-            d for d in config.settings.desks.order if not mailing_list.desks or d in mailing_list.desks
-        )
-        report = check_subscribers(config.resolve(mailing_list.subscribers), desks)
-        click.echo(format_check(report, mailing_list.name))
-        problems += len(report.problems) + report.problems_omitted
-    if problems:
-        sys.exit(1)
-
-
-@subscribers.command("unsubscribe")
-@click.argument("email")
-@click.option("--list", "list_name", metavar="NAME", required=True, help="The list to leave.")
-@click.pass_obj
-def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
-    """Unsubscribe EMAIL from a list: it is never sent that list again."""
-    from email_validator import EmailNotValidError, validate_email
-
-    from digest.state import open_store
-    from digest.state.suppressions import normalize
-
-    config = obj.config
-    config.mailing_list(list_name)
-    try:
-        # Folded like every suppression: addresses are matched case-insensitively.
-        address = normalize(validate_email(email, check_deliverability=False).normalized)
-    except EmailNotValidError as exc:
-        raise DigestError(f"{email!r} is not an email address: {exc}") from None
-    with open_store(config) as store:
-        added = store.suppressions.add(address, reason="unsubscribed", source="editor", list_name=list_name)
-    click.echo(f"{address} {'unsubscribed from' if added else 'was already unsubscribed from'} {list_name}")
-
-
-@click.group()
-def suppressions() -> None:
-    """Bounces, complaints and unsubscribes kept by the provider."""
-
-
-@suppressions.command("sync")
-@click.option("--transport", "alias", metavar="ALIAS", help="The SendGrid transport to read from.")
-@click.pass_obj
-def suppressions_sync(obj: Context, alias: str | None) -> None:
-    """Pull SendGrid's unsubscribes, bounces and spam reports into the state store."""
-    from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
-    from digest.state import open_store
-
-    config = obj.config
-    candidates = {
-        name: transport
-        for name, transport in config.settings.transports.items()
-        if transport.backend == "sendgrid"
-    }
-    if alias:
-        candidates = {alias: candidates[alias]} if alias in candidates else {}
-    if len(candidates) != 1:
-        raise DigestError(
-            "name one SendGrid transport with --transport"
-            if candidates
-            else "no SendGrid transport in the config"
-        )
-    transport = next(iter(candidates.values()))
-    api_key = os.environ.get("SENDGRID_API_KEY")
-    if not api_key:
-        raise DigestError("SENDGRID_API_KEY is not set")
-    api_url = transport.options.get("api_url", "https://api.sendgrid.com")
-    with open_store(config) as store:
-        new = sync_suppressions(store.suppressions, fetch_suppressions(api_url, api_key))
-    click.echo(
-        "new suppressions: " + (", ".join(f"{reason} {count:,}" for reason, count in new.items()) or "none")
-    )
-
-
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
@@ -348,6 +247,6 @@ def serve(obj: Context, host: str, port: int) -> None:
     titles = {m.name: m.title or m.name for m in config.settings.lists}
     app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
     try:
-        run_server(app, host=host, port=port)
+        run_server(app, host=host, port=port, colour=obj.colour)
     finally:
         store.close()

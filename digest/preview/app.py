@@ -23,12 +23,11 @@ from urllib.parse import urlsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from digest.config import Config
 from digest.errors import DigestError, TemplateError
-from digest.httpserve import run_until_signalled, server_url
+from digest.httpserve import listen, run_until_signalled, server_url
 from digest.preview.checks import GMAIL_CLIP, run_checks
 from digest.preview.model import Preview, Previewer, Selection, SelectionError, parse_date, split_desks
 from digest.preview.testsend import Refused, send_test, valid_address
@@ -364,12 +363,13 @@ def serve(
     port: int = 8025,
     open_browser: bool = False,
     announce: Callable[[str], None] = print,
+    colour: bool = False,
 ) -> None:
-    """Run the preview server until SIGINT or SIGTERM."""
+    """Run the preview server until SIGINT or SIGTERM (``colour``: colour the access log)."""
     watcher = Watcher(config_path)
     app = make_app(config_path, watcher, hosts=allowed_hosts(host))
     try:
-        server = make_server(host, port, app, threaded=True)
+        server = listen(host, port, app, colour=colour)
     except OSError as exc:
         app.close()
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"

@@ -42,15 +42,12 @@ def run_list(config_path: str, list_name: str) -> str:
         result, detail = FAILED, ""
         try:
             summary = _send_unless_held(config, list_name, store, now)
-            counts = summary.counts
             if summary.held:
                 result, detail = HELD, summary.held.describe(config.list_timezone(mailing_list))
             elif summary.empty:
                 result, detail = EMPTY, "empty edition: no new stories, nothing sent"
             else:
-                detail = ", ".join(
-                    f"{name} {counts.get(name, 0)}" for name in ("sent", "skipped", "suppressed", "failed")
-                )
+                detail = summary.describe()
                 result = STOPPED if summary.stopped else FAILED if summary.failed else SENT
                 if summary.failed:
                     detail += "; first failure: " + " ".join(summary.failures[0])

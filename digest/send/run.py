@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -29,6 +28,7 @@ from digest.model import Edition
 from digest.render import Rendered, environment, render_edition
 from digest.render.message import Recipient, list_id, make_message_id
 from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
+from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import (
@@ -47,29 +47,12 @@ log = logging.getLogger(__name__)
 ALL_DESKS = "all"
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 
+# Subscriber-file problems logged by one run; the rest are counted in one line.
+SHOWN_PROBLEMS = 50
 # Stands in for an unsubscribe token in header templates; no URL or address contains it.
 _TOKEN_MARK = "\x00token\x00"
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SendSummary:
-    list_name: str
-    edition_id: str
-    empty: bool = False
-    counts: Mapping[str, int] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-    failures: tuple[tuple[str, str], ...] = ()
-    variants: Mapping[str, int] = field(default_factory=dict)
-    dry_run: bool = False
-    stopped: bool = False
-    held: Hold | None = None
-    missing_feeds: tuple[str, ...] = ()
-
-    @property
-    def failed(self) -> int:
-        return self.counts.get(FAILED, 0)
 
 
 class Held(Exception):
@@ -236,13 +219,27 @@ class Sender:
     # -- recipients ------------------------------------------------------------------------
 
     def subscribers(self, problems: list[str]) -> Iterator[Subscriber]:
+        """The file's valid rows; each bad row is added to ``problems`` and the first ones logged.
+
+        Logged here, as they are read, and nowhere else: a scheduled run has no summary to
+        print them, and `digest send` must not print them twice.
+        """
         path = self.config.resolve(self.list.subscribers)
         for row in unique_subscribers(path, self.list_desks):
-            if isinstance(row, Problem):
-                problems.append(str(row))
-                log.warning("%s", row)
-            else:
+            if not isinstance(row, Problem):
                 yield row
+                continue
+            problems.append(str(row))
+            if len(problems) <= SHOWN_PROBLEMS:
+                event = {"event": "subscriber_problem", "list": self.list.name, "line": row.line}
+                log.warning("%s", row, extra={**event, "path": str(row.path)})
+        if len(problems) > SHOWN_PROBLEMS:
+            log.warning(
+                "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",
+                len(problems) - SHOWN_PROBLEMS,
+                path,
+                extra={"event": "subscriber_problems_omitted", "list": self.list.name, "path": str(path)},
+            )
 
     def entries(self, edition: Edition, problems: list[str], *, freeze: bool) -> Iterator[Entry]:
         for subscriber in self.subscribers(problems):
@@ -312,6 +309,7 @@ class Sender:
                 self.list.name, self.edition_id, empty=True, missing_feeds=edition.missing_feeds
             )
         problems: list[str] = []
+        sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
         self.store.ledger.add(self.edition_id, self.entries(edition, problems, freeze=True), now=self.now)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
@@ -320,7 +318,7 @@ class Sender:
             self.transport_config.backend, self.transport_config.options, self.config.root, self.env
         )
         owner = owner_id()
-        done = 0
+        done = sent_now = 0
         stopped = False
         transport.open()
         try:
@@ -332,7 +330,7 @@ class Sender:
                 if not claimed:
                     break
                 try:
-                    self._send_claimed(transport, edition, owner, claimed)
+                    sent_now += self._send_claimed(transport, edition, owner, claimed)
                 except BaseException:
                     # The transport raised before any outcome: nothing of this batch went out
                     # (a transport reports partial success as outcomes), so the next run may send it.
@@ -354,11 +352,14 @@ class Sender:
             failures=tuple(self.store.ledger.failures(self.edition_id)),
             stopped=stopped,
             missing_feeds=edition.missing_feeds,
+            sent_now=sent_now,
+            sent_before=sent_before,
         )
 
     def _send_claimed(
         self, transport: Transport, edition: Edition, owner: str, claimed: list[Claimed]
-    ) -> None:
+    ) -> int:
+        """Send one claimed batch and record every outcome; returns how many were accepted."""
         suppressed = self.store.suppressions.suppressed_among((row.email for row in claimed), self.list.name)
         results: list[tuple[int, str, str | None, str | None]] = [
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
@@ -375,6 +376,7 @@ class Sender:
             outcomes = transport.send(self.batch(key, content, [self.envelope(row) for row in rows]))
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
         self.store.ledger.finish(owner, results, now=self.clock())
+        return sum(status == SENT for _, status, _, _ in results)
 
     def dry_run(self) -> SendSummary:
         """What a send would do now, changing nothing."""

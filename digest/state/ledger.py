@@ -320,6 +320,14 @@ class Ledger:
             ).all()
         return Counter({status: count for status, count in rows})
 
+    def last_sent(self, edition_id: str) -> dt.datetime | None:
+        """When the edition's latest message was sent (None: nothing sent yet)."""
+        table = schema.ledger
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(table.c.sent_at)).where(table.c.edition_id == edition_id)
+            ).scalar()
+
     def failures(self, edition_id: str, limit: int = 20) -> list[tuple[str, str]]:
         table = schema.ledger
         with self.engine.connect() as conn:

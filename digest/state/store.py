@@ -37,6 +37,16 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor.close()
 
 
+# Every hint about replacing a damaged database says what a new one would not have, and how to
+# carry over the one part that must never be lost.
+AFRESH = (
+    "a new database would lose the ledger of who was sent what, the frozen editions and the "
+    "stories already sent, and the unsubscribes, bounces and complaints, so everyone who left "
+    "would be mailed again; to keep the suppressions, run `digest suppressions export --out "
+    "suppressions.csv` before moving this one aside, then `digest suppressions import "
+    "suppressions.csv` into the new one"
+)
+
 # An arbitrary number naming the PostgreSQL advisory lock taken while the schema is migrated.
 MIGRATION_LOCK = 0x6469676573  # "diges"
 
@@ -72,6 +82,22 @@ def state_url(config: Config) -> str:
 
 def open_store(config: Config) -> Store:
     return Store(state_url(config))
+
+
+def open_reader(config: Config) -> Store | None:
+    """The store for a command that only reads it (jobs, checks); None when there is no state yet.
+
+    Creates nothing (SQLite would make a new file just by connecting to a missing one) and
+    upgrades nothing: an older schema is an error, left for the sender to migrate.
+    """
+    url = state_url(config)
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and not Path(database).exists():
+        return None
+    try:
+        return Store(url, migrate=False)
+    except NoStateError:
+        return None
 
 
 class Store:
@@ -121,7 +147,7 @@ class Store:
             raise StateError(
                 f"the state database is damaged: {original}",
                 path=self.label,
-                hint="restore it from a backup, or move it aside to start afresh",
+                hint=f"restore it from a backup; {AFRESH}",
             ) from None
 
     def _migrate(self, *, create: bool) -> None:
@@ -179,7 +205,7 @@ class Store:
             raise StateError(
                 f"cannot open the state database: {exc.orig or exc}",
                 path=self.label,
-                hint="it may be corrupted or not a database; move it aside to start afresh",
+                hint=f"it may be damaged or not a database: restore it from a backup; {AFRESH}",
             ) from None
 
     def scheduled_runs(self) -> dict[str, dt.datetime | None]:
@@ -222,6 +248,18 @@ class Store:
     def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]:
         """Feeds the list's editions went out without → since when (digest.state.gaps)."""
         return open_gaps(self.engine, list_name)
+
+    def last_edition(self, list_name: str) -> tuple[str, dt.datetime] | None:
+        """The id of the list's latest frozen edition and when it was frozen, whoever sent it."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(table.c.id, table.c.created_at)
+                .where(table.c.list_name == list_name)
+                .order_by(table.c.window_end.desc())
+                .limit(1)
+            ).first()
+        return (row.id, row.created_at) if row else None
 
     def frozen_edition(self, edition_id: str) -> Edition | None:
         """The edition frozen under ``edition_id``, as it was frozen."""
@@ -332,9 +370,12 @@ def _refuse_an_emptied_file(path: Path) -> None:
     wal = path.with_name(path.name + "-wal")
     if path.is_file() and path.stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size):
         raise StateError(
-            "the state database file is empty: the ledger and the stories already sent are not in it",
+            "the state database file is empty: the ledger, the stories already sent and the "
+            "unsubscribes, bounces and complaints are not in it",
             path=str(path),
-            hint="restore it from a backup; or, to start afresh on purpose, delete the empty file",
+            hint="restore it from a backup; or delete the empty file to start a new database, knowing "
+            "that it would mail everyone who unsubscribed, bounced or complained, and repeat stories "
+            "already sent",
         )
 
 

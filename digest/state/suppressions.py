@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
@@ -23,6 +23,11 @@ class Suppression:
     reason: str
     source: str
     created_at: dt.datetime
+
+
+def by_reason(counts: Mapping[str, int]) -> str:
+    """Counts by reason in one phrase, every reason named: "unsubscribed 2, bounced 0, complained 1"."""
+    return ", ".join(f"{reason} {counts.get(reason, 0):,}" for reason in REASONS)
 
 
 def normalize(email: str) -> str:
@@ -59,14 +64,22 @@ class Suppressions:
         now: dt.datetime | None = None,
         chunk: int = 1000,
     ) -> Counter[str]:
-        """``add`` for each (email, reason), a chunk per transaction; the new rows by reason.
+        """``add`` for each (email, reason); the new rows by reason."""
+        created = now or dt.datetime.now(dt.UTC)
+        records = (
+            Suppression(email, list_name or ALL_LISTS, reason, source, created) for email, reason in rows
+        )
+        return self.add_records(records, chunk=chunk)
+
+    def add_records(self, records: Iterable[Suppression], *, chunk: int = 1000) -> Counter[str]:
+        """Add each record not yet held (its list, reason, source and date kept), a chunk per
+        transaction; the new rows by reason. Adding the same records again adds nothing.
 
         A provider's suppression list can run to hundreds of thousands of rows: one
         transaction (and one disk sync) per row would take minutes.
         """
         counts: Counter[str] = Counter()
         batch: dict[tuple[str, str], dict[str, object]] = {}
-        created = now or dt.datetime.now(dt.UTC)
 
         def flush() -> None:
             with self.engine.begin() as conn:
@@ -79,15 +92,15 @@ class Suppressions:
                 )
             batch.clear()
 
-        for email, reason in rows:
-            if reason not in REASONS:
-                raise ValueError(f"unknown suppression reason {reason!r}")
+        for record in records:
+            if record.reason not in REASONS:
+                raise ValueError(f"unknown suppression reason {record.reason!r}")
             row = {
-                "email": normalize(email),
-                "list_name": list_name or ALL_LISTS,
-                "reason": reason,
-                "source": source[:200],
-                "created_at": created,
+                "email": normalize(record.email),
+                "list_name": record.list_name,
+                "reason": record.reason,
+                "source": record.source[:200],
+                "created_at": record.created_at,
             }
             batch.setdefault((row["email"], row["list_name"]), row)  # the first record is kept
             if len(batch) >= chunk:
@@ -95,6 +108,31 @@ class Suppressions:
         if batch:
             flush()
         return counts
+
+    def every(self) -> Iterator[Suppression]:
+        """Every suppression, list by list (all lists first), streamed."""
+        table = schema.suppressions
+        with self.engine.connect() as conn:
+            query = select(table).order_by(table.c.list_name, table.c.email)
+            for row in conn.execution_options(yield_per=1000).execute(query):
+                yield Suppression(**row._mapping)
+
+    def of_list(self, list_name: str, limit: int) -> tuple[Counter[str], list[Suppression]]:
+        """Who must not get ``list_name``: the count by reason, and the ``limit`` newest records."""
+        table = schema.suppressions
+        applies = table.c.list_name.in_((list_name, ALL_LISTS))
+        with self.engine.connect() as conn:
+            counts = Counter(
+                dict(
+                    conn.execute(
+                        select(table.c.reason, func.count()).where(applies).group_by(table.c.reason)
+                    ).all()
+                )
+            )
+            rows = conn.execute(
+                select(table).where(applies).order_by(table.c.created_at.desc(), table.c.email).limit(limit)
+            )
+            return counts, [Suppression(**row._mapping) for row in rows]
 
     def is_suppressed(self, email: str, list_name: str) -> Suppression | None:
         table = schema.suppressions
