@@ -85,11 +85,21 @@ def last_edition(store: Store | None, list_name: str, zone: str) -> str:
     counts = store.ledger.counts(edition_id)
     sent, failed = counts.get(SENT, 0), counts.get(FAILED, 0)
     if not sent and not failed:
-        return f"{edition_id}, frozen {both_times(frozen_at, zone)}: nothing sent yet"
+        return f"{edition_id}, frozen {both_times(frozen_at, zone)}: nothing sent yet" + _without(
+            store, edition_id
+        )
     text = f"{edition_id}, {both_times(store.ledger.last_sent(edition_id) or frozen_at, zone)}: "
     text += f"sent {sent:,}, failed {failed:,}"
     waiting = counts.get(PENDING, 0) + counts.get(SENDING, 0)
-    return text + (f", {waiting:,} still to send" if waiting else "")
+    return text + (f", {waiting:,} still to send" if waiting else "") + _without(store, edition_id)
+
+
+def _without(store: Store, edition_id: str) -> str:
+    """The feeds an edition went out without: their stories follow in a later edition."""
+    frozen = store.frozen_edition(edition_id)
+    if frozen is None or not frozen.missing_feeds:
+        return ""
+    return f"; went out without {', '.join(frozen.missing_feeds)} (caught up once it reads)"
 
 
 def jobs_report(config: Config, store: Store | None, now: dt.datetime) -> str:

@@ -151,19 +151,17 @@ class Sender:
         )
         for warning in edition.warnings:  # a feed left out must not go unnoticed in a scheduled run
             log.warning("%s", warning, extra={"event": "edition_warning", "list": self.list.name})
-        hold = decide_hold(
-            edition.missing_feeds,
-            required_labels(self.config, self.list),
-            hold_deadline(self.config, self.list, self.day),
-            self.clock(),
-        )
-        if hold is not None:
-            raise Held(hold)
+        self._hold_for_required_feeds(edition)
         self._say_missing(edition)
         if edition.is_empty:
             # Another sender may have frozen it while this one read the feeds: its stories are
             # now marked seen, so this build found none of them new.
-            return self.store.frozen_edition(self.edition_id) or edition
+            frozen = self.store.frozen_edition(self.edition_id)
+            if frozen is None and freeze:
+                # Nothing to send, but the feeds were read: close (or open) their gaps now, or a
+                # feed back after an outage would warn about its old stories every day.
+                self.store.settle_gaps(edition)
+            return frozen or edition
         if freeze:
             if not self.store.record_edition(edition, now=self.now):
                 # Another sender froze it first: send exactly what it froze.
@@ -185,6 +183,16 @@ class Sender:
         return Retry(
             self.config.settings.fetch.retry_for, clock=lambda: self.clock().timestamp(), sleep=sleep
         )
+
+    def _hold_for_required_feeds(self, edition: Edition) -> None:
+        hold = decide_hold(
+            edition.missing_feeds,
+            required_labels(self.config, self.list),
+            hold_deadline(self.config, self.list, self.day),
+            self.clock(),
+        )
+        if hold is not None:
+            raise Held(hold)
 
     def _say_missing(self, edition: Edition) -> None:
         required = required_labels(self.config, self.list)

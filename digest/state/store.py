@@ -261,6 +261,11 @@ class Store:
             ).first()
         return (row.id, row.created_at) if row else None
 
+    def settle_gaps(self, edition: Edition) -> None:
+        """Open and close the list's feed gaps for an edition that is not frozen (it is empty)."""
+        with self.engine.begin() as conn:
+            record_gaps(conn, edition)
+
     def frozen_edition(self, edition_id: str) -> Edition | None:
         """The edition frozen under ``edition_id``, as it was frozen."""
         table = schema.editions
