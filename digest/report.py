@@ -78,7 +78,7 @@ def both_times(moment: dt.datetime | None, zone: str) -> str:
 
 def last_edition(store: Store | None, list_name: str, zone: str) -> str:
     """The list's latest edition, whoever sent it (`digest send`, cron or the scheduler)."""
-    found = store.last_edition(list_name) if store else None
+    found = store.editions.last(list_name) if store else None
     if store is None or found is None:
         return "none yet"
     edition_id, frozen_at = found
@@ -100,7 +100,7 @@ def jobs_report(config: Config, store: Store | None, now: dt.datetime) -> str:
     from digest.cron import parse_cron
     from digest.schedule.service import job_id
 
-    stored = store.scheduled_runs() if store else {}
+    stored = store.runs.scheduled() if store else {}
     rows, details = [], []
     for mailing_list in config.settings.lists:
         zone = config.list_timezone(mailing_list)
