@@ -398,10 +398,10 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     from digest.config import load_config
     from digest.send.run import Sender
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     config = load_config(config_path)
-    store = open_store(config)
+    store = open_store(config).migrate()
     sender = Sender(config, "daily", store, now=dt.datetime.now(dt.UTC))
     if mode.startswith("naive"):
         print(json.dumps(naive(sender, mode.split(":")[1], int(mode.split(":")[2]))))

@@ -40,7 +40,7 @@ def build(
     """Build each named list (default: all); a --date build leaves the state untouched."""
     names = list_names or [mailing_list.name for mailing_list in config.settings.lists]
     lists = [config.mailing_list(name) for name in names]
-    feeds = collect(config, now=now, cache=store)
+    feeds = collect(config, now=now, cache=store.feeds if store else None)
     env = environment(config)
     results = []
     for mailing_list in lists:

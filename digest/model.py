@@ -95,3 +95,21 @@ class Edition:
     @property
     def id(self) -> str:
         return f"{self.list_name}-{self.date.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFeed:
+    """A remote feed's last body and the validators (ETag, Last-Modified) it came with."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One variant of an edition, with per-recipient placeholders still in it."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from digest.edition.frozen import frozen_edition
 from digest.model import FeedResult
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT
 
@@ -78,7 +79,7 @@ def both_times(moment: dt.datetime | None, zone: str) -> str:
 
 def last_edition(store: Store | None, list_name: str, zone: str) -> str:
     """The list's latest edition, whoever sent it (`digest send`, cron or the scheduler)."""
-    found = store.last_edition(list_name) if store else None
+    found = store.editions.last(list_name) if store else None
     if store is None or found is None:
         return "none yet"
     edition_id, frozen_at = found
@@ -96,7 +97,7 @@ def last_edition(store: Store | None, list_name: str, zone: str) -> str:
 
 def _without(store: Store, edition_id: str) -> str:
     """The feeds an edition went out without: their stories follow in a later edition."""
-    frozen = store.frozen_edition(edition_id)
+    frozen = frozen_edition(store.editions, edition_id)
     if frozen is None or not frozen.missing_feeds:
         return ""
     return f"; went out without {', '.join(frozen.missing_feeds)} (caught up once it reads)"
@@ -110,7 +111,7 @@ def jobs_report(config: Config, store: Store | None, now: dt.datetime) -> str:
     from digest.cron import parse_cron
     from digest.schedule.service import job_id
 
-    stored = store.scheduled_runs() if store else {}
+    stored = store.runs.scheduled() if store else {}
     rows, details = [], []
     for mailing_list in config.settings.lists:
         zone = config.list_timezone(mailing_list)

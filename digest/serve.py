@@ -245,10 +245,10 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080, *, co
 
 def app_from_config(config: Config, secret: bytes) -> WSGIApplication:
     """The app for a loaded config, with the state store opened on first use."""
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     return make_app(
-        lambda: open_store(config),
+        lambda: open_store(config).migrate(),
         secret,
         newsroom_name=config.settings.newsroom.name,
         list_titles={m.name: m.title or m.name for m in config.settings.lists},

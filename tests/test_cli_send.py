@@ -134,7 +134,7 @@ def test_serve_records_a_one_click_unsubscribe(project: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    with Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}") as store:
+    with Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}").migrate() as store:
         record = store.suppressions.is_suppressed("reader@example.org", "daily")
         assert record is not None and record.source == "one-click"
         assert store.suppressions.is_suppressed("reader@example.org", "weekly") is None

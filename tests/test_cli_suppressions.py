@@ -37,7 +37,7 @@ def test_check_shows_who_the_state_store_keeps_from_each_list(make_project: Make
     assert not (project.parent / "state").exists()  # a check creates no database
 
     assert run(project, "subscribers", "unsubscribe", "reader@example.org", "--list", "daily").exit_code == 0
-    with Store(f"sqlite:///{state_file(project)}") as store:
+    with Store(f"sqlite:///{state_file(project)}").migrate() as store:
         store.suppressions.add_many(
             [("gone@example.org", "bounced"), ("angry@example.org", "complained")],
             source="sendgrid",
@@ -58,7 +58,7 @@ def test_check_shows_who_the_state_store_keeps_from_each_list(make_project: Make
 
 def test_check_caps_the_addresses_it_lists(make_project: MakeProject) -> None:
     project = make_project()
-    with Store(f"sqlite:///{state_file(project)}") as store:
+    with Store(f"sqlite:///{state_file(project)}").migrate() as store:
         store.suppressions.add_many(
             ((f"b{n:04d}@example.org", "bounced") for n in range(1003)), source="sendgrid", now=EARLIER
         )
@@ -79,7 +79,7 @@ def test_unsubscribing_an_address_not_on_the_list_says_so(project: Path) -> None
     )
     listed = run(project, "subscribers", "unsubscribe", "Reader@example.org", "--list", "daily")
     assert listed.exit_code == 0 and listed.stderr == ""
-    with Store(f"sqlite:///{state_file(project)}") as store:
+    with Store(f"sqlite:///{state_file(project)}").migrate() as store:
         assert store.suppressions.is_suppressed("x@example.org", "daily") is not None
 
 
@@ -105,7 +105,7 @@ def test_suppressions_survive_a_move_to_a_new_database(
         ("angry@example.org", "complained"),
         ("all@example.org", "unsubscribed"),
     ]
-    with Store(_url(project)) as store:
+    with Store(_url(project)).migrate() as store:
         store.suppressions.add_many(sync, source="sendgrid", now=EARLIER)
 
     saved = tmp_path / "suppressions.csv"
@@ -168,7 +168,7 @@ def test_import_names_each_bad_row_and_imports_the_rest(project: Path, tmp_path:
     assert result.stdout == (
         f"imported {source}: 1 new (unsubscribed 0, bounced 1, complained 0), 0 already there, 4 bad rows\n"
     )
-    with Store(f"sqlite:///{state_file(project)}") as store:
+    with Store(f"sqlite:///{state_file(project)}").migrate() as store:
         kept = store.suppressions.is_suppressed("ok@example.org", "daily")
     assert kept is not None and kept.source == "import"
     assert kept.created_at == dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
@@ -199,7 +199,7 @@ def test_a_damaged_database_says_what_a_new_one_would_lose_and_export_saves_what
     project = make_project()
     assert run(project, "send", "--list", "daily").exit_code == 0
     path = state_file(project)
-    with Store(f"sqlite:///{path}") as store:
+    with Store(f"sqlite:///{path}").migrate() as store:
         store.suppressions.add_many(
             ((f"b{n:04d}@example.org", "bounced") for n in range(3000)), source="sendgrid", now=EARLIER
         )

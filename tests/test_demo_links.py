@@ -94,7 +94,7 @@ def test_a_demo_link_unsubscribes_through_the_readmes_serve(tmp_path: Path) -> N
         wait_until_up(f"http://127.0.0.1:{port}", serve)
         page = httpx.get(url)
         assert page.status_code == 200 and "<form" in page.text and "ha***@example.org" in page.text
-        with Store(state) as store:
+        with Store(state).migrate() as store:
             assert store.suppressions.is_suppressed(READER, "daily") is None  # GET changes nothing
         done = httpx.post(url, data={"confirm": "yes"})
         assert done.status_code == 200 and "You are unsubscribed" in done.text
@@ -102,7 +102,7 @@ def test_a_demo_link_unsubscribes_through_the_readmes_serve(tmp_path: Path) -> N
         serve.terminate()
         _out, err = serve.communicate(timeout=10)
     assert "public DEMO secret" in err and "never in production" in err
-    with Store(state) as store:
+    with Store(state).migrate() as store:
         record = store.suppressions.is_suppressed(READER, "daily")
         assert record is not None and record.source == "web"
     again = digest(tmp_path, {**shell, **makefile_env()}, "send", "--list", "daily", "--resend", READER)

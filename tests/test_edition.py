@@ -9,10 +9,11 @@ import pytest
 
 from digest.config import Config, load_config
 from digest.edition import assemble, build_edition, edition_window
+from digest.edition.frozen import freeze_edition
 from digest.errors import DigestError
 from digest.ingest import collect
 from digest.model import FeedResult, Item, Window
-from digest.state import open_store
+from digest.statefile import open_store
 from tests.conftest import NOW, MakeProject
 
 
@@ -146,11 +147,11 @@ def test_date_build_on_a_day_the_list_does_not_go_out(make_project: MakeProject)
 
 
 def test_regular_build_skips_what_an_earlier_edition_carried_but_date_build_does_not(config: Config) -> None:
-    with open_store(config) as store:
+    with open_store(config).migrate() as store:
         feeds = collect(config, now=NOW)
         first = build_edition(config, "daily", now=NOW, store=store, feeds=feeds)
         assert len(first.items) == 30
-        store.record_edition(first, now=NOW)
+        freeze_edition(store.editions, first, now=NOW)
         later = NOW + dt.timedelta(hours=1)
         # A story edited after it went out (same id, new `updated`) is not repeated.
         edited = tuple(

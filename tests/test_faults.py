@@ -286,7 +286,7 @@ def test_a_damaged_or_newer_postgresql_state_is_one_clear_error_naming_the_datab
     project = make_project(replace={'url = "sqlite:///state/digest.sqlite3"': f'url = "{postgres_url}"'})
     assert run_with_postgres(project, "send", "--list", "daily").exit_code == 0
     value, expected = POSTGRES_FAULTS[fault]
-    with Store(postgres_url) as store, store.engine.begin() as conn:
+    with Store(postgres_url).migrate() as store, store.engine.begin() as conn:
         conn.execute(text("UPDATE digest_meta SET value = :v WHERE key = 'schema_version'"), {"v": value})
     before = snapshot(postgres_url)
     assert before["send_ledger"] and before["editions"]  # a state worth keeping

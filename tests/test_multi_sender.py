@@ -10,10 +10,9 @@ from collections import Counter
 from sqlalchemy import text
 
 from digest.config import load_config
-from digest.model import Edition
 from digest.send.run import Sender
 from digest.state import Store
-from digest.state.store import state_url
+from digest.statefile import state_url
 from tests.conftest import NOW, MakeProject
 from tests.smtpd import SmtpServer
 from tests.test_send import SECRET, fresh_feeds, server, smtp_project
@@ -53,7 +52,7 @@ def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
     counts = Counter(address for message in server.messages for address in message.rcpt_tos)
     assert len(counts) == RECIPIENTS
     assert set(counts.values()) == {1}, [a for a, c in counts.items() if c > 1][:10]
-    with Store(postgres_url) as store, store.engine.connect() as conn:
+    with Store(postgres_url).migrate() as store, store.engine.connect() as conn:
         statuses = dict(conn.execute(text("SELECT status, count(*) FROM send_ledger GROUP BY status")).all())
         editions = conn.execute(text("SELECT count(*) FROM editions")).scalar()
         shares = conn.execute(text("SELECT batch_id, count(*) FROM send_ledger GROUP BY batch_id")).all()
@@ -70,17 +69,17 @@ def test_a_sender_that_finds_the_edition_frozen_under_it_sends_that_edition(
     its stories seen, B's own build then finds nothing new. B must send A's edition, not nothing."""
     project = make_project()
     config = load_config(project)
-    with Store(state_url(config)) as store:
+    with Store(state_url(config)).migrate() as store:
         first = Sender(config, "daily", store, now=NOW).edition(freeze=True)
         late = Sender(config, "daily", store, now=NOW)
-        original = store.frozen_edition
+        original = store.editions.frozen
         calls: list[str] = []
 
-        def not_yet_then_frozen(edition_id: str) -> Edition | None:
+        def not_yet_then_frozen(edition_id: str) -> str | None:
             calls.append(edition_id)
             return None if len(calls) == 1 else original(edition_id)
 
-        store.frozen_edition = not_yet_then_frozen  # type: ignore[method-assign]
+        store.editions.frozen = not_yet_then_frozen  # type: ignore[method-assign]
         edition = late.edition(freeze=True)
     assert not first.is_empty
     assert [item.id for item in edition.items] == [item.id for item in first.items]

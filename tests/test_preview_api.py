@@ -30,7 +30,7 @@ from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir
 from digest.send.run import Sender
 from digest.send.unsubscribe import DEMO_SECRET, read_token
-from digest.state import open_store
+from digest.statefile import open_store
 from tests.conftest import NOW, REPO, MakeProject
 
 SECRET = "preview-test-secret-0123456789"
@@ -286,7 +286,7 @@ def test_nothing_is_written_to_the_state_database(start: Callable[..., Server]) 
     server.api()
     assert not (server.root / "state").exists()  # a preview does not even create the database
     config = load_config(server.project)
-    with open_store(config) as store:
+    with open_store(config).migrate() as store:
         Sender(config, "daily", store, now=NOW).send()
     before = row_counts(server.project)
     assert before["editions"] == 1 and before["send_ledger"] == 1 and before["seen_items"] > 30
@@ -306,7 +306,7 @@ def test_an_older_state_database_is_refused_not_upgraded(start: Callable[..., Se
     """Upgrading it would lock out the older digest that may be sending from it."""
     server = start()
     config = load_config(server.project)
-    with open_store(config):
+    with open_store(config).migrate():
         pass
     path = server.project.parent / "state" / "digest.sqlite3"
     with sqlite3.connect(path) as db:

@@ -28,12 +28,13 @@ from werkzeug.serving import make_server
 
 from digest.config import load_config
 from digest.edition import build_edition
+from digest.edition.frozen import freeze_edition
 from digest.ingest import collect
 from digest.preview.app import make_app
 from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir
 from digest.state import Store
-from digest.state.store import state_url
+from digest.statefile import state_url
 from tests.conftest import NOW, MakeProject
 
 # The fixtures chromium, browser_page and screenshot.
@@ -317,8 +318,8 @@ def test_new_stories_are_marked(make_project: MakeProject, browser_page: Page) -
     earlier = dataclasses.replace(edition, date=dt.date(2026, 11, 24), desks=edition.desks[:1])
     seen = len(earlier.items)
     assert earlier.desks[0].name == "Ukraine" and 0 < seen < len(edition.items)
-    with Store(state_url(config)) as store:
-        store.record_edition(earlier, now=NOW)
+    with Store(state_url(config)).migrate() as store:
+        freeze_edition(store.editions, earlier, now=NOW)
 
     page = browser_page
     with running(config_path) as preview:

@@ -23,7 +23,7 @@ def server() -> Iterator[SmtpServer]:
 
 
 def store_of(project: Path) -> Store:
-    return Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}")
+    return Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}").migrate()
 
 
 def outbox_project(make_project: MakeProject, csv: str = SUBSCRIBERS, desks: str = "") -> Path:

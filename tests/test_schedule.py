@@ -14,7 +14,7 @@ import time_machine
 from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.schedule.service import SchedulerService, job_id
-from digest.state import open_store
+from digest.statefile import open_store
 from tests.conftest import MakeProject
 
 # The example stories were written up to 06:00 in Kyiv on 25 November; the list goes at 07:00.
@@ -28,7 +28,7 @@ def outbox(config: Config) -> list[Path]:
 
 @contextmanager
 def running(config: Config) -> Iterator[SchedulerService]:
-    with open_store(config) as store:
+    with open_store(config).migrate() as store:
         service = SchedulerService(config, store)
         service.start()
         try:
@@ -39,7 +39,7 @@ def running(config: Config) -> Iterator[SchedulerService]:
 
 def wait_for_run(config: Config, timeout: float = 15):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
-    with open_store(config) as store:
+    with open_store(config).migrate() as store:
         while time.monotonic() < deadline:
             last = store.runs.last("daily")
             if last is not None and last.result != "running":
@@ -49,8 +49,8 @@ def wait_for_run(config: Config, timeout: float = 15):  # type: ignore[no-untype
 
 
 def next_run(config: Config) -> dt.datetime | None:
-    with open_store(config) as store:
-        return store.scheduled_runs()[job_id("daily")]
+    with open_store(config).migrate() as store:
+        return store.runs.scheduled()[job_id("daily")]
 
 
 def test_a_run_missed_while_down_goes_out_on_restart_within_the_grace(config: Config) -> None:
@@ -88,7 +88,7 @@ def test_several_missed_runs_become_one(config: Config) -> None:
     with time_machine.travel(back, tick=True), running(config):
         last = wait_for_run(config)
         time.sleep(0.3)  # room for a second run, if there were one
-    with open_store(config) as store, store.engine.connect() as conn:
+    with open_store(config).migrate() as store, store.engine.connect() as conn:
         from sqlalchemy import text
 
         rows = conn.execute(text("SELECT result, scheduled_for FROM job_runs")).all()
@@ -107,7 +107,7 @@ def test_the_default_grace_would_have_dropped_it(make_project: MakeProject) -> N
 
 
 def test_two_schedulers_on_one_state_database(config: Config) -> None:
-    with running(config), open_store(config) as store:
+    with running(config), open_store(config).migrate() as store:
         second = SchedulerService(config, store)
         with pytest.raises(DigestError, match="another digest schedule is already running"):
             second.start()
@@ -116,14 +116,14 @@ def test_two_schedulers_on_one_state_database(config: Config) -> None:
 
 
 def test_a_dead_schedulers_lock_is_taken_over(config: Config) -> None:
-    with open_store(config) as store:
+    with open_store(config).migrate() as store:
         assert (
             store.runs.acquire(
                 "elsewhere:1:abc", dt.datetime.now(dt.UTC) - dt.timedelta(hours=1), dt.timedelta(minutes=2)
             )
             is None
         )
-    with running(config) as service, open_store(config) as store:  # stale: taken over
+    with running(config) as service, open_store(config).migrate() as store:  # stale: taken over
         holder = store.runs.holder()
         assert holder is not None and holder.owner == service.owner
 
@@ -134,7 +134,7 @@ def test_a_changed_schedule_takes_effect_at_the_next_start(make_project: MakePro
         pass
     path.write_text(path.read_text().replace('schedule = "0 7 * * *"', 'schedule = "30 8 * * *"'))
     config = load_config(path)
-    with time_machine.travel(BEFORE, tick=True), open_store(config) as store:
+    with time_machine.travel(BEFORE, tick=True), open_store(config).migrate() as store:
         service = SchedulerService(config, store)
         planned = service.start()
         again = service.sync_jobs()
@@ -152,14 +152,14 @@ def test_a_list_removed_from_the_config_loses_its_job(make_project: MakeProject)
     )
     with running(load_config(path)):
         pass
-    with open_store(load_config(path)) as store:
-        assert set(store.scheduled_runs()) == {"list:daily", "list:weekly"}
+    with open_store(load_config(path)).migrate() as store:
+        assert set(store.runs.scheduled()) == {"list:daily", "list:weekly"}
     path.write_text(path.read_text().split('\n[[lists]]\nname = "weekly"')[0])
     config = load_config(path)
     with running(config):
         pass
-    with open_store(config) as store:
-        assert set(store.scheduled_runs()) == {"list:daily"}
+    with open_store(config).migrate() as store:
+        assert set(store.runs.scheduled()) == {"list:daily"}
 
 
 def test_jobs_shows_next_and_last_runs(config: Config) -> None:

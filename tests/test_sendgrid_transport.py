@@ -25,7 +25,7 @@ from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
 from digest.send.transports.sendgrid import Options, SendGridPayload, SendGridTransport
-from digest.state.store import Store
+from digest.state import Store
 from tests.sendgrid_sink import Reply, Request, SendGridSink, errors
 
 # The session fixtures prism_url and prism_suppressions_url.
@@ -365,7 +365,7 @@ def test_fetch_suppressions_errors_carry_sendgrid_message() -> None:
 
 
 def test_sync_suppressions_counts_new_rows(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    store = Store(f"sqlite:///{tmp_path / 'state.sqlite3'}").migrate()
     try:
         rows = [("a@example.org", "bounced"), ("A@example.org", "bounced"), ("b@example.org", "complained")]
         assert sync_suppressions(store.suppressions, rows) == {

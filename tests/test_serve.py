@@ -56,7 +56,7 @@ def _run(app: Callable[..., object]) -> Iterator[tuple[str, int]]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store = Store(f"sqlite:///{tmp_path}/s.db").migrate()
     app = make_app(lambda: store, SECRET, newsroom_name="The Morning Ledger", list_titles=TITLES)
     with httpx.Client(timeout=10, follow_redirects=False) as client:
         for url, port in _run(app):
@@ -227,7 +227,7 @@ def test_security_headers_on_every_page(server: Server) -> None:
 
 
 def test_a_store_failure_is_a_503_and_the_next_try_works(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store = Store(f"sqlite:///{tmp_path}/s.db").migrate()
     calls: list[int] = []
 
     def flaky() -> Store:
@@ -268,7 +268,7 @@ SERVE_SCRIPT = """
 import sys
 from digest.serve import make_app, serve
 from digest.state import Store
-store = Store(sys.argv[1])
+store = Store(sys.argv[1]).migrate()
 app = make_app(lambda: store, b"0123456789abcdef-test-secret", newsroom_name="N", list_titles={"daily": "D"})
 serve(app, port=0)
 print("stopped", flush=True)

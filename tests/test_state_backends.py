@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 
 from digest.config import Config
 from digest.edition import build_edition
+from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import StateError
 from digest.render import Rendered
 from digest.state import Store
@@ -33,7 +34,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(url: str) -> Iterator[Store]:
-    with Store(url) as opened:
+    with Store(url).migrate() as opened:
         yield opened
 
 
@@ -44,17 +45,17 @@ def test_schema_is_created_and_versioned(store: Store) -> None:
 
 
 def test_a_newer_schema_is_refused(url: str) -> None:
-    with Store(url) as store, store.engine.begin() as conn:
+    with Store(url).migrate() as store, store.engine.begin() as conn:
         conn.execute(
             text("UPDATE digest_meta SET value = :v WHERE key = 'schema_version'"),
             {"v": str(SCHEMA_VERSION + 1)},
         )
     with pytest.raises(StateError, match="newer than this digest"):
-        Store(url)
+        Store(url).migrate()
 
 
 def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
-    with Store(url) as store, store.engine.begin() as conn:
+    with Store(url).migrate() as store, store.engine.begin() as conn:
         # What version 3 had: an index on status alone, and no claim index.
         conn.execute(text("DROP INDEX ix_send_ledger_claim"))
         conn.execute(text("CREATE INDEX ix_send_ledger_status ON send_ledger (status)"))
@@ -66,7 +67,7 @@ def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
             ),
             {"now": NOW},
         )
-    with Store(url) as store:
+    with Store(url).migrate() as store:
         indexes = {
             index["name"]: index["column_names"] for index in inspect(store.engine).get_indexes("send_ledger")
         }
@@ -83,14 +84,16 @@ def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
 
 def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
-    assert store.record_edition(edition, now=NOW) is True
-    assert store.record_edition(edition, now=NOW) is False
-    frozen = store.frozen_edition(edition.id)
+    assert freeze_edition(store.editions, edition, now=NOW) is True
+    assert freeze_edition(store.editions, edition, now=NOW) is False
+    frozen = frozen_edition(store.editions, edition.id)
     assert frozen is not None and [i.id for i in frozen.items] == [i.id for i in edition.items]
     assert frozen.window == edition.window
-    store.save_variant(edition.id, "all", Rendered("s", "p", "<p>h</p>", "t"), ["a", "b"])
-    store.save_variant(edition.id, "all", Rendered("other", "p", "<p>x</p>", "t"), ["a"])  # first one wins
-    assert store.variant(edition.id, "all") == Rendered("s", "p", "<p>h</p>", "t")
+    store.editions.save_variant(edition.id, "all", Rendered("s", "p", "<p>h</p>", "t"), ["a", "b"])
+    store.editions.save_variant(
+        edition.id, "all", Rendered("other", "p", "<p>x</p>", "t"), ["a"]
+    )  # first one wins
+    assert store.editions.variant(edition.id, "all") == Rendered("s", "p", "<p>h</p>", "t")
     first = edition.items[0]
     assert store.seen("daily", [first.id, first.canonical_url, "nope"]) == {first.id, first.canonical_url}
     assert store.last_window_end("daily") == edition.window.end
@@ -120,7 +123,7 @@ def test_concurrent_claims_never_overlap(store: Store, url: str) -> None:
     taken: dict[str, list[str]] = {}
 
     def worker(owner: str) -> None:
-        with Store(url) as own:
+        with Store(url).migrate() as own:
             mine = taken.setdefault(owner, [])
             while rows := own.ledger.claim("e1", owner, 25, now=NOW, claim_timeout=TIMEOUT):
                 mine += [row.email for row in rows]

@@ -62,18 +62,19 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool, log_format: st
 def build(obj: Context, list_names: tuple[str, ...], date: dt.date | None, out: Path) -> None:
     """Build each list's edition and write it as HTML, text, .eml and JSON."""
     from digest.build import build as build_lists
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     config = obj.config
-    with open_store(config) as store:
-        results = build_lists(
-            config,
-            out=out,
-            now=now(),
-            list_names=list(list_names) or None,
-            date=date,
-            store=store,
-        )
+    if date is None:
+        # Reads where each list's previous edition ended and writes the feed cache: the one
+        # build that creates (or upgrades) the state database.
+        with open_store(config) as store:
+            store.migrate()
+            results = build_lists(
+                config, out=out, now=now(), list_names=list(list_names) or None, store=store
+            )
+    else:
+        results = build_lists(config, out=out, now=now(), list_names=list(list_names) or None, date=date)
     for warning in dict.fromkeys(w for result in results for w in result.edition.warnings):
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     for result in results:
@@ -108,11 +109,16 @@ def feeds_check(obj: Context) -> None:
     """
     from digest.ingest import collect
     from digest.report import feed_table
-    from digest.state import open_store
+    from digest.state.feeds import ReadOnlyFeeds
+    from digest.statefile import open_reader
 
     config = obj.config
-    with open_store(config) as store:
-        results = collect(config, now=now(), cache=store)
+    store = open_reader(config)
+    try:
+        results = collect(config, now=now(), cache=ReadOnlyFeeds(store.feeds) if store else None)
+    finally:
+        if store:
+            store.close()
     click.echo(feed_table(results, ZoneInfo(config.settings.newsroom.timezone)))
     if any(result.failed for result in results):
         sys.exit(1)

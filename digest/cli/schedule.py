@@ -26,7 +26,7 @@ def schedule(obj: Context) -> None:
     """
     from digest.schedule.job import STOP
     from digest.schedule.service import SchedulerService
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     setup_logging(obj.debug, obj.log_format, level=logging.INFO)
     config = obj.config
@@ -40,6 +40,7 @@ def schedule(obj: Context) -> None:
         stop.set()
 
     with open_store(config) as store:
+        store.migrate()
         service = SchedulerService(config, store)
         planned = service.start()
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -75,7 +76,7 @@ def jobs(obj: Context) -> None:
     Only reads the state database: it never creates or upgrades one.
     """
     from digest.report import jobs_report
-    from digest.state import open_reader
+    from digest.statefile import open_reader
 
     config = obj.config
     store = open_reader(config)

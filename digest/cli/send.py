@@ -133,12 +133,13 @@ def send(
     reader, as they got it, and records it as a resend. Exits 1 if it was refused or failed.
     """
     from digest.send.run import Sender
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     if edition_id and not resend_to:
         raise click.UsageError("--edition goes with --resend (a send is always of today's edition)")
     config = obj.config
     with open_store(config) as store:
+        store.migrate()
         if resend_to:
             _resend(obj, store, list_name, resend_to, edition_id=edition_id, alias=alias, dry_run=dry_run)
             return
@@ -233,7 +234,7 @@ def serve(obj: Context, host: str, port: int) -> None:
     from digest.send.unsubscribe import secret_from_env
     from digest.serve import make_app
     from digest.serve import serve as run_server
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     config = obj.config
     secret = secret_from_env(os.environ)
@@ -243,7 +244,7 @@ def serve(obj: Context, host: str, port: int) -> None:
             hint="set it to the secret the mail was sent with; for `make demo`'s links, see the README's "
             "Quick start",
         )
-    store = open_store(config)
+    store = open_store(config).migrate()
     titles = {m.name: m.title or m.name for m in config.settings.lists}
     app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
     try:

@@ -35,7 +35,7 @@ def subscribers_check(obj: Context, list_names: tuple[str, ...]) -> None:
     Exits 1 when a list's file has problems. Reads the state database without creating it.
     """
     from digest.report import format_suppressions
-    from digest.state import open_reader
+    from digest.statefile import open_reader
     from digest.subscribers import MAX_PROBLEMS, check_subscribers, format_check
 
     config = obj.config
@@ -72,8 +72,8 @@ def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
     """
     from email_validator import EmailNotValidError, validate_email
 
-    from digest.state import open_store
-    from digest.state.suppressions import normalize
+    from digest.state.suppressions import Reason, normalize
+    from digest.statefile import open_store
     from digest.subscribers import is_listed
 
     config = obj.config
@@ -84,7 +84,10 @@ def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
     except EmailNotValidError as exc:
         raise DigestError(f"{email!r} is not an email address: {exc}") from None
     with open_store(config) as store:
-        added = store.suppressions.add(address, reason="unsubscribed", source="editor", list_name=list_name)
+        store.migrate()
+        added = store.suppressions.add(
+            address, reason=Reason.UNSUBSCRIBED, source="editor", list_name=list_name
+        )
     click.echo(f"{address} {'unsubscribed from' if added else 'was already unsubscribed from'} {list_name}")
     path = config.resolve(mailing_list.subscribers)
     if not is_listed(path, address, _list_desks(config, mailing_list)):
@@ -107,7 +110,7 @@ def suppressions() -> None:
 def suppressions_sync(obj: Context, alias: str | None) -> None:
     """Pull SendGrid's unsubscribes, bounces and spam reports into the state store."""
     from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
-    from digest.state import open_store
+    from digest.statefile import open_store
 
     config = obj.config
     candidates = {
@@ -129,6 +132,7 @@ def suppressions_sync(obj: Context, alias: str | None) -> None:
         raise DigestError("SENDGRID_API_KEY is not set")
     api_url = transport.options.get("api_url", "https://api.sendgrid.com")
     with open_store(config) as store:
+        store.migrate()
         new = sync_suppressions(store.suppressions, fetch_suppressions(api_url, api_key))
     click.echo(
         "new suppressions: " + (", ".join(f"{reason} {count:,}" for reason, count in new.items()) or "none")
@@ -150,14 +154,15 @@ def suppressions_export(obj: Context, out: Path | None) -> None:
     """
     from digest.output import write_atomically
     from digest.state.transfer import export_suppressions
+    from digest.statefile import state_url
 
-    config = obj.config
+    url = state_url(obj.config)
     if out is None:
-        exported = export_suppressions(config, sys.stdout)
+        exported = export_suppressions(url, sys.stdout)
     else:
         # Whole or not at all: a half-written file would pass for every suppression there is.
         buffer = io.StringIO()
-        exported = export_suppressions(config, buffer)
+        exported = export_suppressions(url, buffer)
         write_atomically({out: buffer.getvalue().encode()})
     if exported.damaged:
         click.secho(
@@ -178,11 +183,13 @@ def suppressions_import(obj: Context, file: Path) -> None:
     Rows already there are left as they are, so importing a file twice adds nothing. A bad
     row is named with its file and line and not imported; the command then exits 1.
     """
-    from digest.state import open_store
     from digest.state.transfer import import_suppressions
+    from digest.statefile import open_store
+    from digest.subscribers import MAX_PROBLEMS
 
     with open_store(obj.config) as store:
-        imported = import_suppressions(store.suppressions, file, now())
+        store.migrate()
+        imported = import_suppressions(store.suppressions, file, now(), max_bad=MAX_PROBLEMS)
     for bad in imported.bad:
         click.secho(f"warning: {bad}", fg="yellow", err=True)
     if imported.bad_omitted:

@@ -9,11 +9,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from digest.model import DeskSection, Edition, Item, Window
 
 FORMAT = 1
+
+
+class FrozenEditions(Protocol):
+    """Where frozen editions are kept as text (digest.state.editions.Editions)."""
+
+    def frozen(self, edition_id: str) -> str | None: ...
+
+    def record(self, edition: Edition, content: str, *, now: dt.datetime | None = None) -> bool: ...
+
+
+def freeze_edition(editions: FrozenEditions, edition: Edition, *, now: dt.datetime) -> bool:
+    """Freeze the edition and mark its stories seen; False if it was frozen before."""
+    return editions.record(edition, dump_edition(edition), now=now)
+
+
+def frozen_edition(editions: FrozenEditions, edition_id: str) -> Edition | None:
+    """The edition frozen under ``edition_id``, as it was frozen."""
+    content = editions.frozen(edition_id)
+    return load_edition(content) if content else None
 
 
 def _when(moment: dt.datetime | None) -> str | None:

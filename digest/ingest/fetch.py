@@ -14,6 +14,7 @@ from typing import Protocol
 import httpx
 
 from digest.errors import FeedError
+from digest.model import CachedFeed
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +24,6 @@ class Fetched:
     body: bytes
     headers: dict[str, str]
     not_modified: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CachedFeed:
-    body: bytes
-    headers: dict[str, str]
 
 
 class FeedCache(Protocol):

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from sqlalchemy.engine import make_url
 
 from digest.config import Config
-from digest.errors import NoStateError
 from digest.ingest import collect
-from digest.ingest.fetch import CachedFeed
 from digest.model import FeedResult
 from digest.state import Store
-from digest.state.store import state_url
+from digest.state.feeds import ReadOnlyFeeds
+from digest.statefile import state_url
 
 REMOTE_TTL = 300.0  # seconds a fetched remote feed is reused
 
 
-class ReadOnlyState:
+class ReadOnlyState(ReadOnlyFeeds):
     """The parts of digest.state.Store a preview reads; caching a feed is a no-op."""
 
     def __init__(self, store: Store) -> None:
+        super().__init__(store.feeds)
         self._store = store
 
     def last_window_end(self, list_name: str) -> dt.datetime | None:
@@ -42,12 +42,6 @@ class ReadOnlyState:
 
     def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]:
         return self._store.feed_gaps(list_name)
-
-    def cached_feed(self, source: str) -> CachedFeed | None:
-        return self._store.cached_feed(source)
-
-    def remember_feed(self, source: str, body: bytes, headers: dict[str, str]) -> None:
-        """Nothing: a preview never writes the state database."""
 
 
 class StateOpener:
@@ -80,9 +74,8 @@ class StateOpener:
             if identity != self._identity:
                 self._close()
             if self._store is None:
-                try:
-                    self._store = Store(url, migrate=False)
-                except NoStateError:
+                self._store = Store.for_reading(url)
+                if self._store is None:
                     return None  # a database nothing has written to yet: read as a first run
                 self._identity = identity
             return ReadOnlyState(self._store)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from digest.config import Config
 from digest.ingest.sanitize import one_line, shorten
-from digest.model import Edition
+from digest.model import Edition, Rendered
 from digest.render.context import template_context
 from digest.render.html import to_email_html
 from digest.render.templates import (
@@ -24,16 +23,6 @@ from digest.render.templates import (
 
 # Subject lines past this are cut by mail clients anyway; cut at a word, with an ellipsis.
 SUBJECT_LIMIT = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """One variant of an edition, with per-recipient placeholders still in it."""
-
-    subject: str
-    preheader: str
-    html: str
-    text: str
 
 
 def environment(config: Config) -> jinja2.Environment:

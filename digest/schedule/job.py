@@ -15,8 +15,9 @@ from digest.config import Config, load_config
 from digest.cron import last_fire_time, parse_cron
 from digest.errors import DigestError
 from digest.send.run import Sender, SendSummary
-from digest.state import Store, open_store
+from digest.state import Store
 from digest.state.runs import EMPTY, FAILED, HELD, SENT, STOPPED
+from digest.statefile import open_store
 
 log = logging.getLogger("digest.schedule")
 
@@ -38,6 +39,7 @@ def run_list(config_path: str, list_name: str) -> str:
     grace = dt.timedelta(seconds=config.settings.schedule.misfire_grace + 60)
     scheduled_for = last_fire_time(trigger, now, grace)
     with open_store(config) as store:
+        store.migrate()
         run_id = store.runs.start(list_name, scheduled_for, now)
         result, detail = FAILED, ""
         try:

@@ -33,7 +33,7 @@ from digest.errors import DigestError
 from digest.schedule.job import STOP, run_list
 from digest.state import Store
 from digest.state.owner import owner_id
-from digest.state.store import JOB_TABLE
+from digest.state.runs import JOB_TABLE
 
 log = logging.getLogger("digest.schedule")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError
 
 from digest.config import Config
+from digest.edition.frozen import frozen_edition as load_frozen
 from digest.errors import DigestError, TransportError
 from digest.model import Edition
 from digest.render import Rendered
@@ -148,10 +149,10 @@ def _suppressed(suppression: Suppression, list_name: str) -> str:
 
 def frozen_edition(sender: Sender, edition_id: str, today: str) -> Edition:
     """The frozen edition to resend; refuses one never sent."""
-    edition = sender.store.frozen_edition(edition_id)
+    edition = load_frozen(sender.store.editions, edition_id)
     name = sender.list.name
     if edition is None:
-        sent = sender.store.edition_ids(name)
+        sent = sender.store.editions.ids(name)
         hint = f"sent editions of {name}: {', '.join(sent)}" if sent else f"{name} has sent no edition yet"
         if edition_id == today:
             hint = f"send it first with `digest send --list {name}`"

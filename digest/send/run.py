@@ -21,7 +21,7 @@ import jinja2
 
 from digest.config import Config, MailingList
 from digest.edition import build_edition
-from digest.edition.frozen import variant_of
+from digest.edition.frozen import freeze_edition, frozen_edition, variant_of
 from digest.errors import DigestError
 from digest.ingest.collect import Retry
 from digest.model import Edition
@@ -138,7 +138,7 @@ class Sender:
 
     def edition(self, *, freeze: bool) -> Edition:
         """Today's frozen edition, or a new one (frozen and its stories marked seen if asked)."""
-        frozen = self.store.frozen_edition(self.edition_id)
+        frozen = frozen_edition(self.store.editions, self.edition_id)
         if frozen is not None:
             return frozen
         edition = build_edition(
@@ -146,7 +146,7 @@ class Sender:
             self.list.name,
             now=self.now,
             store=self.store,
-            cache=self.store,
+            cache=self.store.feeds,
             retry=self._retry(freeze),
         )
         for warning in edition.warnings:  # a feed left out must not go unnoticed in a scheduled run
@@ -156,16 +156,16 @@ class Sender:
         if edition.is_empty:
             # Another sender may have frozen it while this one read the feeds: its stories are
             # now marked seen, so this build found none of them new.
-            frozen = self.store.frozen_edition(self.edition_id)
+            frozen = frozen_edition(self.store.editions, self.edition_id)
             if frozen is None and freeze:
                 # Nothing to send, but the feeds were read: close (or open) their gaps now, or a
                 # feed back after an outage would warn about its old stories every day.
-                self.store.settle_gaps(edition)
+                self.store.gaps.settle(edition)
             return frozen or edition
         if freeze:
-            if not self.store.record_edition(edition, now=self.now):
+            if not freeze_edition(self.store.editions, edition, now=self.now):
                 # Another sender froze it first: send exactly what it froze.
-                return self.store.frozen_edition(self.edition_id) or edition
+                return frozen_edition(self.store.editions, self.edition_id) or edition
             log.info(
                 "edition %s frozen: %d stories for list %s",
                 self.edition_id,
@@ -213,14 +213,16 @@ class Sender:
     def rendered(self, edition: Edition, key: str, *, freeze: bool) -> Rendered | None:
         """The variant's content (None when the subscriber's desks have nothing today)."""
         if key not in self._rendered:
-            stored = self.store.variant(self.edition_id, key)
+            stored = self.store.editions.variant(self.edition_id, key)
             if stored is None:
                 variant = variant_of(edition, variant_desks(key))
                 if not variant.is_empty:
                     self._jinja = self._jinja or environment(self.config)
                     stored = render_edition(self.config, variant, self._jinja)
                     if freeze:
-                        self.store.save_variant(self.edition_id, key, stored, [i.id for i in variant.items])
+                        self.store.editions.save_variant(
+                            self.edition_id, key, stored, [i.id for i in variant.items]
+                        )
             self._rendered[key] = stored
         return self._rendered[key]
 

@@ -1,5 +1,9 @@
-"""State that survives runs: feed cache, editions, seen stories (SQLite by default)."""
+"""State that survives runs: feed cache, editions, seen stories, ledger, suppressions, runs.
 
-from digest.state.store import Store, open_reader, open_store
+Imports records and types only (digest.model, digest.errors), never the stages above it:
+opening the store a config names is digest.statefile's job.
+"""
 
-__all__ = ["Store", "open_reader", "open_store"]
+from digest.state.store import Store
+
+__all__ = ["Store"]

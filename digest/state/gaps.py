@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from digest.model import Edition
 from digest.state import schema
+from digest.state.queries import insert_ignoring
 
 
-def open_gaps(engine: Engine, list_name: str) -> dict[str, dt.datetime]:
-    """Feed → the start of the first edition of the list that went out without it."""
-    table = schema.feed_gaps
-    with engine.connect() as conn:
-        rows = conn.execute(select(table.c.feed, table.c.since).where(table.c.list_name == list_name))
-        return {feed: since for feed, since in rows}
+class Gaps:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def open(self, list_name: str) -> dict[str, dt.datetime]:
+        """Feed → the start of the first edition of the list that went out without it."""
+        table = schema.feed_gaps
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.feed, table.c.since).where(table.c.list_name == list_name))
+            return {feed: since for feed, since in rows}
+
+    def settle(self, edition: Edition) -> None:
+        """Open and close the list's gaps for an edition that is not frozen (it is empty)."""
+        with self.engine.begin() as conn:
+            record_gaps(conn, edition)
 
 
 def record_gaps(conn: Connection, edition: Edition) -> None:
@@ -29,20 +39,15 @@ def record_gaps(conn: Connection, edition: Edition) -> None:
     read = [feed.source for feed in edition.feeds if not feed.failed]
     if read:
         conn.execute(delete(table).where(table.c.list_name == edition.list_name, table.c.feed.in_(read)))
-    if not edition.missing_feeds:
-        return
-    already = set(
-        conn.execute(
-            select(table.c.feed).where(
-                table.c.list_name == edition.list_name, table.c.feed.in_(edition.missing_feeds)
-            )
-        ).scalars()
-    )
-    since = edition.window.start
     rows = [
-        {"list_name": edition.list_name, "feed": feed, "since": since, "edition_id": edition.id}
+        {
+            "list_name": edition.list_name,
+            "feed": feed,
+            "since": edition.window.start,
+            "edition_id": edition.id,
+        }
         for feed in edition.missing_feeds
-        if feed not in already
     ]
     if rows:
-        conn.execute(insert(table), rows)
+        # A gap already open keeps its older start.
+        conn.execute(insert_ignoring(conn, table), rows)

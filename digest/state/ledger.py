@@ -14,19 +14,30 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
+from digest.state.queries import chunked, insert_ignoring
 
-PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
-SKIPPED, SUPPRESSED = "skipped", "suppressed"
-STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED, SUPPRESSED)
+
+class Status(StrEnum):
+    """A ledger row's status, stored as its value."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    SUPPRESSED = "suppressed"
+
+
+PENDING, SENDING, SENT, FAILED = Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
+SKIPPED, SUPPRESSED = Status.SKIPPED, Status.SUPPRESSED
 # finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
 _GROUP_MIN = 8
-_IDS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +47,7 @@ class Entry:
     email: str
     name: str
     variant: str
-    status: str = PENDING
+    status: Status = PENDING
     error: str | None = None
 
 
@@ -67,10 +78,6 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _insert(self, conn: Connection):  # type: ignore[no-untyped-def]
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        return dialect.insert(schema.ledger).on_conflict_do_nothing(index_elements=["edition_id", "email"])
-
     def add(
         self, edition_id: str, entries: Iterable[Entry], *, now: dt.datetime, chunk: int = 2000
     ) -> Counter[str]:
@@ -89,9 +96,8 @@ class Ledger:
             # claim out of a list of 32 variants: about 40 pages instead of 1,000).
             batch.sort(key=lambda row: row["variant"])  # type: ignore[arg-type, return-value]
             with self.engine.begin() as conn:
-                inserted = (
-                    conn.execute(self._insert(conn).returning(schema.ledger.c.status), batch).scalars().all()
-                )
+                statement = insert_ignoring(conn, schema.ledger, ["edition_id", "email"])
+                inserted = conn.execute(statement.returning(schema.ledger.c.status), batch).scalars().all()
             counts.update(inserted)
             counts["duplicate"] += len(batch) - len(inserted)
             batch.clear()
@@ -228,7 +234,7 @@ class Ledger:
     def finish(
         self,
         owner: str,
-        results: Sequence[tuple[int, str, str | None, str | None]],
+        results: Sequence[tuple[int, Status, str | None, str | None]],
         *,
         now: dt.datetime,
     ) -> None:
@@ -243,7 +249,7 @@ class Ledger:
             return
         table = schema.ledger
         held = (table.c.batch_id == owner, table.c.status == SENDING)
-        groups: dict[tuple[str, str | None, str | None], list[int]] = {}
+        groups: dict[tuple[Status, str | None, str | None], list[int]] = {}
         for row_id, status, provider_id, error in results:
             groups.setdefault((status, provider_id, error), []).append(row_id)
         single: list[dict[str, object]] = []
@@ -262,10 +268,10 @@ class Ledger:
                         for row_id in ids
                     )
                     continue
-                for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                for chunk in chunked(ids):
                     conn.execute(
                         update(table)
-                        .where(table.c.id.in_(ids[start : start + _IDS_PER_STATEMENT]), *held)
+                        .where(table.c.id.in_(chunk), *held)
                         .values(
                             status=status,
                             provider_id=provider_id,

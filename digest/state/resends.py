@@ -9,10 +9,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
-from digest.state.ledger import SENT
+from digest.state.ledger import SENT, Status
+from digest.state.queries import insert_ignoring
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Resend:
     transport: str
     message_id: str
     sent_at: dt.datetime
-    status: str
+    status: Status
     provider_id: str | None = None
     error: str | None = None
 
@@ -65,11 +65,8 @@ class Resends:
             )
             if resend.status != SENT:
                 return
-            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             conn.execute(
-                dialect.insert(schema.ledger)
-                .on_conflict_do_nothing(index_elements=["edition_id", "email"])
-                .values(
+                insert_ignoring(conn, schema.ledger, ["edition_id", "email"]).values(
                     edition_id=resend.edition_id,
                     email=resend.email,
                     name=resend.name,

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, insert, inspect, select, text, update
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
+from digest.state.queries import insert_ignoring
 
-RUNNING, SENT, EMPTY, MISSED, FAILED, STOPPED = "running", "sent", "empty", "missed", "failed", "stopped"
-HELD = "held"  # stopped while waiting for a required feed
+
+class Result(StrEnum):
+    """What a scheduled run did, stored as its value."""
+
+    RUNNING = "running"
+    SENT = "sent"
+    EMPTY = "empty"
+    MISSED = "missed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    HELD = "held"  # stopped while waiting for a required feed
+
+
+RUNNING, SENT, EMPTY, MISSED = Result.RUNNING, Result.SENT, Result.EMPTY, Result.MISSED
+FAILED, STOPPED, HELD = Result.FAILED, Result.STOPPED, Result.HELD
 LOCK = "scheduler"
+# APScheduler's job table (digest.schedule.service keeps its jobs there).
+JOB_TABLE = "apscheduler_jobs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +67,7 @@ class Runs:
                 .returning(schema.job_runs.c.id)
             ).scalar_one()
 
-    def finish(self, run_id: int, result: str, detail: str, now: dt.datetime) -> None:
+    def finish(self, run_id: int, result: Result, detail: str, now: dt.datetime) -> None:
         table = schema.job_runs
         with self.engine.begin() as conn:
             conn.execute(
@@ -91,6 +107,14 @@ class Runs:
             ).first()
         return Run(*row) if row else None
 
+    def scheduled(self) -> dict[str, dt.datetime | None]:
+        """Job id → next run, as `digest schedule` stored them (APScheduler's own table)."""
+        if not inspect(self.engine).has_table(JOB_TABLE):
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(text(f"SELECT id, next_run_time FROM {JOB_TABLE}")).all()
+        return {ident: dt.datetime.fromtimestamp(when, dt.UTC) if when else None for ident, when in rows}
+
     # -- the scheduler lock ----------------------------------------------------------------
 
     def acquire(self, owner: str, now: dt.datetime, stale_after: dt.timedelta) -> Holder | None:
@@ -109,11 +133,13 @@ class Runs:
                 if not owner_is_dead(holder.owner) and now - holder.heartbeat_at < stale_after:
                     return holder
                 conn.execute(delete(table).where(table.c.name == LOCK, table.c.owner == holder.owner))
-            try:
-                conn.execute(insert(table).values(name=LOCK, owner=owner, acquired_at=now, heartbeat_at=now))
-            except IntegrityError:  # another scheduler got there in between (PostgreSQL)
-                return self.holder()
-        return None
+            taken = conn.execute(
+                insert_ignoring(conn, table)
+                .values(name=LOCK, owner=owner, acquired_at=now, heartbeat_at=now)
+                .returning(table.c.name)
+            ).first()
+        # Not taken: another scheduler got there in between (PostgreSQL).
+        return None if taken else self.holder()
 
     def holder(self) -> Holder | None:
         table = schema.scheduler_lock

@@ -6,14 +6,25 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
+from digest.state.queries import found_among, insert_ignoring
 
 ALL_LISTS = "*"
-REASONS = ("unsubscribed", "bounced", "complained")
+
+
+class Reason(StrEnum):
+    """Why an address is suppressed, stored as its value."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+REASONS = tuple(Reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +54,7 @@ class Suppressions:
         self,
         email: str,
         *,
-        reason: str,
+        reason: Reason,
         source: str,
         list_name: str | None = None,
         now: dt.datetime | None = None,
@@ -83,8 +94,7 @@ class Suppressions:
 
         def flush() -> None:
             with self.engine.begin() as conn:
-                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-                statement = dialect.insert(schema.suppressions).on_conflict_do_nothing()
+                statement = insert_ignoring(conn, schema.suppressions)
                 counts.update(
                     conn.execute(
                         statement.returning(schema.suppressions.c.reason), list(batch.values())
@@ -148,19 +158,14 @@ class Suppressions:
     def suppressed_among(self, emails: Iterable[str], list_name: str) -> set[str]:
         """Those of ``emails`` (already normalized) that must not get this list."""
         table = schema.suppressions
-        wanted = list(dict.fromkeys(emails))
-        found: set[str] = set()
         with self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                found.update(
-                    conn.execute(
-                        select(table.c.email).where(
-                            table.c.email.in_(chunk), table.c.list_name.in_((list_name, ALL_LISTS))
-                        )
-                    ).scalars()
-                )
-        return found
+            return found_among(
+                conn,
+                lambda chunk: select(table.c.email).where(
+                    table.c.email.in_(chunk), table.c.list_name.in_((list_name, ALL_LISTS))
+                ),
+                emails,
+            )
 
     def remove(self, email: str, list_name: str | None = None) -> int:
         """Lift a suppression (an editor re-subscribing someone on their request)."""

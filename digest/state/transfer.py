@@ -20,11 +20,9 @@ from typing import TextIO
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import make_url
 
-from digest.config import Config
 from digest.errors import StateError
-from digest.state.store import open_reader, state_url
+from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, REASONS, Suppression, Suppressions, by_reason, normalize
-from digest.subscribers import MAX_PROBLEMS
 
 COLUMNS = ("address", "list", "reason", "source", "date")
 IMPORT_SOURCE = "import"
@@ -45,14 +43,14 @@ class Exported:
         return f"{self.total:,} suppressions ({by_reason(self.counts)})"
 
 
-def export_suppressions(config: Config, out: TextIO) -> Exported:
-    """Write every suppression of the configured state database to ``out`` as CSV.
+def export_suppressions(state_url: str, out: TextIO) -> Exported:
+    """Write every suppression of the state database at ``state_url`` to ``out`` as CSV.
 
     The columns are ``COLUMNS``; an empty list means every list. SQLite is read with
     ``salvage_sqlite``, so a damaged file gives what can still be read (``damaged`` is then
     set); PostgreSQL through the store, without creating or upgrading anything.
     """
-    url = make_url(state_url(config))
+    url = make_url(state_url)
     exported = Exported()
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "")
@@ -60,7 +58,7 @@ def export_suppressions(config: Config, out: TextIO) -> Exported:
             raise StateError("there is no state database here: nothing to export", path=path)
         _write_csv(salvage_sqlite(path, exported), out, exported)
         return exported
-    store = open_reader(config)
+    store = Store.for_reading(state_url)
     if store is None:
         raise StateError(
             "the state database has no digest state in it: nothing to export", path=url.render_as_string()
@@ -83,7 +81,7 @@ def _write_csv(records: Iterable[Suppression], out: TextIO, exported: Exported) 
 @dataclass
 class Imported:
     """What an import did: new rows by reason, rows already held, and the bad rows (the first
-    ``MAX_PROBLEMS`` of them; the rest counted)."""
+    ``max_bad`` of them; the rest counted)."""
 
     added: Counter[str] = field(default_factory=Counter)
     read: int = 0
@@ -99,8 +97,13 @@ class Imported:
         )
 
 
-def import_suppressions(suppressions: Suppressions, path: Path, now: dt.datetime) -> Imported:
-    """Add the rows of an export file that are not held yet; a bad row is set aside, not fatal."""
+def import_suppressions(
+    suppressions: Suppressions, path: Path, now: dt.datetime, *, max_bad: int
+) -> Imported:
+    """Add the rows of an export file that are not held yet; a bad row is set aside, not fatal.
+
+    The first ``max_bad`` bad rows are kept to show, the rest only counted.
+    """
     imported = Imported()
 
     def good_rows() -> Iterator[Suppression]:
@@ -108,7 +111,7 @@ def import_suppressions(suppressions: Suppressions, path: Path, now: dt.datetime
             if isinstance(row, Suppression):
                 imported.read += 1
                 yield row
-            elif len(imported.bad) < MAX_PROBLEMS:
+            elif len(imported.bad) < max_bad:
                 imported.bad.append(row)
             else:
                 imported.bad_omitted += 1

@@ -1,0 +1,41 @@
+"""What every repository of the state store needs: IN (…) lists in chunks, insert-or-ignore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Select, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+T = TypeVar("T", bound=Hashable)
+
+# Values bound in one IN (…): well under SQLite's and PostgreSQL's limits on parameters.
+IN_CHUNK = 500
+
+
+def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """``values`` without repeats, in their order, in lists of at most ``size``."""
+    wanted = list(dict.fromkeys(values))
+    for start in range(0, len(wanted), size):
+        yield wanted[start : start + size]
+
+
+def found_among(conn: Connection, query: Callable[[list[T]], Select[Any]], values: Iterable[T]) -> set[Any]:
+    """Every value ``query(chunk)`` selects, for each chunk of ``values``."""
+    found: set[Any] = set()
+    for chunk in chunked(values):
+        found.update(conn.execute(query(chunk)).scalars())
+    return found
+
+
+def insert_ignoring(
+    conn: Connection, table: Table, index_elements: Sequence[str] | None = None
+) -> postgresql.Insert | sqlite.Insert:
+    """INSERT that leaves a row already there as it is (the first one written wins).
+
+    One statement, so two writers racing for the same key need no select-then-insert and no
+    IntegrityError to catch; with ``.returning(…)`` it returns only the rows it inserted.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
