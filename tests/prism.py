@@ -59,9 +59,7 @@ def run_prism(spec: Path, folder: Path) -> Iterator[str]:
             pytrace=False,
         )
     if not spec.exists():
-        pytest.fail(
-            f"SendGrid's spec {spec} is missing (see tests/sendgrid-oai/README.md)", pytrace=False
-        )
+        pytest.fail(f"SendGrid's spec {spec} is missing (see tests/sendgrid-oai/README.md)", pytrace=False)
     port = free_port()
     log = folder / f"prism-{spec.stem}.log"
     command = [str(PRISM), "mock", str(spec), "-h", "127.0.0.1", "-p", str(port), "--errors"]

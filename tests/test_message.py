@@ -95,12 +95,23 @@ def test_the_fast_composer_makes_exactly_what_compose_makes(config: Config) -> N
 
     rendered = render_edition(config, big_edition(config))
     headers = {"List-Id": '"The Morning Ledger" <daily.news.example.org>'}
-    composer = Composer(rendered, sender=config.settings.newsroom.sender, edition_id="daily-2026-11-25", date=NOW, headers=headers)
+    composer = Composer(
+        rendered,
+        sender=config.settings.newsroom.sender,
+        edition_id="daily-2026-11-25",
+        date=NOW,
+        headers=headers,
+    )
     assert composer.usable
     for number, name in enumerate(NAMES):
-        recipient = Recipient(f"reader{number}@example.org", name, f"https://news.example.org/unsubscribe/tok{number}")
+        recipient = Recipient(
+            f"reader{number}@example.org", name, f"https://news.example.org/unsubscribe/tok{number}"
+        )
         message_id = make_message_id("daily-2026-11-25", recipient.email, config.settings.newsroom.sender)
-        own = {"List-Unsubscribe": f"<{recipient.unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        own = {
+            "List-Unsubscribe": f"<{recipient.unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
         fast = composer.message_bytes(recipient, message_id, own)
         assert fast is not None, name
         assert fast == composer.compose(recipient, message_id, own).as_bytes(), name

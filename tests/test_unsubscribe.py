@@ -10,6 +10,7 @@ import pytest
 from digest.errors import DigestError
 from digest.send.unsubscribe import (
     SECRET_ENV,
+    Purpose,
     list_unsubscribe_headers,
     mailto_unsubscribe,
     make_token,
@@ -28,29 +29,29 @@ def _flip(char: str) -> str:
 
 
 def test_round_trip() -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
-    assert read_token(SECRET, token) == ("daily", "anna@example.org")
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}", token)
 
 
 def test_unicode_list_and_address_round_trip() -> None:
-    token = make_token(SECRET, "вечірній", "Олена@приклад.укр")
-    assert read_token(SECRET, token) == ("вечірній", "олена@приклад.укр")
+    token = make_token(SECRET, "вечірній", "Олена@приклад.укр", purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) == ("вечірній", "олена@приклад.укр")
 
 
 def test_address_is_case_folded() -> None:
-    token = make_token(SECRET, "daily", EMAIL)
-    assert read_token(SECRET, token) == ("daily", "anna.kovalenko@example.org")
-    assert token == make_token(SECRET, "daily", "anna.kovalenko@example.org")
-    assert token == make_token(SECRET, "daily", " ANNA.KOVALENKO@EXAMPLE.ORG ")
+    token = make_token(SECRET, "daily", EMAIL, purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna.kovalenko@example.org")
+    assert token == make_token(SECRET, "daily", "anna.kovalenko@example.org", purpose=Purpose.UNSUBSCRIBE)
+    assert token == make_token(SECRET, "daily", " ANNA.KOVALENKO@EXAMPLE.ORG ", purpose=Purpose.UNSUBSCRIBE)
 
 
 def test_tokens_differ_per_list_address_and_secret() -> None:
     tokens = {
-        make_token(SECRET, "daily", "anna@example.org"),
-        make_token(SECRET, "weekly", "anna@example.org"),
-        make_token(SECRET, "daily", "boris@example.org"),
-        make_token(OTHER, "daily", "anna@example.org"),
+        make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE),
+        make_token(SECRET, "weekly", "anna@example.org", purpose=Purpose.UNSUBSCRIBE),
+        make_token(SECRET, "daily", "boris@example.org", purpose=Purpose.UNSUBSCRIBE),
+        make_token(OTHER, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE),
     }
     assert len(tokens) == 4
 
@@ -58,32 +59,39 @@ def test_tokens_differ_per_list_address_and_secret() -> None:
 def test_a_token_for_one_list_only_ever_names_that_list() -> None:
     # The list comes from the signed payload, so "use the daily token for weekly" has no
     # spelling; splicing the weekly payload onto the daily MAC does not verify.
-    daily = make_token(SECRET, "daily", "anna@example.org")
-    weekly = make_token(SECRET, "weekly", "anna@example.org")
-    assert read_token(SECRET, daily) == ("daily", "anna@example.org")
+    daily = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    weekly = make_token(SECRET, "weekly", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, daily, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")
     spliced = weekly.split(".")[0] + "." + daily.split(".")[1]
-    assert read_token(SECRET, spliced) is None
+    assert read_token(SECRET, spliced, purpose=Purpose.UNSUBSCRIBE) is None
 
 
 @pytest.mark.parametrize("part", [0, 1], ids=["payload", "mac"])
 def test_every_single_character_change_is_refused(part: int) -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     pieces = token.split(".")
     for index in range(len(pieces[part])):
         text = pieces[part]
         altered = list(pieces)
         altered[part] = text[:index] + _flip(text[index]) + text[index + 1 :]
-        assert read_token(SECRET, ".".join(altered)) is None, index
+        assert read_token(SECRET, ".".join(altered), purpose=Purpose.UNSUBSCRIBE) is None, index
 
 
 def test_every_prefix_is_refused() -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     for length in range(len(token)):
-        assert read_token(SECRET, token[:length]) is None, length
+        assert read_token(SECRET, token[:length], purpose=Purpose.UNSUBSCRIBE) is None, length
 
 
 def test_forged_with_another_secret() -> None:
-    assert read_token(SECRET, make_token(OTHER, "daily", "anna@example.org")) is None
+    assert (
+        read_token(
+            SECRET,
+            make_token(OTHER, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE),
+            purpose=Purpose.UNSUBSCRIBE,
+        )
+        is None
+    )
 
 
 def test_wrong_version_is_refused_even_with_a_valid_mac() -> None:
@@ -93,7 +101,7 @@ def test_wrong_version_is_refused_even_with_a_valid_mac() -> None:
     payload = b"\x02daily\nanna@example.org"
     mac = hmac.new(SECRET, b"digest-unsubscribe\x00" + payload, hashlib.sha256).digest()
     encode = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
-    assert read_token(SECRET, f"{encode(payload)}.{encode(mac)}") is None
+    assert read_token(SECRET, f"{encode(payload)}.{encode(mac)}", purpose=Purpose.UNSUBSCRIBE) is None
 
 
 @pytest.mark.parametrize(
@@ -114,34 +122,34 @@ def test_wrong_version_is_refused_even_with_a_valid_mac() -> None:
     ],
 )
 def test_garbage_is_refused(token: str) -> None:
-    assert read_token(SECRET, token) is None
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) is None
 
 
 def test_padded_and_standard_base64_spellings_are_refused() -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     payload, mac = token.split(".")
-    assert read_token(SECRET, f"{payload}.{mac}=") is None
-    assert read_token(SECRET, f"{payload}==.{mac}") is None
-    assert read_token(SECRET, f" {token}") is None
-    assert read_token(SECRET, f"{token}\n") is None
+    assert read_token(SECRET, f"{payload}.{mac}=", purpose=Purpose.UNSUBSCRIBE) is None
+    assert read_token(SECRET, f"{payload}==.{mac}", purpose=Purpose.UNSUBSCRIBE) is None
+    assert read_token(SECRET, f" {token}", purpose=Purpose.UNSUBSCRIBE) is None
+    assert read_token(SECRET, f"{token}\n", purpose=Purpose.UNSUBSCRIBE) is None
 
 
 def test_very_long_input_is_refused_before_any_work() -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
-    assert read_token(SECRET, token + "A" * 2000) is None
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, token + "A" * 2000, purpose=Purpose.UNSUBSCRIBE) is None
 
 
 def test_make_token_refuses_what_it_could_not_read_back() -> None:
     with pytest.raises(ValueError):
-        make_token(SECRET, "daily\nweekly", "anna@example.org")
+        make_token(SECRET, "daily\nweekly", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     with pytest.raises(ValueError):
-        make_token(SECRET, "", "anna@example.org")
+        make_token(SECRET, "", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     with pytest.raises(ValueError):
-        make_token(SECRET, "daily", "a" * 1000 + "@example.org")
+        make_token(SECRET, "daily", "a" * 1000 + "@example.org", purpose=Purpose.UNSUBSCRIBE)
     with pytest.raises(ValueError):
-        make_token(b"short", "daily", "anna@example.org")
+        make_token(b"short", "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     with pytest.raises(TypeError):
-        make_token("a string secret of length", "daily", "anna@example.org")  # type: ignore[arg-type]
+        make_token("a string secret of length", "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)  # type: ignore[arg-type]
 
 
 def test_secret_from_env() -> None:
@@ -169,7 +177,7 @@ def test_urls() -> None:
 
 
 def test_headers_https_first_then_mailto_and_one_click() -> None:
-    token = make_token(SECRET, "daily", "anna@example.org")
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     headers = list_unsubscribe_headers(
         "https://news.example.org", "The Morning Ledger <digest@news.example.org>", token
     )

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 from sqlalchemy.engine import make_url
 
+from digest.address import normalize_address
 from digest.config import Config
 from digest.errors import StateError
 from digest.state.store import open_reader, state_url
-from digest.state.suppressions import ALL_LISTS, REASONS, Suppression, Suppressions, by_reason, normalize
+from digest.state.suppressions import ALL_LISTS, REASONS, Suppression, Suppressions, by_reason
 from digest.subscribers import MAX_PROBLEMS
 
 COLUMNS = ("address", "list", "reason", "source", "date")
@@ -164,7 +165,7 @@ def _record(
         )
     cells = dict(zip(header, row, strict=True))
     try:
-        address = normalize(validate_email(cells["address"], check_deliverability=False).normalized)
+        address = normalize_address(cells["address"])
     except EmailNotValidError as exc:
         return BadRow(path, line, f"{cells['address']!r} is not an email address ({str(exc).rstrip('.')})")
     if cells["reason"] not in REASONS:
