@@ -368,9 +368,8 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     serialized for SMTP; the MIME-less JSON request body for SendGrid), all with nothing
     shared between recipients but the compiled templates.
     """
-    from digest.edition.frozen import variant_of
+    from digest.model import Variant
     from digest.render import environment, render_edition
-    from digest.send.run import variant_desks, variant_key
     from digest.send.transports.base import Batch
     from digest.send.transports.sendgrid import Options, SendGridPayload
     from digest.state.ledger import Claimed
@@ -382,8 +381,9 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     cpu = time.process_time()
     done = 0
     for n, subscriber in enumerate(subscribers):
-        key = variant_key(subscriber.desks, sender.list_desks)
-        content = render_edition(sender.config, variant_of(edition, variant_desks(key)), jinja)
+        variant = Variant.of(subscriber.desks, sender.list_desks)
+        key = variant.key
+        content = render_edition(sender.config, variant.select(edition), jinja)
         envelope = sender.envelope(Claimed(n, subscriber.key, subscriber.name, key, 1))
         batch = Batch(sender.edition_id, "daily", key, content, sender.sender, sender.now, (envelope,))
         if path == "smtp":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from digest.model import Edition
 from digest.output import write_atomically
 from digest.render import Rendered, environment, render_edition
 from digest.render.message import compose, personalize
-from digest.send.unsubscribe import DEMO_SECRET, addressed, secret_from_env
+from digest.send.unsubscribe import Addresser
 from digest.state import Store
 
 SAMPLE_RECIPIENT = "subscriber@example.invalid"
@@ -57,8 +58,8 @@ def _write(
 ) -> tuple[Path, ...]:
     mailing_list = config.mailing_list(edition.list_name)
     # The placeholder subscriber a built edition is shown to, with links of the real form.
-    secret = secret_from_env() or DEMO_SECRET
-    recipient, headers = addressed(config, mailing_list, SAMPLE_RECIPIENT, "", secret)
+    addresser = Addresser(config, mailing_list, env=os.environ, backend=None)
+    recipient, headers = addresser.message(SAMPLE_RECIPIENT, "")
     sender = config.settings.newsroom.sender
     message = compose(rendered, recipient, sender=sender, edition_id=edition.id, date=now, headers=headers)
     html, text = personalize(rendered, recipient)

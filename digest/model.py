@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # FeedResult.status: read, unchanged since the last fetch (served from the cache), or unreadable.
 OK, NOT_MODIFIED, FAILED = "ok", "not modified", "failed"
+# The key of the variant with every desk of the list, in the ledger and the frozen variants.
+ALL_DESKS = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +118,57 @@ class Rendered:
     preheader: str
     html: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """The desks one subscriber gets of their list's edition: ``desks`` None means all of them.
+
+    Every subscriber who gets the same desks gets the same variant, rendered once. Its ``key``
+    is how the ledger and the frozen variants store it: ``all`` for the whole list (as since
+    the first ledger), else the JSON array of its desks, sorted, which no desk name can break.
+    """
+
+    desks: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, chosen: Iterable[str] | None, list_desks: Iterable[str]) -> Variant:
+        """The variant of a subscriber who chose ``chosen`` (None: every desk) of ``list_desks``."""
+        if chosen is None or frozenset(chosen) == frozenset(list_desks):
+            return cls()
+        return cls(frozenset(chosen))
+
+    @property
+    def key(self) -> str:
+        if self.desks is None:
+            return ALL_DESKS
+        return json.dumps(sorted(self.desks), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_key(cls, key: str) -> Variant:
+        """The variant a stored key names, new keys and the ``+``-joined ones of earlier ledgers alike."""
+        if key == ALL_DESKS:
+            return cls()
+        if key.startswith("["):
+            try:
+                desks = json.loads(key)
+            except ValueError:
+                desks = None  # an earlier key whose first desk starts with "["
+            if isinstance(desks, list) and all(isinstance(desk, str) for desk in desks):
+                return cls(frozenset(desks))
+        # Keys written before desk names could hold "+": the desks joined by "+".
+        return cls(frozenset(key.split("+")))
+
+    def desks_of(self, list_desks: Iterable[str]) -> tuple[str, ...]:
+        """The variant's desks among ``list_desks``, in their order."""
+        return tuple(desk for desk in list_desks if self.desks is None or desk in self.desks)
+
+    def label(self, list_desks: Iterable[str]) -> str:
+        """For editors: ``all``, or the desks in the list's order as a subscriber file writes them."""
+        return ALL_DESKS if self.desks is None else ";".join(self.desks_of(list_desks))
+
+    def select(self, edition: Edition) -> Edition:
+        """The edition as a subscriber of this variant gets it."""
+        if self.desks is None:
+            return edition
+        return dataclasses.replace(edition, desks=tuple(d for d in edition.desks if d.name in self.desks))

@@ -20,7 +20,7 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from digest.httpserve import listen, run_until_signalled, server_url
-from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV, read_token
+from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV, Purpose, read_token
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -123,7 +123,7 @@ def make_app(
             return cached[0]
 
     def unsubscribe(request: _Request, token: str) -> Response:
-        found = read_token(secret, token)
+        found = read_token(secret, token, purpose=Purpose.UNSUBSCRIBE)
         if found is None or found[0] not in titles:
             return _page(400, "This unsubscribe link is not valid", _INVALID)
         list_name, email = found
@@ -251,17 +251,13 @@ def app_from_config(config: Config, secret: bytes) -> WSGIApplication:
         lambda: open_store(config).migrate(),
         secret,
         newsroom_name=config.settings.newsroom.name,
-        list_titles={m.name: m.title or m.name for m in config.settings.lists},
+        list_titles={m.name: m.display_title for m in config.settings.lists},
     )
 
 
 def create_app() -> WSGIApplication:
     """Factory for WSGI servers: the config from $DIGEST_CONFIG, the secret from $DIGEST_SECRET."""
     from digest.config import load_config
-    from digest.errors import DigestError
-    from digest.send.unsubscribe import SECRET_ENV, secret_from_env
+    from digest.send.unsubscribe import checking_secret
 
-    secret = secret_from_env()
-    if secret is None:
-        raise DigestError(f"${SECRET_ENV} is not set; the unsubscribe server cannot check links without it")
-    return app_from_config(load_config(), secret)
+    return app_from_config(load_config(), checking_secret())

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
+from email_validator import EmailNotValidError
 
+from digest.address import Addresses, address_key
 from digest.errors import SubscriberError
 from digest.ingest.sanitize import one_line
 
@@ -30,8 +30,6 @@ HEADER_LINE = 1
 _HEADER_HINT = "the first line must be the header row `email,name,desks,status`"
 
 Status = Literal["active", "unsubscribed"]
-# Distinct domains whose verdict is remembered; past this, new domains take the slow path.
-MAX_KNOWN_DOMAINS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,40 +102,6 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
                 yield entry
 
 
-class Addresses:
-    """email-validator's verdict on each address, with each domain's checks done only once.
-
-    Most of email-validator's time goes on the domain (IDNA and Unicode checks), and a list
-    has a few domains shared by many addresses. An address takes the fast path only when
-    its domain has passed before and it is plain ASCII that email-validator itself would
-    accept as it is: a dot-atom local part (the library's own pattern), not a mailbox name
-    it lowercases, within the length limit. Anything else goes to the library.
-    """
-
-    def __init__(self) -> None:
-        self._domains: dict[str, str] = {}  # the domain as written → its normalized form
-
-    def normalized(self, address: str) -> str:
-        """The normalized address, or EmailNotValidError saying what is wrong with it."""
-        local, _, domain = address.rpartition("@")
-        known = self._domains.get(domain)
-        if (
-            known is not None
-            and local.isascii()
-            and len(local) + 1 + max(len(domain), len(known)) <= EMAIL_MAX_LENGTH
-            and DOT_ATOM_TEXT.match(local)
-            and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
-        ):
-            return f"{local}@{known}"
-        result = validate_email(address, check_deliverability=False, allow_smtputf8=True)
-        if (
-            result.domain == result.ascii_domain  # an IDN's lengths differ by form: no shortcut
-            and len(self._domains) < MAX_KNOWN_DOMAINS
-        ):
-            self._domains[domain] = result.domain
-        return result.normalized
-
-
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """What the header says (where each column is, how many there are) and the list's desks."""
@@ -178,7 +142,7 @@ class _Layout:
             return f"status {status!r} is not active or unsubscribed; use one of those (empty means active)"
         chosen = tuple(desk for folded, desk in self.desks.items() if folded in wanted) or None
         state: Status = "unsubscribed" if status.casefold() == "unsubscribed" else "active"
-        return Subscriber(email, email.casefold(), one_line(name), chosen, state, line)
+        return Subscriber(email, address_key(email), one_line(name), chosen, state, line)
 
 
 def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]) -> _Layout:

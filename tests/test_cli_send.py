@@ -13,7 +13,7 @@ import httpx
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.send.unsubscribe import make_token
+from digest.send.unsubscribe import Purpose, make_token
 from digest.state import Store
 from tests.conftest import MakeProject
 from tests.sendgrid_sink import Reply, SendGridSink
@@ -124,7 +124,7 @@ def test_serve_records_a_one_click_unsubscribe(project: Path) -> None:
                     process.stderr.read() if process.poll() is not None else ""
                 )
                 time.sleep(0.05)
-        token = make_token(SECRET.encode(), "daily", "reader@example.org")
+        token = make_token(SECRET.encode(), "daily", "reader@example.org", purpose=Purpose.UNSUBSCRIBE)
         page = httpx.get(f"{base}/unsubscribe/{token}")
         assert page.status_code == 200 and "<form" in page.text
         done = httpx.post(f"{base}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})

@@ -315,6 +315,33 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
             ("timeout", "fetch.timeout: must be a number of seconds, not true"),
         ],
     ),
+    (
+        "a list's desks empty",
+        {'transport = "outbox"\n': 'transport = "outbox"\ndesks = []\n'},
+        "",
+        [("desks = []", "lists[0].desks: must name at least one desk; leave `desks` out for all desks")],
+    ),
+    (
+        "desk names a subscriber file could not name",
+        {'"Europe", "Culture"]': '"Europe", "Culture", "Arts;Books", " ", "Tab\\there", "Line\\u2028break"]'},
+        "",
+        [
+            (
+                "Arts;Books",
+                "desks.order[5]: desk 'Arts;Books' contains ';', which separates desks in a subscriber "
+                "file's desks column; use another character",
+            ),
+            ("Arts;Books", "desks.order[6]: a desk name cannot be empty"),
+            (
+                "Arts;Books",
+                "desks.order[7]: desk 'Tab\\there' contains the control character U+0009; remove it",
+            ),
+            (
+                "Arts;Books",
+                "desks.order[8]: desk 'Line\\u2028break' contains the control character U+2028; remove it",
+            ),
+        ],
+    ),
 ]
 
 

@@ -29,7 +29,7 @@ from digest.preview.checks import SPAM_NOT_INSTALLED, is_web_link, link_check, s
 from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir
 from digest.send.run import Sender
-from digest.send.unsubscribe import DEMO_SECRET, read_token
+from digest.send.unsubscribe import DEMO_SECRET, Purpose, read_token
 from digest.statefile import open_store
 from tests.conftest import NOW, REPO, MakeProject
 
@@ -156,7 +156,7 @@ def test_an_https_base_url_adds_one_click(make_project: MakeProject, start: Call
 def test_a_desks_variant_shows_only_those_desks(start: Callable[..., Server]) -> None:
     server = start()
     data = server.api(desks="Culture;business").json()
-    assert data["variant"] == "Business+Culture" and data["selected_desks"] == ["Business", "Culture"]
+    assert data["variant"] == "Business;Culture" and data["selected_desks"] == ["Business", "Culture"]
     assert {item["desk"] for item in data["items"]} == {"Business", "Culture"}
     email_html = server.client.get("/email", params={"desks": "Culture;business"}).text
     assert TOP not in email_html and data["items"][0]["title"] in email_html
@@ -173,7 +173,9 @@ def test_a_subscriber_variant_has_their_name_desks_and_own_link(
     )
     server = start(project)
     demo = server.api(subscriber="ANNA@example.org").json()
-    assert read_token(DEMO_SECRET, token_of(demo["recipient"]["unsubscribe_url"])) == (
+    assert read_token(
+        DEMO_SECRET, token_of(demo["recipient"]["unsubscribe_url"]), purpose=Purpose.UNSUBSCRIBE
+    ) == (
         "daily",
         "anna@example.org",
     )
@@ -184,7 +186,10 @@ def test_a_subscriber_variant_has_their_name_desks_and_own_link(
     assert data["variant"] == "Culture" and {i["desk"] for i in data["items"]} == {"Culture"}
     assert data["subscriber"]["name"] == "Anna Kovalenko" and data["demo_secret"] is False
     link = data["recipient"]["unsubscribe_url"]
-    assert read_token(SECRET.encode(), token_of(link)) == ("daily", "anna@example.org")
+    assert read_token(SECRET.encode(), token_of(link), purpose=Purpose.UNSUBSCRIBE) == (
+        "daily",
+        "anna@example.org",
+    )
     assert f"<{link}>" in data["headers"]["List-Unsubscribe"]
     page = server.client.get("/email", params={"subscriber": "anna@example.org"}).text
     assert "Hello, Anna Kovalenko" in page and link in page and link in data["text"]
@@ -363,7 +368,10 @@ def test_a_test_send_goes_to_one_address_only(start: Callable[..., Server]) -> N
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "Hello, Reader" in html
     # The link in a test is the test address's own, never a subscriber's.
-    assert read_token(DEMO_SECRET, token_of(message["List-Unsubscribe"])) == ("daily", "editor@example.org")
+    assert read_token(DEMO_SECRET, token_of(message["List-Unsubscribe"]), purpose=Purpose.UNSUBSCRIBE) == (
+        "daily",
+        "editor@example.org",
+    )
     assert row_counts(server.project).get("send_ledger", 0) == 0
 
 

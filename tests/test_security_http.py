@@ -29,7 +29,7 @@ import time_machine
 from click.testing import CliRunner
 
 from digest.cli import cli
-from digest.send.unsubscribe import DEMO_SECRET, make_token
+from digest.send.unsubscribe import DEMO_SECRET, Purpose, make_token
 from tests.conftest import BASE_CONFIG, NOW, STORIES
 from tests.test_security_secrets import DIGEST_SECRET, started
 
@@ -137,12 +137,14 @@ def bad_tokens(good: str) -> dict[str, str]:
         # The payload rewritten to name another list or another reader, the MAC kept.
         "moved to the weekly list": f"{weekly}.{mac}",
         "moved to another reader": f"{bob}.{mac}",
-        "signed with the demo secret": make_token(DEMO_SECRET, "daily", "anna@example.org"),
+        "signed with the demo secret": make_token(
+            DEMO_SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE
+        ),
         "signed with another secret": make_token(
-            b"another-newsroom-secret-0123", "daily", "anna@example.org"
+            b"another-newsroom-secret-0123", "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE
         ),
         "for a list the newsroom does not have": make_token(
-            DIGEST_SECRET.encode(), "monthly", "anna@example.org"
+            DIGEST_SECRET.encode(), "monthly", "anna@example.org", purpose=Purpose.UNSUBSCRIBE
         ),
     }
 

@@ -38,7 +38,7 @@ sender = "The Morning Ledger <digest@news.example.org>"
 postal_address = "The Morning Ledger, 12 Khreshchatyk St, Kyiv 01001, Ukraine"
 
 [desks]
-order = ["Business", "Opinion\\r\\nBcc: desk@evil.example"]
+order = ["Business", "Opinion: Bcc desk@evil.example <b>&</b>"]
 
 [[feeds]]
 source = "feeds/hostile.xml"
@@ -46,7 +46,7 @@ desk = "Business"
 
 [[feeds]]
 source = "feeds/hostile.json"
-desk = "Opinion\\r\\nBcc: desk@evil.example"
+desk = "Opinion: Bcc desk@evil.example <b>&</b>"
 
 [[lists]]
 name = "daily"
@@ -215,6 +215,15 @@ def assert_no_injected_header(raw: bytes, recipient: str) -> EmailMessage:
     assert "title@evil.example" in str(message["Subject"]) and "newsroom-injected" in str(message["Subject"])
     assert "list@evil.example" in str(message["List-Id"])
     return message
+
+
+def test_a_desk_name_with_a_line_break_is_refused_by_the_config(make_project: MakeProject) -> None:
+    project = make_project(text=CONFIG.replace("TRANSPORT", "outbox").replace(": Bcc", "\\r\\nBcc:"))
+    result = invoke(project, "build")
+    assert result.exit_code == 1
+    assert "desks.order[1]: desk 'Opinion\\r\\nBcc: desk@evil.example <b>&</b>' contains the control " in (
+        result.stderr
+    )
 
 
 def test_build_and_outbox_mail_carry_no_injected_header(make_project: MakeProject, tmp_path: Path) -> None:

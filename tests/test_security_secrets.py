@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from digest.send.unsubscribe import read_token
+from digest.send.unsubscribe import Purpose, read_token
 from tests.conftest import MakeProject
 from tests.sendgrid_sink import Reply, SendGridSink, errors
 from tests.smtpd import SmtpServer
@@ -150,7 +150,10 @@ def test_a_successful_smtp_send_leaves_no_secret_anywhere(make_project: MakeProj
     for message in messages:
         # The links are signed with the secret (so it was used), yet it is in no message.
         token = message.data.split(b"/unsubscribe/", 1)[1].split(b">", 1)[0].decode()
-        assert read_token(DIGEST_SECRET.encode(), token) == ("daily", message.rcpt_tos[0])
+        assert read_token(DIGEST_SECRET.encode(), token, purpose=Purpose.UNSUBSCRIBE) == (
+            "daily",
+            message.rcpt_tos[0],
+        )
     outputs = [built.stdout, built.stderr, result.stdout, result.stderr]
     assert_nothing_leaked(tmp_path, *outputs, *(m.data for m in messages))
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
-from digest.send.unsubscribe import make_token
+from digest.send.unsubscribe import Purpose, make_token
 from digest.serve import MAX_BODY, make_app
 from digest.state import Store
 
@@ -65,7 +65,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def _token(list_name: str = "daily", email: str = EMAIL, secret: bytes = SECRET) -> str:
-    return make_token(secret, list_name, email)
+    return make_token(secret, list_name, email, purpose=Purpose.UNSUBSCRIBE)
 
 
 def _raw(port: int, request: bytes) -> bytes:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from digest.address import Addresses
 from digest.errors import SubscriberError
 from digest.subscribers import (
     MAX_PROBLEMS,
-    Addresses,
     CheckReport,
     Problem,
     Status,
@@ -421,7 +421,7 @@ def test_the_domain_cache_gives_email_validators_own_verdict(address: str) -> No
 
 
 def test_each_domain_goes_through_email_validator_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import digest.subscribers
+    import digest.address
 
     calls: list[str] = []
 
@@ -429,7 +429,7 @@ def test_each_domain_goes_through_email_validator_once(monkeypatch: pytest.Monke
         calls.append(address)
         return validate_email(address, **options)
 
-    monkeypatch.setattr(digest.subscribers, "validate_email", counted)
+    monkeypatch.setattr(digest.address, "validate_email", counted)
     addresses = Addresses()
     got = [
         addresses.normalized(f"reader.{n}@{domain}")

@@ -20,7 +20,7 @@ from digest.render import Rendered
 from digest.render.message import Recipient, list_id, make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
-from digest.send.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
+from digest.send.unsubscribe import Purpose, list_unsubscribe_headers, make_token, unsubscribe_url
 from tests.sendgrid_sink import SendGridSink
 from tests.smtpd import SmtpServer
 
@@ -111,7 +111,7 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
 def batch(addresses: list[str], names: list[str] | None = None) -> Batch:
     envelopes = []
     for number, address in enumerate(addresses):
-        token = make_token(SECRET, "daily", address)
+        token = make_token(SECRET, "daily", address, purpose=Purpose.UNSUBSCRIBE)
         name = names[number] if names else f"Reader {number}"
         envelopes.append(
             Envelope(
@@ -148,7 +148,7 @@ def test_every_recipient_gets_one_message_of_their_own(transport: tuple[Transpor
     assert sorted(delivered) == sorted(ADDRESSES) and len(inbox()) == len(ADDRESSES)
     for number, address in enumerate(ADDRESSES):
         message = delivered[address]
-        token = make_token(SECRET, "daily", address)
+        token = make_token(SECRET, "daily", address, purpose=Purpose.UNSUBSCRIBE)
         assert message.subject == CONTENT.subject
         assert message.text.startswith(f"Hello, Reader <{number}> & Co,")
         assert f"<p>Hello, Reader &lt;{number}&gt; &amp; Co,</p>" in message.html

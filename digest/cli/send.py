@@ -216,7 +216,7 @@ def _resend(
         click.echo(
             f"{plan.edition_id}: resend to {plan.email} failed via {where}: {result.outcome.error}", err=True
         )
-    click.echo(f"  variant {plan.variant}, Message-ID {result.message_id}")
+    click.echo(f"  variant {plan.label}, Message-ID {result.message_id}")
     if result.outcome is not None and result.outcome.provider_id:
         click.echo(f"  provider id {result.outcome.provider_id}")
     earlier = {0: "", 1: "; resent once before"}.get(plan.earlier, f"; resent {plan.earlier} times before")
@@ -231,21 +231,15 @@ def _resend(
 @click.pass_obj
 def serve(obj: Context, host: str, port: int) -> None:
     """Run the unsubscribe endpoint ([server] base_url should point here, over https)."""
-    from digest.send.unsubscribe import secret_from_env
+    from digest.send.unsubscribe import checking_secret
     from digest.serve import make_app
     from digest.serve import serve as run_server
     from digest.statefile import open_store
 
     config = obj.config
-    secret = secret_from_env(os.environ)
-    if secret is None:
-        raise DigestError(
-            "DIGEST_SECRET is not set: the endpoint cannot check unsubscribe links without it",
-            hint="set it to the secret the mail was sent with; for `make demo`'s links, see the README's "
-            "Quick start",
-        )
+    secret = checking_secret(os.environ)
     store = open_store(config).migrate()
-    titles = {m.name: m.title or m.name for m in config.settings.lists}
+    titles = {m.name: m.display_title for m in config.settings.lists}
     app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
     try:
         run_server(app, host=host, port=port, colour=obj.colour)

@@ -10,12 +10,7 @@ from pathlib import Path
 import click
 
 from digest.cli.base import Context, now
-from digest.config import Config, MailingList
 from digest.errors import DigestError
-
-
-def _list_desks(config: Config, mailing_list: MailingList) -> tuple[str, ...]:
-    return tuple(d for d in config.settings.desks.order if not mailing_list.desks or d in mailing_list.desks)
 
 
 @click.group()
@@ -45,7 +40,7 @@ def subscribers_check(obj: Context, list_names: tuple[str, ...]) -> None:
     try:
         for mailing_list in lists:
             report = check_subscribers(
-                config.resolve(mailing_list.subscribers), _list_desks(config, mailing_list)
+                config.resolve(mailing_list.subscribers), config.list_desks(mailing_list)
             )
             click.echo(format_check(report, mailing_list.name))
             problems += len(report.problems) + report.problems_omitted
@@ -70,17 +65,17 @@ def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
     An address that is not in the list's file is unsubscribed all the same (it may be added
     later, or be in another copy of the file), with a warning.
     """
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError
 
-    from digest.state.suppressions import Reason, normalize
+    from digest.address import normalize_address
+    from digest.state.suppressions import Reason
     from digest.statefile import open_store
     from digest.subscribers import is_listed
 
     config = obj.config
     mailing_list = config.mailing_list(list_name)
     try:
-        # Folded like every suppression: addresses are matched case-insensitively.
-        address = normalize(validate_email(email, check_deliverability=False).normalized)
+        address = normalize_address(email)
     except EmailNotValidError as exc:
         raise DigestError(f"{email!r} is not an email address: {exc}") from None
     with open_store(config) as store:
@@ -90,7 +85,7 @@ def subscribers_unsubscribe(obj: Context, email: str, list_name: str) -> None:
         )
     click.echo(f"{address} {'unsubscribed from' if added else 'was already unsubscribed from'} {list_name}")
     path = config.resolve(mailing_list.subscribers)
-    if not is_listed(path, address, _list_desks(config, mailing_list)):
+    if not is_listed(path, address, config.list_desks(mailing_list)):
         click.secho(
             f"warning: {address} is not in {mailing_list.subscribers}; "
             "unsubscribed anyway, so it will never be sent this list",

@@ -43,6 +43,11 @@ class Config:
         names = ", ".join(m.name for m in self.settings.lists)
         raise ConfigError(f"no list named {name!r} in {self.path} (lists: {names})")
 
+    def list_desks(self, mailing_list: MailingList) -> tuple[str, ...]:
+        """The list's desks (all when it names none) in the newsroom's ``[desks] order``."""
+        chosen = mailing_list.desks
+        return tuple(desk for desk in self.settings.desks.order if chosen is None or desk in chosen)
+
     def list_timezone(self, mailing_list: MailingList) -> str:
         return mailing_list.timezone or self.settings.newsroom.timezone
 

@@ -8,6 +8,7 @@ Types are strict: TOML has real numbers, booleans and arrays, so ``timeout = tru
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -19,6 +20,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from digest.config.problems import Expects, shown
 from digest.cron import parse_cron
+
+# Separates the desks a subscriber chose in the `desks` column of a subscriber file.
+SUBSCRIBER_DESK_SEPARATOR = ";"
 
 
 def _timezone(name: str) -> str:
@@ -58,7 +62,32 @@ Name = Annotated[
     Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     Expects('a name of letters, digits, ".", "_" and "-" (like "daily")'),
 ]
-DeskNames = Annotated[Array[str], Expects("a list of desk names")]
+
+
+def _desk_name(name: str) -> str:
+    """A desk name is one line of any printable text, and never the subscriber file's ``;``."""
+    if not name:
+        raise ValueError("a desk name cannot be empty")
+    if SUBSCRIBER_DESK_SEPARATOR in name:
+        raise ValueError(
+            f"desk {name!r} contains {SUBSCRIBER_DESK_SEPARATOR!r}, which separates desks in a subscriber "
+            "file's desks column; use another character"
+        )
+    control = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if control is not None:
+        raise ValueError(f"desk {name!r} contains the control character U+{ord(control):04X}; remove it")
+    return name
+
+
+def _some_desks(desks: tuple[str, ...]) -> tuple[str, ...]:
+    # `desks = []` read as "every desk" by some code and "no desk" by other code: neither guess is safe.
+    if not desks:
+        raise ValueError("must name at least one desk; leave `desks` out for all desks")
+    return desks
+
+
+DeskName = Annotated[str, AfterValidator(_desk_name)]
+DeskNames = Annotated[Array[DeskName], Expects("a list of desk names")]
 FeedNames = Annotated[Array[str], Expects("a list of feed names")]
 
 
@@ -116,7 +145,7 @@ class MailingList(_Section):
     subscribers: str
     schedule: Annotated[str, Expects('a crontab expression like "0 7 * * *"')] = "0 7 * * *"
     timezone: Timezone | None = None
-    desks: DeskNames | None = None
+    desks: Annotated[DeskNames, AfterValidator(_some_desks)] | None = None
     transport: str = "outbox"
     title: str | None = None
     # Feeds (by name or source) without which the list is held rather than sent.
@@ -127,6 +156,11 @@ class MailingList(_Section):
     def _cron(cls, schedule: str) -> str:
         parse_cron(schedule, "UTC")
         return schedule
+
+    @property
+    def display_title(self) -> str:
+        """How readers see the list named (footer, List-Id, the unsubscribe page)."""
+        return self.title or self.name
 
 
 class Transport(BaseModel):

@@ -65,15 +65,14 @@ def assemble(
     by publication time and count against ``max_items`` like any other story.
     """
     feeds = tuple(feeds)
-    order = config.settings.desks.order
-    wanted = [desk for desk in order if mailing_list.desks is None or desk in mailing_list.desks]
-    rank = {desk: position for position, desk in enumerate(order)}
+    wanted = config.list_desks(mailing_list)
+    rank = {desk: position for position, desk in enumerate(wanted)}
     starts = {feed: min(start, window.start) for feed, start in (reach or {}).items()}
     candidates = [
         item
         for feed in feeds
         for item in feed.items
-        if item.desk in wanted
+        if item.desk in rank
         and starts.get(feed.source, window.start) <= item.published < window.end
         and item.id not in seen
         and item.canonical_url not in seen

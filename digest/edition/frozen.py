@@ -110,10 +110,3 @@ def load_edition(text: str) -> Edition:
         warnings=tuple(data["warnings"]),
         missing_feeds=tuple(data.get("missing_feeds", ())),  # editions frozen before schema 5 have none
     )
-
-
-def variant_of(edition: Edition, desks: tuple[str, ...] | None) -> Edition:
-    """The edition as a subscriber who chose ``desks`` gets it (None: every desk)."""
-    if desks is None:
-        return edition
-    return dataclasses.replace(edition, desks=tuple(d for d in edition.desks if d.name in desks))

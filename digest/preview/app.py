@@ -223,7 +223,7 @@ class PreviewApp:
             "list": preview.list_name,
             "date": edition.date.isoformat(),
             "desks": list(preview.list_desks),
-            "variant": preview.variant_key,
+            "variant": preview.variant_label,
             "selected_desks": list(preview.selected_desks),
             "subject": preview.rendered.subject,
             "preheader": preview.rendered.preheader,

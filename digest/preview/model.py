@@ -12,21 +12,20 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 
+from digest.address import address_key, normalize_address
 from digest.build import SAMPLE_RECIPIENT
 from digest.config import Config, MailingList
 from digest.dates import parse_day
 from digest.edition import build_edition
 from digest.edition.build import edition_window
-from digest.edition.frozen import variant_of
 from digest.errors import DigestError
-from digest.model import Edition
+from digest.model import Edition, Variant
 from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
 from digest.render import Rendered, environment, render_edition
 from digest.render.message import Recipient, compose, personalize
-from digest.send.run import variant_desks, variant_key
-from digest.send.unsubscribe import DEMO_SECRET, addressed, secret_from_env
+from digest.send.unsubscribe import Addresser
 from digest.subscribers import Problem, Subscriber, read_subscribers
 
 
@@ -65,6 +64,7 @@ class Preview:
     edition: Edition
     variant: Edition
     variant_key: str
+    variant_label: str
     rendered: Rendered
     recipient: Recipient
     subscriber: Subscriber | None
@@ -93,16 +93,10 @@ class Preview:
 
     @property
     def selected_desks(self) -> tuple[str, ...]:
-        return variant_desks(self.variant_key) or self.list_desks
+        return Variant.from_key(self.variant_key).desks_of(self.list_desks)
 
 
 # -- parameters --------------------------------------------------------------------------
-
-
-def list_desks(config: Config, mailing_list: MailingList) -> tuple[str, ...]:
-    """The list's desks in the newsroom's order (as `digest send` computes them)."""
-    order = config.settings.desks.order
-    return tuple(d for d in order if not mailing_list.desks or d in mailing_list.desks)
 
 
 def split_desks(text: str | None) -> tuple[str, ...] | None:
@@ -141,12 +135,11 @@ def parse_date(text: str | None) -> dt.date | None:
 def find_subscriber(config: Config, mailing_list: MailingList, address: str) -> Subscriber:
     """The row of ``address`` in the list's subscriber file (the first, as `digest send` uses)."""
     try:
-        key = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=True).normalized
+        key = normalize_address(address)
     except EmailNotValidError:
-        key = address.strip()
-    key = key.casefold()
+        key = address_key(address)
     path = config.resolve(mailing_list.subscribers)
-    rows = read_subscribers(path, list_desks(config, mailing_list))
+    rows = read_subscribers(path, config.list_desks(mailing_list))
     try:
         for row in rows:
             if not isinstance(row, Problem) and row.key == key:
@@ -177,11 +170,6 @@ class Previewer:
     def close(self) -> None:
         self.state.close()
 
-    def secret(self) -> tuple[bytes, bool]:
-        """The signing secret and whether it is the demo one (DIGEST_SECRET unset)."""
-        secret = secret_from_env(self.env)
-        return (secret, False) if secret is not None else (DEMO_SECRET, True)
-
     def edition(self, config: Config, list_name: str, date: dt.date | None) -> Edition:
         """The list's next edition (date None, reading state) or the edition of ``date``."""
         mailing_list = config.mailing_list(list_name)
@@ -202,21 +190,21 @@ class Previewer:
     ) -> Preview:
         """Render the selected variant for its recipient, exactly as `digest send` would."""
         mailing_list = self.mailing_list(config, list_name)
-        desks = list_desks(config, mailing_list)
+        desks = config.list_desks(mailing_list)
         subscriber = None
         if selection.subscriber:
             subscriber = find_subscriber(config, mailing_list, selection.subscriber)
             chosen = subscriber.desks
         else:
             chosen = choose_desks(selection.desks, desks)
-        key = variant_key(chosen, desks)
-        secret, demo = self.secret()
+        chosen_variant = Variant.of(chosen, desks)
+        addresser = Addresser(config, mailing_list, env=self.env, backend=None)
         edition = self.edition(config, mailing_list.name, date)
-        variant = variant_of(edition, variant_desks(key))
+        variant = chosen_variant.select(edition)
         rendered = render_edition(config, variant, environment(config))
         sender = config.settings.newsroom.sender
         email, name = (subscriber.key, subscriber.name) if subscriber else (SAMPLE_RECIPIENT, "")
-        recipient, headers = addressed(config, mailing_list, email, name, secret)
+        recipient, headers = addresser.message(email, name)
         # The real message, composed as a transport would: its headers are what goes out.
         message = compose(
             rendered, recipient, sender=sender, edition_id=edition.id, date=self.now(), headers=headers
@@ -228,7 +216,8 @@ class Previewer:
             list_desks=desks,
             edition=edition,
             variant=variant,
-            variant_key=key,
+            variant_key=chosen_variant.key,
+            variant_label=chosen_variant.label(desks),
             rendered=rendered,
             recipient=recipient,
             subscriber=subscriber,
@@ -237,7 +226,7 @@ class Previewer:
             headers={header: str(value) for header, value in message.items()},
             message=wire,
             items=self.items(config, mailing_list.name, variant),
-            demo_secret=demo,
+            demo_secret=addresser.demo,
         )
 
     def mailing_list(self, config: Config, name: str | None) -> MailingList:

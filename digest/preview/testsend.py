@@ -19,10 +19,10 @@ from email_validator import EmailNotValidError, validate_email
 from digest.config import Config
 from digest.errors import DigestError, TransportError
 from digest.preview.model import Preview
-from digest.render.message import Recipient, list_id, make_message_id
+from digest.render.message import make_message_id
 from digest.send.transports import create_transport
-from digest.send.transports.base import Batch, Envelope
-from digest.send.unsubscribe import list_unsubscribe_headers, make_token, signing_secret, unsubscribe_url
+from digest.send.transports.base import Batch
+from digest.send.unsubscribe import Addresser
 
 log = logging.getLogger("digest.preview")
 
@@ -73,19 +73,13 @@ def send_test(
         names = ", ".join(config.settings.transports)
         raise Refused(400, f"no transport named {alias!r} (transports: {names})")
     try:
-        secret = signing_secret(env, transport_config.backend)
+        addresser = Addresser(config, mailing_list, env=env, backend=transport_config.backend)
     except DigestError as exc:
         raise Refused(400, f"nothing sent through {alias!r}: {exc}") from None
     sender = config.settings.newsroom.sender
-    base_url = config.settings.server.base_url
     # Its own edition id: its own outbox folder, Message-ID and provider tags, apart from the real send.
     edition_id = f"{preview.edition.id}-test"
-    token = make_token(secret, mailing_list.name, to)
-    envelope = Envelope(
-        recipient=Recipient(to, preview.recipient.name, unsubscribe_url(base_url, token)),
-        message_id=make_message_id(edition_id, to, sender),
-        headers=list_unsubscribe_headers(base_url, sender, token),
-    )
+    envelope = addresser.envelope(to, preview.recipient.name, make_message_id(edition_id, to, sender))
     batch = Batch(
         edition_id=edition_id,
         list_name=mailing_list.name,
@@ -94,7 +88,7 @@ def send_test(
         sender=sender,
         date=now,
         envelopes=(envelope,),
-        headers={"List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name)},
+        headers=addresser.list_headers,
     )
     try:
         transport = create_transport(transport_config.backend, transport_config.options, config.root, env)

@@ -64,7 +64,7 @@ def template_context(config: Config, edition: Edition) -> dict[str, Any]:
             "site_url": newsroom.site_url,
             "postal_address": newsroom.postal_address,
         },
-        "list": {"name": mailing_list.title or mailing_list.name},
+        "list": {"name": mailing_list.display_title},
         "edition": {"date": edition.date, "date_label": date_label(edition), "lang": newsroom.lang},
         "desks": desks,
         "item_count": len(edition.items),

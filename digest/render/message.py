@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
+from digest.address import address_key
 from digest.ingest.sanitize import one_line
 from digest.render import Rendered
 from digest.render.context import PLACEHOLDERS
@@ -65,7 +66,7 @@ def _substitute(body: str, values: Mapping[str, str], *, escape: bool) -> str:
 def make_message_id(edition_id: str, recipient: str, sender: str) -> str:
     """The same for the same edition and recipient, so a resent message is recognisably the same."""
     domain = sender_domain(sender)
-    token = hashlib.sha256(f"{edition_id}\x1f{recipient.casefold()}".encode()).hexdigest()[:24]
+    token = hashlib.sha256(f"{edition_id}\x1f{address_key(recipient)}".encode()).hexdigest()[:24]
     return f"<{edition_id}.{token}@{domain}>"
 
 

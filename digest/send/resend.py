@@ -24,20 +24,21 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError
 
+from digest.address import normalize_address
 from digest.config import Config
 from digest.edition.frozen import frozen_edition as load_frozen
 from digest.errors import DigestError, TransportError
-from digest.model import Edition
+from digest.model import Edition, Variant
 from digest.render import Rendered
 from digest.render.message import make_message_id
-from digest.send.run import Sender, edition_id_for, variant_desks, variant_key
+from digest.send.run import Sender, edition_id_for
 from digest.send.transports import create_transport
 from digest.send.transports.base import Outcome
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Claimed, Row
 from digest.state.resends import Resend
 from digest.state.suppressions import ALL_LISTS, Suppression
-from digest.subscribers import Addresses, Subscriber, read_subscribers
+from digest.subscribers import Subscriber, read_subscribers
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,8 @@ class Plan:
     edition_id: str
     email: str
     name: str
-    variant: str
+    variant: str  # its key in the ledger
+    label: str  # its desks, for the editor
     content: Rendered
     original: Row | None
     earlier: int  # resends of this edition to this reader before this one
@@ -78,7 +80,7 @@ class ResendResult:
 def reader_address(email: str) -> str:
     """The address as the ledger and the subscriber file's keys have it (normalized, folded)."""
     try:
-        return Addresses().normalized(email.strip()).casefold()
+        return normalize_address(email)
     except EmailNotValidError as exc:
         raise DigestError(f"{email!r} is not an email address: {exc}") from None
 
@@ -122,16 +124,18 @@ def decide(facts: Facts, list_desks: tuple[str, ...], rendered: Callable[[str], 
     if original is not None and (original.status in (SENT, FAILED) or subscriber is None):
         key = original.variant
     else:
-        key = variant_key(subscriber.desks if subscriber else None, list_desks)
+        key = Variant.of(subscriber.desks if subscriber else None, list_desks).key
+    variant = Variant.from_key(key)
     content = rendered(key)
     if content is None:
-        desks = ", ".join(variant_desks(key) or list_desks)
+        desks = ", ".join(variant.desks_of(list_desks))
         raise DigestError(
             f"{who}'s desks ({desks}) had no stories in {facts.edition_id}: there is nothing to resend",
             hint=f"originally {describe_original(original)}",
         )
     name = original.name if original is not None else subscriber.name if subscriber else ""
-    return Plan(facts.edition_id, who, name, key, content, original, facts.earlier)
+    label = variant.label(list_desks)
+    return Plan(facts.edition_id, who, name, key, label, content, original, facts.earlier)
 
 
 _LIFT = "digest sends nothing to a suppressed address; only if they ask to come back, lift it first"

@@ -21,22 +21,17 @@ import jinja2
 
 from digest.config import Config, MailingList
 from digest.edition import build_edition
-from digest.edition.frozen import freeze_edition, frozen_edition, variant_of
+from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import DigestError
 from digest.ingest.collect import Retry
-from digest.model import Edition
+from digest.model import Edition, Variant
 from digest.render import Rendered, environment, render_edition
-from digest.render.message import Recipient, list_id, make_message_id
+from digest.render.message import make_message_id
 from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
-from digest.send.unsubscribe import (
-    list_unsubscribe_headers,
-    make_token,
-    signing_secret,
-    unsubscribe_url,
-)
+from digest.send.unsubscribe import Addresser
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry
 from digest.state.owner import owner_id
@@ -44,13 +39,10 @@ from digest.subscribers import Problem, Subscriber, unique_subscribers
 
 log = logging.getLogger(__name__)
 
-ALL_DESKS = "all"
 CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
-# Stands in for an unsubscribe token in header templates; no URL or address contains it.
-_TOKEN_MARK = "\x00token\x00"
 
 Progress = Callable[[int, int], None]
 
@@ -70,17 +62,6 @@ def _utc_now() -> dt.datetime:
 def edition_id_for(config: Config, mailing_list: MailingList, now: dt.datetime) -> tuple[str, dt.date]:
     day = now.astimezone(ZoneInfo(config.list_timezone(mailing_list))).date()
     return f"{mailing_list.name}-{day.isoformat()}", day
-
-
-def variant_key(desks: tuple[str, ...] | None, list_desks: tuple[str, ...]) -> str:
-    """The same key for every subscriber who gets the same desks."""
-    if desks is None or tuple(desks) == list_desks:
-        return ALL_DESKS
-    return "+".join(desks)
-
-
-def variant_desks(key: str) -> tuple[str, ...] | None:
-    return None if key == ALL_DESKS else tuple(key.split("+"))
 
 
 class Sender:
@@ -120,11 +101,9 @@ class Sender:
         self.edition_id, self.day = edition_id_for(config, self.list, now)
         self.edition_id = edition_id or self.edition_id
         self.timezone = config.list_timezone(self.list)
-        self.list_desks = tuple(
-            d for d in config.settings.desks.order if not self.list.desks or d in self.list.desks
-        )
+        self.list_desks = config.list_desks(self.list)
         self.sender = config.settings.newsroom.sender
-        self.secret = signing_secret(self.env, self.transport_config.backend)
+        self.addresser = Addresser(config, self.list, env=self.env, backend=self.transport_config.backend)
         base_url = config.settings.server.base_url
         if self.transport_config.backend != "outbox" and not base_url.startswith("https://"):
             log.warning(
@@ -132,7 +111,6 @@ class Sender:
             )
         self._rendered: dict[str, Rendered | None] = {}
         self._jinja: jinja2.Environment | None = None
-        self._header_template: dict[str, str] | None = None
 
     # -- the edition ---------------------------------------------------------------------
 
@@ -215,7 +193,7 @@ class Sender:
         if key not in self._rendered:
             stored = self.store.editions.variant(self.edition_id, key)
             if stored is None:
-                variant = variant_of(edition, variant_desks(key))
+                variant = Variant.from_key(key).select(edition)
                 if not variant.is_empty:
                     self._jinja = self._jinja or environment(self.config)
                     stored = render_edition(self.config, variant, self._jinja)
@@ -253,7 +231,7 @@ class Sender:
 
     def entries(self, edition: Edition, problems: list[str], *, freeze: bool) -> Iterator[Entry]:
         for subscriber in self.subscribers(problems):
-            key = variant_key(subscriber.desks, self.list_desks)
+            key = Variant.of(subscriber.desks, self.list_desks).key
             if subscriber.status != "active":
                 yield Entry(
                     subscriber.key, subscriber.name, key, SUPPRESSED, "unsubscribed in the subscriber file"
@@ -268,13 +246,8 @@ class Sender:
     # -- sending ---------------------------------------------------------------------------
 
     def envelope(self, row: Claimed) -> Envelope:
-        token = make_token(self.secret, self.list.name, row.email)
-        base = self.config.settings.server.base_url
-        return Envelope(
-            recipient=Recipient(row.email, row.name, unsubscribe_url(base, token)),
-            message_id=make_message_id(self.edition_id, row.email, self.sender),
-            headers=self._unsubscribe_headers(token),
-        )
+        message_id = make_message_id(self.edition_id, row.email, self.sender)
+        return self.addresser.envelope(row.email, row.name, message_id)
 
     def batch(self, key: str, content: Rendered, envelopes: list[Envelope]) -> Batch:
         """One variant of this edition, to these recipients, with the list's headers."""
@@ -286,27 +259,8 @@ class Sender:
             sender=self.sender,
             date=self.now,
             envelopes=tuple(envelopes),
-            headers={"List-Id": list_id(self.sender, self.list.name, self.list.title or self.list.name)},
+            headers=self.addresser.list_headers,
         )
-
-    def _unsubscribe_headers(self, token: str) -> dict[str, str]:
-        """``list_unsubscribe_headers`` for this list, made once with a stand-in for the token.
-
-        Parsing the sender's address costs more than the rest of an envelope, and the token
-        is the only thing that differs between recipients.
-        """
-        if self._header_template is None:
-            base = self.config.settings.server.base_url
-            template = list_unsubscribe_headers(base, self.sender, _TOKEN_MARK)
-            # The stand-in must come out exactly where a token would, else build them one by one.
-            sample = "sample.token"
-            filled = {name: value.replace(_TOKEN_MARK, sample) for name, value in template.items()}
-            self._header_template = (
-                template if filled == list_unsubscribe_headers(base, self.sender, sample) else {}
-            )
-        if not self._header_template:
-            return list_unsubscribe_headers(self.config.settings.server.base_url, self.sender, token)
-        return {name: value.replace(_TOKEN_MARK, token) for name, value in self._header_template.items()}
 
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
         self._stop = stop
@@ -412,7 +366,7 @@ class Sender:
                 else:
                     counts[entry.status] += 1
                     if entry.status == PENDING:
-                        variants[entry.variant] += 1
+                        variants[Variant.from_key(entry.variant).label(self.list_desks)] += 1
             chunk.clear()
 
         for entry in self.entries(edition, problems, freeze=False):

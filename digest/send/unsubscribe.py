@@ -1,12 +1,20 @@
-"""Unsubscribe tokens and the List-Unsubscribe headers that carry them (RFC 2369, RFC 8058).
+"""How digest addresses a recipient: the signing secret, signed links, and the list headers.
+
+Every message digest makes is addressed here, whoever makes it: `digest send` and its
+resends, `digest build`'s sample, the preview and its test send. An ``Addresser`` gives one
+list's recipient their own signed unsubscribe link and the ``List-*`` headers (RFC 2369,
+RFC 2919, RFC 8058) that carry it.
 
 A one-click POST arrives with no cookies and no login, so the link itself must prove who
-it is for: a token is the list and the address, signed with HMAC-SHA256 under a secret only
-the newsroom holds. The address is encoded, not encrypted — anyone holding the link can read
-it, which is fine because the link only ever appears in that recipient's own mail.
+it is for: a token is its purpose, the list and the address, signed with HMAC-SHA256 under a
+secret only the newsroom holds. A token made for one purpose (unsubscribing) is refused for
+any other (the preferences, confirmation and bounce addresses to come), so no link can be
+turned into another. The address is encoded, not encrypted — anyone holding the link can
+read it, which is fine because the link only ever appears in that recipient's own mail.
 
 Tokens never expire (CAN-SPAM wants an opt-out to keep working for 30 days and readers find
 year-old editions in their archives); changing the secret invalidates every link already sent.
+Links made before tokens carried a purpose (format 1) keep working as unsubscribe links.
 """
 
 from __future__ import annotations
@@ -20,18 +28,23 @@ import os
 import re
 from collections.abc import Mapping
 from email.utils import parseaddr
+from enum import StrEnum
 from urllib.parse import quote
 
+from digest.address import address_key
 from digest.config import Config, MailingList
 from digest.errors import DigestError
 from digest.render.message import Recipient, list_id
+from digest.send.transports.base import Envelope
 
 SECRET_ENV = "DIGEST_SECRET"
 MIN_SECRET_BYTES = 16
 MAX_TOKEN_CHARS = 1000
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
-_VERSION = b"\x01"
+# Format 1 (no purpose: always unsubscribe) is only read, for the links already sent.
+_FORMAT_1 = b"\x01"
+_FORMAT_2 = b"\x02"
 # Keeps these MACs apart from anything else the same secret might one day sign.
 _CONTEXT = b"digest-unsubscribe\x00"
 _MAC_BYTES = 32
@@ -45,6 +58,18 @@ log = logging.getLogger(__name__)
 # check the demo's links). It is public, so links signed with it are forgeable: the other
 # transports refuse it, and `digest serve` warns when it is given it.
 DEMO_SECRET = b"digest-demo-secret-not-for-real-mail"
+# Stands in for a token in the header template; no URL or address contains it.
+_TOKEN_MARK = "\x00token\x00"
+
+
+class Purpose(StrEnum):
+    """What a token lets its holder do; it is signed with the token and checked when read."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    # Reserved for the links and addresses that come next, so their tokens are told apart now.
+    PREFERENCES = "preferences"
+    CONFIRM = "confirm"
+    BOUNCE = "bounce"
 
 
 def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
@@ -65,14 +90,18 @@ def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
     return secret
 
 
-def signing_secret(env: Mapping[str, str], backend: str) -> bytes:
-    """The secret that signs the unsubscribe links of mail going out through ``backend``.
+def signing_secret(env: Mapping[str, str], backend: str | None) -> bytes:
+    """The secret that signs the links of mail going out through ``backend``.
 
     Real mail needs the newsroom's own secret: without one, or with the public demo secret,
     it would carry links anyone could forge to unsubscribe its readers. The outbox (the demo,
-    tests) only warns, and signs with the demo secret when none is set.
+    tests) only warns, and signs with the demo secret when none is set. ``backend`` None is a
+    message that goes to no one (`digest build`'s sample, the preview): the demo secret when
+    none is set, without a word.
     """
     secret = secret_from_env(env)
+    if backend is None:
+        return secret or DEMO_SECRET
     if backend != "outbox" and secret is None:
         raise DigestError(
             f"{SECRET_ENV} is not set: unsubscribe links must be signed before mail goes out",
@@ -99,21 +128,34 @@ def signing_secret(env: Mapping[str, str], backend: str) -> bytes:
     return secret or DEMO_SECRET
 
 
-def make_token(secret: bytes, list_name: str, email: str) -> str:
-    """An opaque, URL-safe token that lets its holder unsubscribe ``email`` from ``list_name``."""
+def checking_secret(env: Mapping[str, str] | None = None) -> bytes:
+    """The secret `digest serve` checks links with: the one the mail was signed with, so required."""
+    secret = secret_from_env(env)
+    if secret is None:
+        raise DigestError(
+            f"{SECRET_ENV} is not set: the endpoint cannot check unsubscribe links without it",
+            hint="set it to the secret the mail was sent with; for `make demo`'s links, see the README's "
+            "Quick start",
+        )
+    return secret
+
+
+def make_token(secret: bytes, list_name: str, email: str, *, purpose: Purpose) -> str:
+    """An opaque, URL-safe token that lets its holder do ``purpose`` for ``email`` on ``list_name``."""
     _check_secret(secret)
-    address = email.strip().casefold()
+    address = address_key(email)
     if not list_name or not address or "\n" in list_name or "\n" in address:
         raise ValueError("a token needs a list name and an address, neither containing a newline")
-    payload = _VERSION + list_name.encode("utf-8") + b"\n" + address.encode("utf-8")
+    fields = (Purpose(purpose), list_name, address)
+    payload = _FORMAT_2 + "\n".join(fields).encode("utf-8")
     token = f"{_b64encode(payload)}.{_b64encode(_mac(secret, payload))}"
     if len(token) > MAX_TOKEN_CHARS:
         raise ValueError(f"list name and address are too long for a token ({len(token)} characters)")
     return token
 
 
-def read_token(secret: bytes, token: str) -> tuple[str, str] | None:
-    """(list name, address) when ``token`` was made with ``secret``; None for anything else.
+def read_token(secret: bytes, token: str, *, purpose: Purpose) -> tuple[str, str] | None:
+    """(list name, address) when ``token`` was made with ``secret`` for ``purpose``; else None.
 
     Never raises on a bad token and never says what was wrong with it: a caller that could
     tell "bad signature" from "bad format" would hand a forger an oracle.
@@ -128,15 +170,17 @@ def read_token(secret: bytes, token: str) -> tuple[str, str] | None:
     if not hmac.compare_digest(mac, _mac(secret, payload)):
         return None
     # Only our own payloads get this far; the checks below guard against our own past bugs.
-    if payload[:1] != _VERSION:
-        return None
     try:
-        list_name, address = payload[1:].decode("utf-8").split("\n")
-    except (UnicodeDecodeError, ValueError):
+        fields = payload[1:].decode("utf-8").split("\n")
+    except UnicodeDecodeError:
         return None
-    if not list_name or not address:
+    if payload[:1] == _FORMAT_1:
+        fields = [Purpose.UNSUBSCRIBE, *fields]  # links sent before tokens named their purpose
+    elif payload[:1] != _FORMAT_2:
         return None
-    return list_name, address
+    if len(fields) != 3 or fields[0] != purpose or not fields[1] or not fields[2]:
+        return None
+    return fields[1], fields[2]
 
 
 def unsubscribe_url(base_url: str, token: str) -> str:
@@ -195,15 +239,53 @@ def _b64decode(text: str) -> bytes | None:
     return data if _b64encode(data) == text else None
 
 
-def addressed(
-    config: Config, mailing_list: MailingList, email: str, name: str, secret: bytes
-) -> tuple[Recipient, dict[str, str]]:
-    """One recipient of a list, with their signed link, and every list header of their message."""
-    base_url = config.settings.server.base_url
-    sender = config.settings.newsroom.sender
-    token = make_token(secret, mailing_list.name, email)
-    headers = {
-        "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
-        **list_unsubscribe_headers(base_url, sender, token),
-    }
-    return Recipient(email, name, unsubscribe_url(base_url, token)), headers
+class Addresser:
+    """Addresses the messages of one list: each recipient's own link, and the list's headers."""
+
+    def __init__(
+        self, config: Config, mailing_list: MailingList, *, env: Mapping[str, str], backend: str | None
+    ) -> None:
+        """Signs with the secret ``signing_secret`` allows for ``backend`` (None: a preview)."""
+        self.secret = signing_secret(env, backend)
+        self.list_name = mailing_list.name
+        self.base_url = config.settings.server.base_url
+        self.sender = config.settings.newsroom.sender
+        # The same for every message of the list: a transport writes them once per batch.
+        self.list_headers = {"List-Id": list_id(self.sender, mailing_list.name, mailing_list.display_title)}
+        self._template = self._header_template()
+
+    @property
+    def demo(self) -> bool:
+        """Whether the links are signed with the public demo secret (forgeable by anyone)."""
+        return self.secret == DEMO_SECRET
+
+    def recipient(self, email: str, name: str) -> tuple[Recipient, dict[str, str]]:
+        """The recipient with their own unsubscribe link, and the headers that carry it."""
+        token = make_token(self.secret, self.list_name, email, purpose=Purpose.UNSUBSCRIBE)
+        if self._template:
+            headers = {header: value.replace(_TOKEN_MARK, token) for header, value in self._template.items()}
+        else:
+            headers = list_unsubscribe_headers(self.base_url, self.sender, token)
+        return Recipient(email, name, unsubscribe_url(self.base_url, token)), headers
+
+    def message(self, email: str, name: str) -> tuple[Recipient, dict[str, str]]:
+        """``recipient``, with every list header of a message composed on its own."""
+        recipient, headers = self.recipient(email, name)
+        return recipient, {**self.list_headers, **headers}
+
+    def envelope(self, email: str, name: str, message_id: str) -> Envelope:
+        """One recipient of a batch, for a transport."""
+        recipient, headers = self.recipient(email, name)
+        return Envelope(recipient=recipient, message_id=message_id, headers=headers)
+
+    def _header_template(self) -> dict[str, str]:
+        """``list_unsubscribe_headers`` made once with a stand-in for the token ({} if it cannot be).
+
+        Parsing the sender's address costs more than the rest of an envelope, and the token
+        is the only thing that differs between recipients.
+        """
+        template = list_unsubscribe_headers(self.base_url, self.sender, _TOKEN_MARK)
+        # The stand-in must come out exactly where a token would, else build them one by one.
+        sample = "sample.token"
+        filled = {header: value.replace(_TOKEN_MARK, sample) for header, value in template.items()}
+        return template if filled == list_unsubscribe_headers(self.base_url, self.sender, sample) else {}

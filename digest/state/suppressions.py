@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, delete, func, select
 
+from digest.address import address_key
 from digest.state import schema
 from digest.state.queries import found_among, insert_ignoring
 
@@ -39,11 +40,6 @@ class Suppression:
 def by_reason(counts: Mapping[str, int]) -> str:
     """Counts by reason in one phrase, every reason named: "unsubscribed 2, bounced 0, complained 1"."""
     return ", ".join(f"{reason} {counts.get(reason, 0):,}" for reason in REASONS)
-
-
-def normalize(email: str) -> str:
-    """Suppressions match addresses case-insensitively."""
-    return email.strip().casefold()
 
 
 class Suppressions:
@@ -106,7 +102,7 @@ class Suppressions:
             if record.reason not in REASONS:
                 raise ValueError(f"unknown suppression reason {record.reason!r}")
             row = {
-                "email": normalize(record.email),
+                "email": address_key(record.email),
                 "list_name": record.list_name,
                 "reason": record.reason,
                 "source": record.source[:200],
@@ -149,7 +145,7 @@ class Suppressions:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(table)
-                .where(table.c.email == normalize(email), table.c.list_name.in_((list_name, ALL_LISTS)))
+                .where(table.c.email == address_key(email), table.c.list_name.in_((list_name, ALL_LISTS)))
                 .order_by(table.c.created_at)
                 .limit(1)
             ).first()
@@ -173,7 +169,7 @@ class Suppressions:
         with self.engine.begin() as conn:
             return conn.execute(
                 delete(table).where(
-                    table.c.email == normalize(email), table.c.list_name == (list_name or ALL_LISTS)
+                    table.c.email == address_key(email), table.c.list_name == (list_name or ALL_LISTS)
                 )
             ).rowcount
 

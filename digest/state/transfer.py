@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 from sqlalchemy.engine import make_url
 
+from digest.address import normalize_address
 from digest.errors import StateError
 from digest.state.store import Store
-from digest.state.suppressions import ALL_LISTS, REASONS, Suppression, Suppressions, by_reason, normalize
+from digest.state.suppressions import ALL_LISTS, REASONS, Suppression, Suppressions, by_reason
 
 COLUMNS = ("address", "list", "reason", "source", "date")
 IMPORT_SOURCE = "import"
@@ -167,7 +168,7 @@ def _record(
         )
     cells = dict(zip(header, row, strict=True))
     try:
-        address = normalize(validate_email(cells["address"], check_deliverability=False).normalized)
+        address = normalize_address(cells["address"])
     except EmailNotValidError as exc:
         return BadRow(path, line, f"{cells['address']!r} is not an email address ({str(exc).rstrip('.')})")
     if cells["reason"] not in REASONS:

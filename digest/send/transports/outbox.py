@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from digest.address import address_key
 from digest.errors import TransportError
 from digest.output import write_atomically
 from digest.send.transports.base import Batch, Outcome
@@ -53,7 +54,7 @@ class OutboxTransport:
         # Readable, but never a path: only safe characters, plus a hash so two addresses
         # that clean up the same way still get two files.
         safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", email)[:120]
-        tag = hashlib.sha256(email.casefold().encode()).hexdigest()[:8]
+        tag = hashlib.sha256(address_key(email).encode()).hexdigest()[:8]
         return self.folder / re.sub(r"[^A-Za-z0-9._-]", "_", edition_id) / f"{safe}.{tag}.eml"
 
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
+from digest.address import address_key
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
@@ -159,7 +160,7 @@ class SendGridPayload:
         items = []
         for position, envelope in enumerate(batch.envelopes):
             recipient = envelope.recipient
-            key = recipient.email.strip().casefold()
+            key = address_key(recipient.email)
             if key in seen:
                 self.refused[position] = Outcome.failed(recipient.email, "duplicate address in batch")
                 continue

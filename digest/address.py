@@ -1,0 +1,65 @@
+"""Email addresses: the one normalisation that subscribers, suppressions, tokens and transports share.
+
+An address is checked and normalised once, where it comes in (a subscriber file, an editor's
+command, an import), by email-validator: the domain in its Unicode form (IDNA), the local part
+as written. Everywhere after that it is compared, stored and signed by its ``address_key``,
+folded case-insensitively, so that ``Anna@Example.org`` in the subscriber file, the ledger, a
+suppression from SendGrid and an unsubscribe link are one reader. This module imports nothing
+of digest, so the state store at the bottom can use it.
+"""
+
+from __future__ import annotations
+
+from email_validator import validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
+
+# Distinct domains whose verdict is remembered; past this, new domains take the slow path.
+MAX_KNOWN_DOMAINS = 50_000
+
+
+def address_key(address: str) -> str:
+    """How digest compares, stores and signs an address: without surrounding space, case folded.
+
+    Mailbox names are case-sensitive in theory and not in practice, and a reader must not get
+    two copies, or keep getting mail after unsubscribing, because of a capital letter.
+    """
+    return address.strip().casefold()
+
+
+def normalize_address(address: str) -> str:
+    """An address typed by someone (an editor, an import), as its key; EmailNotValidError if it is none."""
+    return address_key(Addresses().normalized(address.strip()))
+
+
+class Addresses:
+    """email-validator's verdict on each address, with each domain's checks done only once.
+
+    Most of email-validator's time goes on the domain (IDNA and Unicode checks), and a list
+    has a few domains shared by many addresses. An address takes the fast path only when
+    its domain has passed before and it is plain ASCII that email-validator itself would
+    accept as it is: a dot-atom local part (the library's own pattern), not a mailbox name
+    it lowercases, within the length limit. Anything else goes to the library.
+    """
+
+    def __init__(self) -> None:
+        self._domains: dict[str, str] = {}  # the domain as written → its normalized form
+
+    def normalized(self, address: str) -> str:
+        """The normalized address, or EmailNotValidError saying what is wrong with it."""
+        local, _, domain = address.rpartition("@")
+        known = self._domains.get(domain)
+        if (
+            known is not None
+            and local.isascii()
+            and len(local) + 1 + max(len(domain), len(known)) <= EMAIL_MAX_LENGTH
+            and DOT_ATOM_TEXT.match(local)
+            and local.lower() not in CASE_INSENSITIVE_MAILBOX_NAMES
+        ):
+            return f"{local}@{known}"
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+        if (
+            result.domain == result.ascii_domain  # an IDN's lengths differ by form: no shortcut
+            and len(self._domains) < MAX_KNOWN_DOMAINS
+        ):
+            self._domains[domain] = result.domain
+        return result.normalized
