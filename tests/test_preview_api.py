@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import html
 import os
 import signal
 import socket
@@ -279,6 +280,34 @@ def test_a_broken_config_is_reported_and_the_last_good_one_kept(start: Callable[
     assert server.api().json()["lists"] == ["daily"]
     server.project.write_text(good)
     server.until(lambda: server.api().json()["error"] is None)
+
+
+def test_a_config_with_several_mistakes_shows_each_with_its_line(start: Callable[..., Server]) -> None:
+    server = start()
+    good = server.project.read_text()
+    server.project.write_text(
+        good.replace("max_items = 8", 'max_items = "8"').replace('desk = "Business"', 'desk = "Sport"')
+    )
+    server.until(lambda: server.api().json()["error"] is not None)
+
+    error = server.api().json()["error"]
+
+    lines = server.project.read_text().splitlines()
+    expected = [
+        ('desks.max_items: must be a whole number, not "8"', lines.index('max_items = "8"') + 1),
+        ("feeds[1].desk: desk 'Sport' is not in [desks] order", lines.index('desk = "Sport"') + 1),
+    ]
+    assert [(problem["path"], problem["line"]) for problem in error["problems"]] == [
+        (str(server.project), line) for _message, line in expected
+    ]
+    for problem, (message, _line) in zip(error["problems"], expected, strict=True):
+        assert problem["message"].startswith(message), problem
+    assert (error["message"], error["line"]) == (error["problems"][0]["message"], expected[0][1])
+    page = server.client.get("/email").text
+    source = server.client.get("/source").text
+    for message, line in expected:
+        assert html.escape(message) in page and f"{server.project}:{line}" in page
+        assert f"error: {message}" in source and f"  at {server.project}:{line}\n" in source
 
 
 def test_nothing_is_written_to_the_state_database(start: Callable[..., Server]) -> None:

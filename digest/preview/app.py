@@ -75,19 +75,26 @@ def _json(data: Mapping[str, Any], status: int = 200) -> Response:
     return Response(body, status, mimetype="application/json", headers=PAGE_HEADERS)
 
 
+def _problem(exc: DigestError) -> dict[str, Any]:
+    message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    return {"message": message, "path": str(exc.path) if exc.path else None, "line": exc.line}
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
-    """The API's ``error`` object: message, the template and line (for a template), the file."""
+    """The API's ``error`` object: the first problem (message, file, template, line) and all of them.
+
+    A config with several mistakes reports each in ``problems``, with its line, as the CLI does.
+    """
     if isinstance(exc, DigestError):
         template = str(exc.path) if isinstance(exc, TemplateError) and exc.path else None
-        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-        path = str(exc.path) if exc.path else None
-        return {"message": message, "template": template, "line": exc.line, "path": path}
-    return {
-        "message": f"unexpected {type(exc).__name__}: {exc}",
-        "template": None,
-        "line": None,
-        "path": None,
-    }
+        problems = [_problem(problem) for problem in exc.problems]
+        return {**_problem(exc), "template": template, "problems": problems}
+    unexpected = {"message": f"unexpected {type(exc).__name__}: {exc}", "path": None, "line": None}
+    return {**unexpected, "template": None, "problems": [unexpected]}
+
+
+def _where(problem: Mapping[str, Any]) -> str:
+    return ":".join(str(part) for part in (problem["path"], problem["line"]) if part)
 
 
 def _text(value: Any) -> str | None:
@@ -263,15 +270,15 @@ class PreviewApp:
     def on_email(self, request: Request) -> Response:
         _version, _config, result = self.build(request.args)
         if isinstance(result, BaseException):
-            error = _error(result)
-            where = ":".join(str(part) for part in (error["path"], error["line"]) if part)
+            problems = "".join(
+                f"<p>{html.escape(problem['message'])}</p>"
+                + (f"<p><code>{html.escape(_where(problem))}</code></p>" if _where(problem) else "")
+                for problem in _error(result)["problems"]
+            )
             page = (
                 '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Preview error</title>'
                 '</head><body style="font:16px/1.5 system-ui,sans-serif;padding:1rem;color:#7f1d1d">'
-                f'<h1 style="font-size:1.2rem">The email could not be rendered</h1>'
-                f"<p>{html.escape(error['message'])}</p>"
-                + (f"<p><code>{html.escape(where)}</code></p>" if where else "")
-                + "</body></html>\n"
+                f'<h1 style="font-size:1.2rem">The email could not be rendered</h1>{problems}</body></html>\n'
             )
             status = 400 if isinstance(result, SelectionError) else 200
             return Response(page, status, content_type="text/html; charset=utf-8", headers=EMAIL_HEADERS)
@@ -281,9 +288,12 @@ class PreviewApp:
         _version, _config, result = self.build(request.args)
         headers = {**EMAIL_HEADERS, "Content-Disposition": "inline"}
         if isinstance(result, BaseException):
-            error = _error(result)
-            where = ":".join(str(part) for part in (error["path"], error["line"]) if part)
-            body = f"error: {error['message']}" + (f"\n  at {where}" if where else "") + "\n"
+            body = "".join(
+                f"error: {problem['message']}"
+                + (f"\n  at {_where(problem)}" if _where(problem) else "")
+                + "\n"
+                for problem in _error(result)["problems"]
+            )
             status = 400 if isinstance(result, SelectionError) else 200
             return Response(body, status, content_type="text/plain; charset=utf-8", headers=headers)
         return Response(result.html, 200, content_type="text/plain; charset=utf-8", headers=headers)
