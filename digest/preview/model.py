@@ -23,7 +23,7 @@ from digest.edition.frozen import variant_of
 from digest.errors import DigestError
 from digest.model import Edition
 from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
-from digest.render import Rendered, environment, render_edition
+from digest.render import Rendered, environment, render_edition, render_greeting
 from digest.render.message import Recipient, compose, personalize
 from digest.send.run import variant_desks, variant_key
 from digest.send.unsubscribe import DEMO_SECRET, addressed, secret_from_env
@@ -213,10 +213,11 @@ class Previewer:
         secret, demo = self.secret()
         edition = self.edition(config, mailing_list.name, date)
         variant = variant_of(edition, variant_desks(key))
-        rendered = render_edition(config, variant, environment(config))
+        templates = environment(config)
+        rendered = render_edition(config, variant, templates)
         sender = config.settings.newsroom.sender
         email, name = (subscriber.key, subscriber.name) if subscriber else (SAMPLE_RECIPIENT, "")
-        recipient, headers = addressed(config, mailing_list, email, name, secret)
+        recipient, headers = addressed(config, mailing_list, email, name, secret, render_greeting(templates))
         # The real message, composed as a transport would: its headers are what goes out.
         message = compose(
             rendered, recipient, sender=sender, edition_id=edition.id, date=self.now(), headers=headers

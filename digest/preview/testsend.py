@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from digest.config import Config
 from digest.errors import DigestError, TransportError
 from digest.preview.model import Preview
-from digest.render.message import Recipient, list_id, make_message_id
+from digest.render.message import list_id, make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope
 from digest.send.unsubscribe import list_unsubscribe_headers, make_token, signing_secret, unsubscribe_url
@@ -82,7 +82,9 @@ def send_test(
     edition_id = f"{preview.edition.id}-test"
     token = make_token(secret, mailing_list.name, to)
     envelope = Envelope(
-        recipient=Recipient(to, preview.recipient.name, unsubscribe_url(base_url, token)),
+        recipient=dataclasses.replace(
+            preview.recipient, email=to, unsubscribe_url=unsubscribe_url(base_url, token)
+        ),
         message_id=make_message_id(edition_id, to, sender),
         headers=list_unsubscribe_headers(base_url, sender, token),
     )

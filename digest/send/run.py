@@ -8,6 +8,7 @@ batch; a batch is claimed in the ledger before it goes out and recorded right af
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ from digest.edition.frozen import variant_of
 from digest.errors import DigestError
 from digest.ingest.collect import Retry
 from digest.model import Edition
-from digest.render import Rendered, environment, render_edition
+from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import Recipient, list_id, make_message_id
 from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.summary import SendSummary
@@ -202,6 +203,12 @@ class Sender:
                 },
             )
 
+    @functools.cached_property
+    def greeting(self) -> Greeting:
+        """The greeting's wording from the templates; each recipient's name is put in it."""
+        self._jinja = self._jinja or environment(self.config)
+        return render_greeting(self._jinja)
+
     def rendered(self, edition: Edition, key: str, *, freeze: bool) -> Rendered | None:
         """The variant's content (None when the subscriber's desks have nothing today)."""
         if key not in self._rendered:
@@ -261,7 +268,9 @@ class Sender:
         token = make_token(self.secret, self.list.name, row.email)
         base = self.config.settings.server.base_url
         return Envelope(
-            recipient=Recipient(row.email, row.name, unsubscribe_url(base, token)),
+            recipient=Recipient(
+                row.email, row.name, unsubscribe_url(base, token), self.greeting.to(row.name)
+            ),
             message_id=make_message_id(self.edition_id, row.email, self.sender),
             headers=self._unsubscribe_headers(token),
         )

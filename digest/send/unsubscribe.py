@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from digest.config import Config, MailingList
 from digest.errors import DigestError
+from digest.render.context import Greeting
 from digest.render.message import Recipient, list_id
 
 SECRET_ENV = "DIGEST_SECRET"
@@ -196,9 +197,9 @@ def _b64decode(text: str) -> bytes | None:
 
 
 def addressed(
-    config: Config, mailing_list: MailingList, email: str, name: str, secret: bytes
+    config: Config, mailing_list: MailingList, email: str, name: str, secret: bytes, greeting: Greeting
 ) -> tuple[Recipient, dict[str, str]]:
-    """One recipient of a list, with their signed link, and every list header of their message."""
+    """One recipient of a list, with their greeting, their signed link, and every list header."""
     base_url = config.settings.server.base_url
     sender = config.settings.newsroom.sender
     token = make_token(secret, mailing_list.name, email)
@@ -206,4 +207,4 @@ def addressed(
         "List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name),
         **list_unsubscribe_headers(base_url, sender, token),
     }
-    return Recipient(email, name, unsubscribe_url(base_url, token)), headers
+    return Recipient(email, name, unsubscribe_url(base_url, token), greeting.to(name)), headers
