@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import html
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -26,7 +27,19 @@ from werkzeug.serving import make_server
 
 from digest.config import load_config
 from digest.preview.app import PreviewApp, make_app
-from digest.preview.checks import SPAM_NOT_INSTALLED, is_web_link, link_check, spam_check
+from digest.preview.checks import SPAM_NOT_INSTALLED, Check, is_web_link, link_check, spam_check
+from digest.preview.payload import (
+    EditionInfo,
+    ErrorInfo,
+    Failed,
+    Item,
+    Problem,
+    RecipientInfo,
+    Shown,
+    Size,
+    SubscriberInfo,
+    Window,
+)
 from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir
 from digest.send.run import Sender
@@ -145,6 +158,42 @@ def test_the_api_shows_the_next_edition_as_sent(start: Callable[..., Server]) ->
     assert all(check["name"] and check["detail"] for check in data["checks"])
     assert checks["spam"]["ok"] in (True, False, None)
     assert data["warnings"] == []
+
+
+# What app.js calls each object of the answer, and the type that declares its keys.
+SCRIPT_NAMES = {
+    "data": Shown,
+    "error": ErrorInfo,
+    "problem": Problem,
+    "size": Size,
+    "item": Item,
+    "check": Check,
+    "who": SubscriberInfo,
+}
+
+
+def test_the_answers_have_the_keys_their_types_declare(start: Callable[..., Server]) -> None:
+    server = start()
+    data = server.api(subscriber="reader@example.org").json()
+    assert set(data) == Shown.__required_keys__
+    nested = {"size": Size, "edition": EditionInfo, "recipient": RecipientInfo, "subscriber": SubscriberInfo}
+    for key, declared in nested.items():
+        assert set(data[key]) == declared.__required_keys__, key
+    assert set(data["edition"]["window"]) == Window.__required_keys__
+    assert {frozenset(item) for item in data["items"]} == {Item.__required_keys__}
+    assert {frozenset(check) for check in data["checks"]} == {Check.__required_keys__}
+    for failed in (server.api(list="weekly"), server.api(subscriber="nobody@example.org")):
+        assert set(failed.json()) == Failed.__required_keys__
+        assert set(failed.json()["error"]) == ErrorInfo.__required_keys__
+        assert [set(problem) for problem in failed.json()["error"]["problems"]] == [Problem.__required_keys__]
+
+
+def test_the_page_script_reads_only_declared_keys() -> None:
+    script = (REPO / "digest" / "preview" / "static" / "app.js").read_text(encoding="utf-8")
+    read = set(re.findall(rf"\b({'|'.join(SCRIPT_NAMES)})\.([a-z_]+)", script))
+    assert {name for name, _key in read} == set(SCRIPT_NAMES)  # the names still mean these objects
+    unknown = sorted(f"{name}.{key}" for name, key in read if key not in SCRIPT_NAMES[name].__required_keys__)
+    assert not unknown, f"app.js reads keys the API does not declare: {unknown}"
 
 
 def test_an_https_base_url_adds_one_click(make_project: MakeProject, start: Callable[..., Server]) -> None:
