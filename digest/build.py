@@ -14,7 +14,7 @@ from digest.edition.export import edition_json
 from digest.ingest import collect
 from digest.model import Edition
 from digest.output import write_atomically
-from digest.render import Rendered, environment, render_edition
+from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import compose, personalize
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
@@ -43,23 +43,24 @@ def build(
     lists = [config.mailing_list(name) for name in names]
     feeds = collect(config, now=now, cache=store.feeds if store else None)
     env = environment(config)
+    greeting = render_greeting(env)
     results = []
     for mailing_list in lists:
         edition = build_edition(
             config, mailing_list.name, now=now, date=date, store=store if date is None else None, feeds=feeds
         )
         rendered = render_edition(config, edition, env)
-        results.append(Built(edition, rendered, _write(config, out, edition, rendered, now)))
+        results.append(Built(edition, rendered, _write(config, out, edition, rendered, greeting, now)))
     return results
 
 
 def _write(
-    config: Config, out: Path, edition: Edition, rendered: Rendered, now: dt.datetime
+    config: Config, out: Path, edition: Edition, rendered: Rendered, greeting: Greeting, now: dt.datetime
 ) -> tuple[Path, ...]:
     mailing_list = config.mailing_list(edition.list_name)
     # The placeholder subscriber a built edition is shown to, with links of the real form.
     addresser = Addresser(config, mailing_list, env=os.environ, backend=None)
-    recipient, headers = addresser.message(SAMPLE_RECIPIENT, "")
+    recipient, headers = addresser.message(SAMPLE_RECIPIENT, "", greeting.to(""))
     sender = config.settings.newsroom.sender
     message = compose(rendered, recipient, sender=sender, edition_id=edition.id, date=now, headers=headers)
     html, text = personalize(rendered, recipient)

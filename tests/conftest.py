@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,11 +11,26 @@ from pathlib import Path
 import pytest
 
 from digest.config import Config, load_config
+from digest.render import Greeting, render_greeting
+from digest.render.message import Recipient
+from digest.render.templates import make_environment
 
 REPO = Path(__file__).resolve().parent.parent
 STORIES = REPO / "examples" / "stories"
 # 06:30 in Kyiv on the morning the example stories were written for.
 NOW = dt.datetime(2026, 11, 25, 4, 30, tzinfo=dt.UTC)
+
+
+@functools.cache
+def packaged_greeting() -> Greeting:
+    """The greeting as the packaged templates word it."""
+    return render_greeting(make_environment())
+
+
+def greeted(email: str, name: str = "", unsubscribe_url: str = "") -> Recipient:
+    """A recipient whose greeting is worded by the packaged templates, as `digest send` does."""
+    return Recipient(email, name, unsubscribe_url, packaged_greeting().to(name))
+
 
 BASE_CONFIG = """\
 [newsroom]

@@ -9,7 +9,7 @@ from email import policy
 from digest.config import Config
 from digest.render import Rendered, render_edition
 from digest.render.message import Recipient, compose, make_message_id, personalize
-from tests.conftest import NOW
+from tests.conftest import NOW, greeted
 from tests.test_render import big_edition
 
 
@@ -22,7 +22,7 @@ def make(config: Config, rendered: Rendered, recipient: Recipient) -> bytes:
 def test_multipart_alternative_text_first_html_last(config: Config) -> None:
     rendered = render_edition(config, big_edition(config))
     raw = make(
-        config, rendered, Recipient("anna@example.org", "Anna Koval", "https://x.example/u/abc?l=daily&t=1")
+        config, rendered, greeted("anna@example.org", "Anna Koval", "https://x.example/u/abc?l=daily&t=1")
     )
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
@@ -40,7 +40,7 @@ def test_no_line_over_998_and_crlf_on_the_wire(config: Config) -> None:
     # A one-line HTML body (as a minifier may make) must still go out in short lines.
     rendered = Rendered(rendered.subject, rendered.preheader, rendered.html.replace("\n", ""), rendered.text)
     assert len(rendered.html) > 20_000
-    raw = make(config, rendered, Recipient("a@example.org"))
+    raw = make(config, rendered, greeted("a@example.org"))
     lines = raw.split(b"\r\n")
     assert max(len(line) for line in lines) <= 998
     assert b"\n" not in raw.replace(b"\r\n", b"")
@@ -56,7 +56,7 @@ def test_feed_text_cannot_inject_headers(config: Config) -> None:
         html="<p>%%greeting%%</p>",
         text="%%greeting%%",
     )
-    raw = make(config, rendered, Recipient("a@example.org", "Eve\r\nBcc: x@example.org"))
+    raw = make(config, rendered, greeted("a@example.org", "Eve\r\nBcc: x@example.org"))
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed["Bcc"] is None
     assert parsed["Subject"] == "Top story Bcc: victim@example.org"
@@ -65,7 +65,7 @@ def test_feed_text_cannot_inject_headers(config: Config) -> None:
 
 def test_names_are_escaped_into_html() -> None:
     rendered = Rendered("s", "p", "<p>%%greeting%%</p>", "%%greeting%%")
-    html, text = personalize(rendered, Recipient("a@example.org", "<b>Bob</b> & Co"))
+    html, text = personalize(rendered, greeted("a@example.org", "<b>Bob</b> & Co"))
     assert html == "<p>Hello, &lt;b&gt;Bob&lt;/b&gt; &amp; Co</p>"
     assert text == "Hello, <b>Bob</b> & Co"
 
@@ -81,9 +81,7 @@ def test_message_id_is_stable_per_edition_and_recipient() -> None:
 
 def test_date_header_is_rfc5322(config: Config) -> None:
     rendered = Rendered("s", "p", "<p>x</p>", "x")
-    parsed = email.message_from_bytes(
-        make(config, rendered, Recipient("a@example.org")), policy=policy.default
-    )
+    parsed = email.message_from_bytes(make(config, rendered, greeted("a@example.org")), policy=policy.default)
     assert parsed["Date"].datetime == NOW.replace(tzinfo=dt.UTC)
 
 
@@ -104,7 +102,7 @@ def test_the_fast_composer_makes_exactly_what_compose_makes(config: Config) -> N
     )
     assert composer.usable
     for number, name in enumerate(NAMES):
-        recipient = Recipient(
+        recipient = greeted(
             f"reader{number}@example.org", name, f"https://news.example.org/unsubscribe/tok{number}"
         )
         message_id = make_message_id("daily-2026-11-25", recipient.email, config.settings.newsroom.sender)

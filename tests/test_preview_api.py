@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import html
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -25,7 +27,19 @@ from werkzeug.serving import make_server
 
 from digest.config import load_config
 from digest.preview.app import PreviewApp, make_app
-from digest.preview.checks import SPAM_NOT_INSTALLED, is_web_link, link_check, spam_check
+from digest.preview.checks import SPAM_NOT_INSTALLED, Check, is_web_link, link_check, spam_check
+from digest.preview.payload import (
+    EditionInfo,
+    ErrorInfo,
+    Failed,
+    Item,
+    Problem,
+    RecipientInfo,
+    Shown,
+    Size,
+    SubscriberInfo,
+    Window,
+)
 from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir
 from digest.send.run import Sender
@@ -144,6 +158,42 @@ def test_the_api_shows_the_next_edition_as_sent(start: Callable[..., Server]) ->
     assert all(check["name"] and check["detail"] for check in data["checks"])
     assert checks["spam"]["ok"] in (True, False, None)
     assert data["warnings"] == []
+
+
+# What app.js calls each object of the answer, and the type that declares its keys.
+SCRIPT_NAMES = {
+    "data": Shown,
+    "error": ErrorInfo,
+    "problem": Problem,
+    "size": Size,
+    "item": Item,
+    "check": Check,
+    "who": SubscriberInfo,
+}
+
+
+def test_the_answers_have_the_keys_their_types_declare(start: Callable[..., Server]) -> None:
+    server = start()
+    data = server.api(subscriber="reader@example.org").json()
+    assert set(data) == Shown.__required_keys__
+    nested = {"size": Size, "edition": EditionInfo, "recipient": RecipientInfo, "subscriber": SubscriberInfo}
+    for key, declared in nested.items():
+        assert set(data[key]) == declared.__required_keys__, key
+    assert set(data["edition"]["window"]) == Window.__required_keys__
+    assert {frozenset(item) for item in data["items"]} == {Item.__required_keys__}
+    assert {frozenset(check) for check in data["checks"]} == {Check.__required_keys__}
+    for failed in (server.api(list="weekly"), server.api(subscriber="nobody@example.org")):
+        assert set(failed.json()) == Failed.__required_keys__
+        assert set(failed.json()["error"]) == ErrorInfo.__required_keys__
+        assert [set(problem) for problem in failed.json()["error"]["problems"]] == [Problem.__required_keys__]
+
+
+def test_the_page_script_reads_only_declared_keys() -> None:
+    script = (REPO / "digest" / "preview" / "static" / "app.js").read_text(encoding="utf-8")
+    read = set(re.findall(rf"\b({'|'.join(SCRIPT_NAMES)})\.([a-z_]+)", script))
+    assert {name for name, _key in read} == set(SCRIPT_NAMES)  # the names still mean these objects
+    unknown = sorted(f"{name}.{key}" for name, key in read if key not in SCRIPT_NAMES[name].__required_keys__)
+    assert not unknown, f"app.js reads keys the API does not declare: {unknown}"
 
 
 def test_an_https_base_url_adds_one_click(make_project: MakeProject, start: Callable[..., Server]) -> None:
@@ -284,6 +334,34 @@ def test_a_broken_config_is_reported_and_the_last_good_one_kept(start: Callable[
     assert server.api().json()["lists"] == ["daily"]
     server.project.write_text(good)
     server.until(lambda: server.api().json()["error"] is None)
+
+
+def test_a_config_with_several_mistakes_shows_each_with_its_line(start: Callable[..., Server]) -> None:
+    server = start()
+    good = server.project.read_text()
+    server.project.write_text(
+        good.replace("max_items = 8", 'max_items = "8"').replace('desk = "Business"', 'desk = "Sport"')
+    )
+    server.until(lambda: server.api().json()["error"] is not None)
+
+    error = server.api().json()["error"]
+
+    lines = server.project.read_text().splitlines()
+    expected = [
+        ('desks.max_items: must be a whole number, not "8"', lines.index('max_items = "8"') + 1),
+        ("feeds[1].desk: desk 'Sport' is not in [desks] order", lines.index('desk = "Sport"') + 1),
+    ]
+    assert [(problem["path"], problem["line"]) for problem in error["problems"]] == [
+        (str(server.project), line) for _message, line in expected
+    ]
+    for problem, (message, _line) in zip(error["problems"], expected, strict=True):
+        assert problem["message"].startswith(message), problem
+    assert (error["message"], error["line"]) == (error["problems"][0]["message"], expected[0][1])
+    page = server.client.get("/email").text
+    source = server.client.get("/source").text
+    for message, line in expected:
+        assert html.escape(message) in page and f"{server.project}:{line}" in page
+        assert f"error: {message}" in source and f"  at {server.project}:{line}\n" in source
 
 
 def test_nothing_is_written_to_the_state_database(start: Callable[..., Server]) -> None:

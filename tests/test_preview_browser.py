@@ -219,6 +219,30 @@ def test_a_broken_template_shows_its_error_and_recovers(
     expect(desktop.locator("h3").first).to_be_visible()
 
 
+def test_a_config_with_several_mistakes_shows_each_on_its_line(
+    preview: PreviewServer, browser_page: Page
+) -> None:
+    page = browser_page
+    open_page(page, preview)
+    config = preview.root / "config.toml"
+    good = config.read_text()
+    config.write_text(
+        good.replace("max_items = 8", 'max_items = "8"').replace('desk = "Business"', 'desk = "Sport"')
+    )
+    lines = config.read_text().splitlines()
+    max_items, desk = lines.index('max_items = "8"') + 1, lines.index('desk = "Sport"') + 1
+
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-where")).to_have_text(str(config))
+    message = page.locator("#error-message")
+    expect(message).to_contain_text(f'line {max_items}: desks.max_items: must be a whole number, not "8"')
+    expect(message).to_contain_text(f"line {desk}: feeds[1].desk: desk 'Sport' is not in [desks] order")
+    assert len(message.inner_text().splitlines()) == 2
+
+    config.write_text(good)
+    expect(page.locator("#error")).to_be_hidden()
+
+
 def test_the_size_meter_turns_red_above_the_limit(
     preview: PreviewServer, browser_page: Page, screenshot: Callable[..., Path]
 ) -> None:

@@ -104,12 +104,14 @@ def test_resend_through_smtp_reaches_that_address_once_and_is_recorded(
         assert store.ledger.row("daily-2026-11-25", "carla@example.org").status == SENT  # type: ignore[union-attr]
 
 
-def test_a_failed_original_is_resent_and_not_retried_by_the_next_send(
+def test_a_failed_original_resent_counts_as_sent_and_is_not_retried(
     make_project: MakeProject, server: SmtpServer
 ) -> None:
     project = smtp_project(make_project, server)
     server.reply("550 5.1.1 mailbox unavailable", to="erin@example.org")
-    assert run(project, "send", "--list", "daily").exit_code == 1
+    first = run(project, "send", "--list", "daily")
+    assert first.exit_code == 1
+    assert "sent 3, skipped 0, suppressed 1, failed 1" in first.output
     server.clear_faults()
 
     result = run(project, "send", "--list", "daily", "--resend", "erin@example.org")
@@ -118,9 +120,31 @@ def test_a_failed_original_is_resent_and_not_retried_by_the_next_send(
     assert "  originally failed: " in result.output and "550" in result.output
     assert len(server.received_by("erin@example.org")) == 1
     again = run(project, "send", "--list", "daily")
-    assert len(server.received_by("erin@example.org")) == 1, again.output
+    assert again.exit_code == 0, again.output + again.stderr
+    assert "sent 0 now (4 earlier), skipped 0, suppressed 1, failed 0" in again.output
+    assert len(server.received_by("erin@example.org")) == 1
+    with store_of(project) as store:
+        row = store.ledger.row("daily-2026-11-25", "erin@example.org")
+    assert row is not None and row.status == SENT and row.sent_at is not None
+    assert row.error and row.error.startswith("resent as <daily-2026-11-25.resend1.") and "550" in row.error
+
+
+def test_a_failed_resend_of_a_failed_original_leaves_it_to_the_next_send(
+    make_project: MakeProject, server: SmtpServer
+) -> None:
+    project = smtp_project(make_project, server)
+    server.reply("550 5.1.1 mailbox unavailable", to="erin@example.org")
+    assert run(project, "send", "--list", "daily").exit_code == 1
+    assert run(project, "send", "--list", "daily", "--resend", "erin@example.org").exit_code == 1
     with store_of(project) as store:
         assert store.ledger.row("daily-2026-11-25", "erin@example.org").status == FAILED  # type: ignore[union-attr]
+    server.clear_faults()
+
+    again = run(project, "send", "--list", "daily")
+
+    assert again.exit_code == 0, again.output + again.stderr
+    assert "sent 1 now (3 earlier)" in again.output
+    assert len(server.received_by("erin@example.org")) == 1
 
 
 def test_a_refused_resend_is_recorded_and_exits_1(make_project: MakeProject, server: SmtpServer) -> None:

@@ -19,7 +19,9 @@ import pytest
 import time_machine
 from click.testing import CliRunner, Result
 
+import digest.send.run
 from digest.cli import cli
+from digest.render import render_greeting
 from tests.conftest import NOW, REPO, MakeProject
 from tests.smtpd import SmtpServer
 
@@ -169,6 +171,31 @@ def test_real_transports_refuse_to_send_without_a_secret(
     assert result.exit_code == 1
     assert "DIGEST_SECRET is not set" in result.stderr
     assert server.messages == []
+
+
+def test_the_greeting_is_worded_by_the_newsrooms_template(
+    make_project: MakeProject, server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = smtp_project(make_project, server)
+    (project.parent / "templates" / "greeting.txt.j2").write_text(
+        "{% if name %}Добрий ранок, {{ name }}{% else %}Добрий ранок{% endif %}\n", encoding="utf-8"
+    )
+    worded: list[object] = []
+    monkeypatch.setattr(
+        digest.send.run, "render_greeting", lambda env: worded.append(env) or render_greeting(env)
+    )
+
+    assert run(project, "send", "--list", "daily").exit_code == 0
+    assert run(project, "build", "--out", str(project.parent / "build")).exit_code == 0
+
+    by_address = received(server)
+    bob, erin = by_address["bob@example.org"][0], by_address["erin@example.org"][0]  # erin has no name
+    assert "\n\nДобрий ранок, Bob Marsh,\n\n" in text_of(bob) and "\n\nДобрий ранок,\n\n" in text_of(erin)
+    html = bob.get_body(("html",))
+    assert html is not None and ">Добрий ранок, Bob Marsh,</p>" in html.get_content()
+    assert len(worded) == 1  # worded once for the whole send; each name put in its place
+    built = (project.parent / "build" / "daily.txt").read_text(encoding="utf-8")
+    assert "\n\nДобрий ранок,\n\n" in built and "Hello" not in built
 
 
 def test_outbox_sends_without_a_secret_but_warns(project: Path) -> None:

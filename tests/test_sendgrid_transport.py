@@ -20,12 +20,13 @@ from pydantic import ValidationError
 
 from digest.errors import TransportError
 from digest.render import Rendered
-from digest.render.message import Recipient, list_id, make_message_id
+from digest.render.message import list_id, make_message_id
 from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
 from digest.send.transports.sendgrid import Options, SendGridPayload, SendGridTransport
 from digest.state import Store
+from tests.conftest import greeted
 from tests.sendgrid_sink import Reply, Request, SendGridSink, errors
 
 # The session fixtures prism_url and prism_suppressions_url.
@@ -54,7 +55,7 @@ def envelope(number: int, name: str = "", email: str | None = None) -> Envelope:
     email = email or f"reader{number}@example.org"
     url = f"https://news.example.org/u/tok{number}?list=daily&v=1"
     return Envelope(
-        Recipient(email, name, url),
+        greeted(email, name, url),
         make_message_id("daily-2026-11-25", email, SENDER),
         {"List-Unsubscribe": f"<{url}>, <mailto:unsubscribe@news.example.org?subject=tok{number}>"},
     )
@@ -197,7 +198,7 @@ def test_oversized_substitutions_fail_only_that_recipient() -> None:
 
 
 def test_reserved_headers_are_refused_before_anything_is_sent() -> None:
-    bad = Envelope(Recipient("a@example.org"), "<id@x>", {"Subject": "mine"})
+    bad = Envelope(greeted("a@example.org"), "<id@x>", {"Subject": "mine"})
     with SendGridSink() as sink, pytest.raises(TransportError, match="Subject"):
         transport(sink.url).send(make_batch([envelope(1), bad]))
     assert sink.requests == []

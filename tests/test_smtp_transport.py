@@ -18,11 +18,12 @@ import pytest
 
 from digest.errors import TransportError
 from digest.render import Rendered
-from digest.render.message import Recipient, make_message_id
+from digest.render.message import make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
 from digest.send.transports.smtp import Options, SmtpTransport, create
 from tests import smtpd
+from tests.conftest import greeted
 from tests.smtpd import SmtpServer, free_port
 
 SENDER = "The Morning Ledger <digest@news.example.org>"
@@ -64,7 +65,7 @@ def reader(i: int) -> str:
 def make_batch(n: int, start: int = 0) -> Batch:
     envelopes = tuple(
         Envelope(
-            Recipient(reader(i), f"Reader {i}", f"https://news.example.org/u/token{i}?l=daily"),
+            greeted(reader(i), f"Reader {i}", f"https://news.example.org/u/token{i}?l=daily"),
             make_message_id(EDITION, reader(i), SENDER),
             {"List-Unsubscribe": f"<https://news.example.org/u/token{i}?l=daily>"},
         )

@@ -17,6 +17,7 @@ from digest.errors import StateError
 from digest.render import Rendered
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENT, Entry
+from digest.state.resends import Resend
 from digest.state.schema import SCHEMA_VERSION
 from tests.conftest import NOW
 
@@ -116,6 +117,32 @@ def test_ledger_add_claim_finish(store: Store) -> None:
     assert store.ledger.failures("e1") == [("r1@example.org", "550 no")]
     assert store.ledger.retry_failed("e1", now=NOW) == 1
     assert store.ledger.counts("e1")[PENDING] == 7
+
+
+def test_a_resend_that_reached_the_reader_records_their_ledger_row_as_sent(store: Store) -> None:
+    later = NOW + dt.timedelta(hours=1)
+    store.ledger.add("e1", [Entry(f"r{n}@example.org", f"R {n}", "all") for n in range(2)], now=NOW)
+    claimed = store.ledger.claim("e1", "host:1:a", 2, now=NOW, claim_timeout=TIMEOUT)
+    store.ledger.finish(
+        "host:1:a", [(claimed[0].id, SENT, "id-0", None), (claimed[1].id, FAILED, None, "550 no")], now=NOW
+    )
+    sent_before = store.ledger.row("e1", "r0@example.org")
+
+    for n, status in ((0, SENT), (1, FAILED), (1, SENT), (2, SENT)):
+        store.resends.record(
+            Resend(
+                "e1", f"r{n}@example.org", f"R {n}", "all", "mail", f"<e1.resend.{n}>", later, status, f"p{n}"
+            )
+        )
+
+    assert store.ledger.row("e1", "r0@example.org") == sent_before  # the original reached them
+    resent = store.ledger.row("e1", "r1@example.org")
+    assert resent is not None and (resent.status, resent.sent_at) == (SENT, later)
+    assert resent.error == "resent as <e1.resend.1> after: 550 no"
+    added = store.ledger.row("e1", "r2@example.org")  # not in the send: a row of its own
+    assert added is not None and (added.status, added.error) == (SENT, None)
+    assert store.ledger.counts("e1") == {SENT: 3}
+    assert store.ledger.retry_failed("e1", now=later) == 0
 
 
 def test_concurrent_claims_never_overlap(store: Store, url: str) -> None:

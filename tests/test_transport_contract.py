@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from digest.render import Rendered
-from digest.render.message import Recipient, list_id, make_message_id
+from digest.render.message import list_id, make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Purpose, list_unsubscribe_headers, make_token, unsubscribe_url
+from tests.conftest import greeted
 from tests.sendgrid_sink import SendGridSink
 from tests.smtpd import SmtpServer
 
@@ -115,7 +116,7 @@ def batch(addresses: list[str], names: list[str] | None = None) -> Batch:
         name = names[number] if names else f"Reader {number}"
         envelopes.append(
             Envelope(
-                recipient=Recipient(address, name, unsubscribe_url(BASE, token)),
+                recipient=greeted(address, name, unsubscribe_url(BASE, token)),
                 message_id=make_message_id("daily-2026-11-25", address, SENDER),
                 headers=list_unsubscribe_headers(BASE, SENDER, token),
             )

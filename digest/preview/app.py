@@ -8,7 +8,6 @@ form cannot send one) and goes to one address, never to the list, never into the
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import html
 import json
@@ -26,10 +25,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from digest.config import Config
-from digest.errors import DigestError, TemplateError
+from digest.errors import DigestError
 from digest.httpserve import listen, run_until_signalled, server_url
-from digest.preview.checks import GMAIL_CLIP, run_checks
 from digest.preview.model import Preview, Previewer, Selection, SelectionError, parse_date, split_desks
+from digest.preview.payload import Failed, controls, error_info, shown, where
 from digest.preview.testsend import Refused, send_test, valid_address
 from digest.preview.watch import Watcher
 
@@ -73,21 +72,6 @@ class _Request(Request):
 def _json(data: Mapping[str, Any], status: int = 200) -> Response:
     body = json.dumps(data, ensure_ascii=False, default=str)
     return Response(body, status, mimetype="application/json", headers=PAGE_HEADERS)
-
-
-def _error(exc: BaseException) -> dict[str, Any]:
-    """The API's ``error`` object: message, the template and line (for a template), the file."""
-    if isinstance(exc, DigestError):
-        template = str(exc.path) if isinstance(exc, TemplateError) and exc.path else None
-        message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-        path = str(exc.path) if exc.path else None
-        return {"message": message, "template": template, "line": exc.line, "path": path}
-    return {
-        "message": f"unexpected {type(exc).__name__}: {exc}",
-        "template": None,
-        "line": None,
-        "path": None,
-    }
 
 
 def _text(value: Any) -> str | None:
@@ -200,78 +184,24 @@ class PreviewApp:
 
     def on_api_preview(self, request: Request) -> Response:
         version, config, result = self.build(request.args)
-        base: dict[str, Any] = {"version": version, "lists": [], "list": None, "desks": []}
-        if config is not None:
-            base["lists"] = [m.name for m in config.settings.lists]
-            name = request.args.get("list") or base["lists"][0]
-            chosen = next((m for m in config.settings.lists if m.name == name), None)
-            if chosen is not None:
-                base["list"] = chosen.name
-                order = config.settings.desks.order
-                base["desks"] = [d for d in order if not chosen.desks or d in chosen.desks]
-        if isinstance(result, SelectionError):
-            return _json({**base, "error": {"message": result.message}}, 400)
+        base = controls(version, config, request.args.get("list"))
         if isinstance(result, BaseException):
-            return _json({**base, "error": _error(result)})
-        return _json({**base, **self.describe(result, config)})
-
-    def describe(self, preview: Preview, config: Config | None) -> dict[str, Any]:
-        edition, size = preview.edition, preview.html_bytes
-        subscriber = preview.subscriber
-        mailing_list = config.mailing_list(preview.list_name) if config else None
-        return {
-            "list": preview.list_name,
-            "date": edition.date.isoformat(),
-            "desks": list(preview.list_desks),
-            "variant": preview.variant_label,
-            "selected_desks": list(preview.selected_desks),
-            "subject": preview.rendered.subject,
-            "preheader": preview.rendered.preheader,
-            "headers": dict(preview.headers),
-            "text": preview.text,
-            "size": {"bytes": size, "limit": GMAIL_CLIP, "clipped": size >= GMAIL_CLIP},
-            "checks": run_checks(preview),
-            "warnings": list(preview.warnings),
-            "items": [dataclasses.asdict(item) for item in preview.items],
-            "new_count": preview.new_count,
-            "empty": preview.empty,
-            "error": None,
-            "edition": {
-                "id": edition.id,
-                "timezone": edition.timezone,
-                "window": {"start": edition.window.start.isoformat(), "end": edition.window.end.isoformat()},
-                "item_count": len(edition.items),
-            },
-            "recipient": {
-                "email": preview.recipient.email,
-                "name": preview.recipient.name,
-                "unsubscribe_url": preview.recipient.unsubscribe_url,
-            },
-            "subscriber": None
-            if subscriber is None
-            else {
-                "email": subscriber.email,
-                "name": subscriber.name,
-                "desks": list(subscriber.desks or preview.list_desks),
-                "status": subscriber.status,
-            },
-            "demo_secret": preview.demo_secret,
-            "transports": list(config.settings.transports) if config else [],
-            "transport": mailing_list.transport if mailing_list else None,
-        }
+            failed: Failed = {**base, "error": error_info(result)}
+            return _json(failed, 400 if isinstance(result, SelectionError) else 200)
+        return _json(shown(base, result, config))
 
     def on_email(self, request: Request) -> Response:
         _version, _config, result = self.build(request.args)
         if isinstance(result, BaseException):
-            error = _error(result)
-            where = ":".join(str(part) for part in (error["path"], error["line"]) if part)
+            problems = "".join(
+                f"<p>{html.escape(problem['message'])}</p>"
+                + (f"<p><code>{html.escape(where(problem))}</code></p>" if where(problem) else "")
+                for problem in error_info(result)["problems"]
+            )
             page = (
                 '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Preview error</title>'
                 '</head><body style="font:16px/1.5 system-ui,sans-serif;padding:1rem;color:#7f1d1d">'
-                f'<h1 style="font-size:1.2rem">The email could not be rendered</h1>'
-                f"<p>{html.escape(error['message'])}</p>"
-                + (f"<p><code>{html.escape(where)}</code></p>" if where else "")
-                + "</body></html>\n"
+                f'<h1 style="font-size:1.2rem">The email could not be rendered</h1>{problems}</body></html>\n'
             )
             status = 400 if isinstance(result, SelectionError) else 200
             return Response(page, status, content_type="text/html; charset=utf-8", headers=EMAIL_HEADERS)
@@ -281,9 +211,10 @@ class PreviewApp:
         _version, _config, result = self.build(request.args)
         headers = {**EMAIL_HEADERS, "Content-Disposition": "inline"}
         if isinstance(result, BaseException):
-            error = _error(result)
-            where = ":".join(str(part) for part in (error["path"], error["line"]) if part)
-            body = f"error: {error['message']}" + (f"\n  at {where}" if where else "") + "\n"
+            body = "".join(
+                f"error: {problem['message']}" + (f"\n  at {where(problem)}" if where(problem) else "") + "\n"
+                for problem in error_info(result)["problems"]
+            )
             status = 400 if isinstance(result, SelectionError) else 200
             return Response(body, status, content_type="text/plain; charset=utf-8", headers=headers)
         return Response(result.html, 200, content_type="text/plain; charset=utf-8", headers=headers)
@@ -333,9 +264,11 @@ class PreviewApp:
         to = valid_address(data.get("to"))
         _version, config, result = self.build(data)
         if config is None or isinstance(result, BaseException):
-            error = _error(result if isinstance(result, BaseException) else DigestError("no configuration"))
-            where = f" ({error['path']}:{error['line']})" if error["template"] and error["line"] else ""
-            raise Refused(400, f"nothing sent: {error['message']}{where}")
+            error = error_info(
+                result if isinstance(result, BaseException) else DigestError("no configuration")
+            )
+            at = f" ({where(error)})" if error["template"] and error["line"] else ""
+            raise Refused(400, f"nothing sent: {error['message']}{at}")
         alias = _text(data.get("transport"))
         return send_test(config, result, to, alias, env=self.previewer.env, now=self.previewer.now())
 

@@ -1,7 +1,7 @@
 """Content checks an editor wants before a send: links, images, preheader, text, size, feeds, spam.
 
-Each check is ``{"id", "name", "ok", "detail"}``: ``ok`` True (passed), False (failed) or
-None (not run). The HTML is walked with the standard library's parser, never with regexes.
+Each check is a ``Check``: ``ok`` True (passed), False (failed) or None (not run). The HTML
+is walked with the standard library's parser, never with regexes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import default
 from html.parser import HTMLParser
-from typing import Any
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from digest.preview.model import Preview
@@ -25,7 +25,12 @@ SPAM_TIMEOUT = 30.0
 SPAM_NOT_INSTALLED = "SpamAssassin is not installed (apt-get install spamassassin)"
 _SHOWN = 10  # bad links or images named in a detail
 
-Check = dict[str, Any]
+
+class Check(TypedDict):
+    id: str
+    name: str
+    ok: bool | None
+    detail: str
 
 
 def check(ident: str, name: str, ok: bool | None, detail: str) -> Check:

@@ -23,7 +23,7 @@ from digest.edition.build import edition_window
 from digest.errors import DigestError
 from digest.model import Edition, Variant
 from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
-from digest.render import Rendered, environment, render_edition
+from digest.render import Rendered, environment, render_edition, render_greeting
 from digest.render.message import Recipient, compose, personalize
 from digest.send.unsubscribe import Addresser
 from digest.subscribers import Problem, Subscriber, read_subscribers
@@ -201,10 +201,11 @@ class Previewer:
         addresser = Addresser(config, mailing_list, env=self.env, backend=None)
         edition = self.edition(config, mailing_list.name, date)
         variant = chosen_variant.select(edition)
-        rendered = render_edition(config, variant, environment(config))
+        templates = environment(config)
+        rendered = render_edition(config, variant, templates)
         sender = config.settings.newsroom.sender
         email, name = (subscriber.key, subscriber.name) if subscriber else (SAMPLE_RECIPIENT, "")
-        recipient, headers = addresser.message(email, name)
+        recipient, headers = addresser.message(email, name, render_greeting(templates).to(name))
         # The real message, composed as a transport would: its headers are what goes out.
         message = compose(
             rendered, recipient, sender=sender, edition_id=edition.id, date=self.now(), headers=headers

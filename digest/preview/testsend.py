@@ -79,7 +79,9 @@ def send_test(
     sender = config.settings.newsroom.sender
     # Its own edition id: its own outbox folder, Message-ID and provider tags, apart from the real send.
     edition_id = f"{preview.edition.id}-test"
-    envelope = addresser.envelope(to, preview.recipient.name, make_message_id(edition_id, to, sender))
+    envelope = addresser.envelope(
+        to, preview.recipient.name, make_message_id(edition_id, to, sender), preview.recipient.greeting
+    )
     batch = Batch(
         edition_id=edition_id,
         list_name=mailing_list.name,

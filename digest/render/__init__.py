@@ -9,9 +9,10 @@ import jinja2
 from digest.config import Config
 from digest.ingest.sanitize import one_line, shorten
 from digest.model import Edition, Rendered
-from digest.render.context import template_context
+from digest.render.context import NAME_MARK, Greeting, template_context
 from digest.render.html import to_email_html
 from digest.render.templates import (
+    GREETING_TEMPLATE,
     HTML_TEMPLATE,
     PREHEADER_TEMPLATE,
     SUBJECT_TEMPLATE,
@@ -48,10 +49,18 @@ def render_edition(config: Config, edition: Edition, env: jinja2.Environment | N
     return Rendered(subject=subject, preheader=preheader, html=html, text=text)
 
 
+def render_greeting(env: jinja2.Environment) -> Greeting:
+    """The greeting's wording (``greeting.txt.j2``), rendered once for every recipient to come."""
+    named, anonymous = (
+        one_line(render_template(env, GREETING_TEMPLATE, {"name": name})) for name in (NAME_MARK, "")
+    )
+    return Greeting(named, anonymous)
+
+
 def _template_path(env: jinja2.Environment, name: str) -> str:
     # The compiled template's file: asking the loader again would read and check it again.
     filename = env.get_template(name).filename
     return str(Path(filename)) if filename else name
 
 
-__all__ = ["Rendered", "environment", "render_edition"]
+__all__ = ["Greeting", "Rendered", "environment", "render_edition", "render_greeting"]

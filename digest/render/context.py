@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,21 @@ from digest.model import Edition, Item
 # Per-recipient values are left as these markers in the rendered variant and filled in per
 # subscriber by plain substitution, so each variant is rendered once, not once per subscriber.
 PLACEHOLDERS = {"greeting": "%%greeting%%", "unsubscribe_url": "%%unsubscribe_url%%"}
+# Where the subscriber's name goes in the greeting's wording (greeting.txt.j2).
+NAME_MARK = "%%name%%"
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """The greeting's wording from the templates, rendered once with a stand-in for the name
+    and once without a name; a recipient's greeting is then one replacement, not a render."""
+
+    named: str
+    anonymous: str
+
+    def to(self, name: str) -> str:
+        """The greeting of a recipient called ``name`` (empty: the greeting without a name)."""
+        return self.named.replace(NAME_MARK, name) if name else self.anonymous
 
 
 def _item(item: Item, zone: ZoneInfo) -> SimpleNamespace:

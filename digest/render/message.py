@@ -44,10 +44,7 @@ class Recipient:
     email: str
     name: str = ""
     unsubscribe_url: str = ""
-
-    @property
-    def greeting(self) -> str:
-        return f"Hello, {self.name}" if self.name else "Hello"
+    greeting: str = ""  # worded by the templates: Greeting.to(name)
 
 
 def personalize(rendered: Rendered, recipient: Recipient) -> tuple[str, str]:
@@ -118,8 +115,15 @@ _HEADER_ROOM = 900
 # Headers the email package parses (addresses, dates, MIME): never written by hand.
 _STRUCTURED = frozenset(SMTP.header_factory.registry)  # type: ignore[attr-defined]
 _PROBES = (
-    Recipient("probe.reader@probe.invalid", "Probe Reader", "https://probe.invalid/unsubscribe/a.b"),
-    Recipient("p@probe.invalid", "Prōbe «Reader», <b>&</b> Co", "https://probe.invalid/u/a.b?l=x&t=1"),
+    Recipient(
+        "probe.reader@probe.invalid", "Probe Reader", "https://probe.invalid/unsubscribe/a.b", "Hi, Probe"
+    ),
+    Recipient(
+        "p@probe.invalid",
+        "Prōbe «Reader», <b>&</b> Co",
+        "https://probe.invalid/u/a.b?l=x&t=1",
+        "Grüß dich, Prōbe «Reader», <b>&</b> Co",
+    ),
 )
 
 

@@ -19,6 +19,7 @@ HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 SUBJECT_TEMPLATE = "subject.txt.j2"
 PREHEADER_TEMPLATE = "preheader.txt.j2"
+GREETING_TEMPLATE = "greeting.txt.j2"
 MJML_SUFFIXES = (".mjml.j2", ".mjml")
 WIDTH = 72
 

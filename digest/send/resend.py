@@ -3,8 +3,9 @@
 For an editor answering "I never got today's email". Decide, then act: ``decide`` takes what
 the ledger, the subscriber file and the suppressions say about the reader and returns the
 plan (or refuses, saying why and what to do); ``resend`` gathers those facts, sends the one
-message through the transport and records it. The reader's ledger row stays what the original
-send did; the resend is a row of its own (``digest.state.resends``).
+message through the transport and records it. The resend is a row of its own
+(``digest.state.resends``); once it reached the reader, a ledger row that failed (or is
+missing) says sent, so later sends of the edition count them as sent and do not retry them.
 
 The message is the original: the frozen variant of their desks, their name and their own
 signed unsubscribe link, built by the same ``Sender`` as the send. Only the Date and the

@@ -8,6 +8,7 @@ batch; a batch is claimed in the ledger before it goes out and recorded right af
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import DigestError
 from digest.ingest.collect import Retry
 from digest.model import Edition, Variant
-from digest.render import Rendered, environment, render_edition
+from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
 from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.summary import SendSummary
@@ -188,6 +189,12 @@ class Sender:
                 },
             )
 
+    @functools.cached_property
+    def greeting(self) -> Greeting:
+        """The greeting's wording from the templates; each recipient's name is put in it."""
+        self._jinja = self._jinja or environment(self.config)
+        return render_greeting(self._jinja)
+
     def rendered(self, edition: Edition, key: str, *, freeze: bool) -> Rendered | None:
         """The variant's content (None when the subscriber's desks have nothing today)."""
         if key not in self._rendered:
@@ -247,7 +254,7 @@ class Sender:
 
     def envelope(self, row: Claimed) -> Envelope:
         message_id = make_message_id(self.edition_id, row.email, self.sender)
-        return self.addresser.envelope(row.email, row.name, message_id)
+        return self.addresser.envelope(row.email, row.name, message_id, self.greeting.to(row.name))
 
     def batch(self, key: str, content: Rendered, envelopes: list[Envelope]) -> Batch:
         """One variant of this edition, to these recipients, with the list's headers."""

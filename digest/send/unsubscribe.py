@@ -259,23 +259,24 @@ class Addresser:
         """Whether the links are signed with the public demo secret (forgeable by anyone)."""
         return self.secret == DEMO_SECRET
 
-    def recipient(self, email: str, name: str) -> tuple[Recipient, dict[str, str]]:
-        """The recipient with their own unsubscribe link, and the headers that carry it."""
+    def recipient(self, email: str, name: str, greeting: str = "") -> tuple[Recipient, dict[str, str]]:
+        """The recipient with their greeting (worded by the templates: ``Greeting.to(name)``) and
+        their own unsubscribe link, and the headers that carry the link."""
         token = make_token(self.secret, self.list_name, email, purpose=Purpose.UNSUBSCRIBE)
         if self._template:
             headers = {header: value.replace(_TOKEN_MARK, token) for header, value in self._template.items()}
         else:
             headers = list_unsubscribe_headers(self.base_url, self.sender, token)
-        return Recipient(email, name, unsubscribe_url(self.base_url, token)), headers
+        return Recipient(email, name, unsubscribe_url(self.base_url, token), greeting), headers
 
-    def message(self, email: str, name: str) -> tuple[Recipient, dict[str, str]]:
+    def message(self, email: str, name: str, greeting: str = "") -> tuple[Recipient, dict[str, str]]:
         """``recipient``, with every list header of a message composed on its own."""
-        recipient, headers = self.recipient(email, name)
+        recipient, headers = self.recipient(email, name, greeting)
         return recipient, {**self.list_headers, **headers}
 
-    def envelope(self, email: str, name: str, message_id: str) -> Envelope:
+    def envelope(self, email: str, name: str, message_id: str, greeting: str = "") -> Envelope:
         """One recipient of a batch, for a transport."""
-        recipient, headers = self.recipient(email, name)
+        recipient, headers = self.recipient(email, name, greeting)
         return Envelope(recipient=recipient, message_id=message_id, headers=headers)
 
     def _header_template(self) -> dict[str, str]:

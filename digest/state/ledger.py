@@ -124,23 +124,14 @@ class Ledger:
     def retry_failed(self, edition_id: str, *, now: dt.datetime) -> int:
         """A new run sends again to those a previous run failed to reach.
 
-        Except those an editor has since reached with `digest send --resend`: they have it.
+        Not to those an editor has since reached with `digest send --resend`: their row says
+        sent (``Resends.record``).
         """
         table = schema.ledger
-        resends = schema.resends
-        reached = (
-            select(resends.c.id)
-            .where(
-                resends.c.edition_id == table.c.edition_id,
-                resends.c.email == table.c.email,
-                resends.c.status == SENT,
-            )
-            .exists()
-        )
         with self.engine.begin() as conn:
             return conn.execute(
                 update(table)
-                .where(table.c.edition_id == edition_id, table.c.status == FAILED, ~reached)
+                .where(table.c.edition_id == edition_id, table.c.status == FAILED)
                 .values(status=PENDING, updated_at=now)
             ).rowcount
 

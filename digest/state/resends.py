@@ -1,6 +1,7 @@
 """Resends: an edition sent once more to one reader, by an editor (`digest send --resend`).
 
-The ledger row of a reader stays what the original send did; each resend is a row here.
+Each resend is a row here. A resend that reached the reader also makes their ledger row say
+so (see ``Resends.record``); otherwise the ledger row stays what the original send did.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
-from digest.state.ledger import SENT, Status
-from digest.state.queries import insert_ignoring
+from digest.state.ledger import FAILED, SENT, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +45,15 @@ class Resends:
             ).scalar_one()
 
     def record(self, resend: Resend) -> None:
-        """Record a resend; a reader it reached who had no ledger row gets one, as sent.
+        """Record a resend; a reader it reached gets a ledger row that says sent.
 
-        Without that row a later `digest send` of the edition (a subscriber added to the file
-        after the send) would add them as pending and send it to them a second time.
+        A reader with no ledger row (added to the subscriber file after the send) gets one,
+        or a later `digest send` of the edition would add them as pending and send it to them
+        a second time. A reader whose original send failed has that row recorded as sent, as
+        ``Ledger.finish`` records an accepted message, keeping the first failure in its error:
+        otherwise every later `digest send` of the edition would count them as failed and exit
+        1, and retry them. A row the original send did deliver (or skipped, or suppressed) is
+        left as it is.
         """
         with self.engine.begin() as conn:
             conn.execute(
@@ -65,16 +71,30 @@ class Resends:
             )
             if resend.status != SENT:
                 return
+            ledger = schema.ledger
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            reached = dialect.insert(ledger).values(
+                edition_id=resend.edition_id,
+                email=resend.email,
+                name=resend.name,
+                variant=resend.variant,
+                status=SENT,
+                attempts=1,
+                provider_id=resend.provider_id,
+                sent_at=resend.sent_at,
+                updated_at=resend.sent_at,
+            )
             conn.execute(
-                insert_ignoring(conn, schema.ledger, ["edition_id", "email"]).values(
-                    edition_id=resend.edition_id,
-                    email=resend.email,
-                    name=resend.name,
-                    variant=resend.variant,
-                    status=SENT,
-                    attempts=1,
-                    provider_id=resend.provider_id,
-                    sent_at=resend.sent_at,
-                    updated_at=resend.sent_at,
+                reached.on_conflict_do_update(
+                    index_elements=["edition_id", "email"],
+                    set_={
+                        "status": SENT,
+                        "provider_id": resend.provider_id,
+                        "error": literal(f"resent as {resend.message_id} after: ")
+                        + func.coalesce(ledger.c.error, ""),
+                        "sent_at": resend.sent_at,
+                        "updated_at": resend.sent_at,
+                    },
+                    where=ledger.c.status == FAILED,
                 )
             )

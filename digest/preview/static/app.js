@@ -398,14 +398,29 @@
 
   // ---------------------------------------------------------------- errors
 
+  function lineOf(problem) {
+    return problem.line != null && problem.line !== "" ? String(problem.line) : "";
+  }
+
   function showError(error, status) {
     const template = error.template ? String(error.template) : "";
     const file = template || (error.path ? String(error.path) : "");
-    const line = error.line != null && error.line !== "" ? String(error.line) : "";
+    // A config with several mistakes: each on a line of its own, with its line number.
+    const problems = Array.isArray(error.problems) && error.problems.length > 1 ? error.problems : null;
+    const line = problems ? "" : lineOf(error);
     $("error-title").textContent = template ? "Template error" : status ? "Cannot show this edition" : "Preview error";
     $("error-where").textContent = file ? (line ? `${file}, line ${line}` : file) : "";
     $("error-where").parentElement.hidden = !file;
-    $("error-message").textContent = String(error.message ?? "unknown error");
+    $("error-message").textContent = problems
+      ? problems
+          .map((problem) => {
+            const other = problem.path && String(problem.path) !== file ? String(problem.path) : "";
+            const at = lineOf(problem) ? `line ${lineOf(problem)}` : "";
+            const where = [other, at].filter(Boolean).join(", ");
+            return `${where ? `${where}: ` : ""}${String(problem.message ?? "")}`;
+          })
+          .join("\n")
+      : String(error.message ?? "unknown error");
     $("error").hidden = false;
     $("preview").classList.add("is-error");
     $("main").classList.add("is-error");
