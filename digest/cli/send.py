@@ -14,6 +14,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.base import Context, now
+from digest.config import OutboxOptions
 from digest.errors import DigestError, StateError
 from digest.send.summary import SendSummary
 from digest.state import Store
@@ -179,9 +180,9 @@ def send(
 def _where(obj: Context, alias: str) -> str:
     """The transport as the summary names it: an outbox by its folder."""
     transport = obj.config.settings.transports[alias]
-    if transport.backend != "outbox":
+    if not isinstance(transport, OutboxOptions):
         return alias
-    return f"outbox {obj.config.resolve(transport.options.get('path', 'outbox'))}"
+    return f"outbox {obj.config.resolve(transport.path)}"
 
 
 def _resend(

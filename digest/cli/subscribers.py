@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from digest.cli.base import Context, now
-from digest.config import Config, MailingList
+from digest.config import Config, MailingList, SendGridOptions
 from digest.errors import DigestError
 
 
@@ -113,7 +113,7 @@ def suppressions_sync(obj: Context, alias: str | None) -> None:
     candidates = {
         name: transport
         for name, transport in config.settings.transports.items()
-        if transport.backend == "sendgrid"
+        if isinstance(transport, SendGridOptions)
     }
     if alias:
         candidates = {alias: candidates[alias]} if alias in candidates else {}
@@ -127,9 +127,8 @@ def suppressions_sync(obj: Context, alias: str | None) -> None:
     api_key = os.environ.get("SENDGRID_API_KEY")
     if not api_key:
         raise DigestError("SENDGRID_API_KEY is not set")
-    api_url = transport.options.get("api_url", "https://api.sendgrid.com")
     with open_store(config) as store:
-        new = sync_suppressions(store.suppressions, fetch_suppressions(api_url, api_key))
+        new = sync_suppressions(store.suppressions, fetch_suppressions(transport.api_url, api_key))
     click.echo(
         "new suppressions: " + (", ".join(f"{reason} {count:,}" for reason, count in new.items()) or "none")
     )

@@ -97,7 +97,7 @@ def send_test(
         headers={"List-Id": list_id(sender, mailing_list.name, mailing_list.title or mailing_list.name)},
     )
     try:
-        transport = create_transport(transport_config.backend, transport_config.options, config.root, env)
+        transport = create_transport(transport_config, config.root, env)
         transport.open()
         try:
             (outcome,) = transport.send(batch)

@@ -31,10 +31,10 @@ from typing import Any
 from urllib.error import URLError
 
 import python_http_client
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
+from digest.config.transports import SendGridOptions
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
@@ -44,8 +44,6 @@ from digest.send.transports.base import Batch, Outcome
 log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "SENDGRID_API_KEY"
-MAX_PERSONALIZATIONS = 1000
-MAX_CATEGORIES = 10
 MAX_SUBSTITUTION_BYTES = 10_000
 RATE_LIMIT_CAP = 120.0
 # SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
@@ -61,38 +59,6 @@ TEXT_MARKERS = dict(PLACEHOLDERS)
 HTML_MARKERS = {key: f"%%{key}_html%%" for key in PLACEHOLDERS}
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_url: str = "https://api.sendgrid.com"
-    batch_size: int = Field(1000, ge=1, le=MAX_PERSONALIZATIONS)
-    """Personalizations (recipients) per request."""
-    timeout: float = Field(30, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff: float = Field(1.0, ge=0)
-    """First retry delay in seconds; doubles per attempt, with jitter, up to 60 s."""
-    categories: list[str] = Field(default_factory=list, max_length=MAX_CATEGORIES - 1)
-    """At most nine: the transport adds the list name and SendGrid takes ten."""
-    asm_group_id: int | None = None
-    sandbox_mode: bool = False
-    ip_pool: str | None = Field(None, min_length=2, max_length=64)
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://api.sendgrid.com")
-        return value.rstrip("/")
-
-    @field_validator("categories")
-    @classmethod
-    def _one_line_names(cls, value: list[str]) -> list[str]:
-        names = [one_line(name) for name in value]
-        if any(not name or len(name) > 255 for name in names):
-            raise ValueError("a category must have 1 to 255 characters")
-        return names
-
-
 class SendGridPayload:
     """A Batch → the JSON bodies of its requests, built one field at a time.
 
@@ -100,7 +66,7 @@ class SendGridPayload:
     get a failed Outcome in ``refused`` instead of taking their whole request down with them.
     """
 
-    def __init__(self, batch: Batch, options: Options) -> None:
+    def __init__(self, batch: Batch, options: SendGridOptions) -> None:
         self.batch = batch
         self.options = options
         self.refused: dict[int, Outcome] = {}
@@ -224,7 +190,7 @@ class SendGridTransport:
 
     def __init__(
         self,
-        options: Options,
+        options: SendGridOptions,
         api_key: str,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -379,7 +345,7 @@ if not any(isinstance(existing, _RedactAuthorization) for existing in _library_l
 _REDACTOR = next(f for f in _library_log.filters if isinstance(f, _RedactAuthorization))
 
 
-def create(options: Options, env: Mapping[str, str], root: Path) -> SendGridTransport:
+def create(options: SendGridOptions, env: Mapping[str, str], root: Path) -> SendGridTransport:
     api_key = (env.get(API_KEY_VARIABLE) or "").strip()
     if not api_key:
         raise TransportError("no SendGrid API key", hint=f"set the {API_KEY_VARIABLE} environment variable")

@@ -23,8 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
 from digest.retry import backoff
@@ -38,31 +37,6 @@ BATCH_PER_CONNECTION = 20
 MAX_COMPOSERS = 64
 SMTPUTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
 _DOT_AFTER_LF = re.compile(rb"\n\.")
-
-
-class Options(BaseModel):
-    """``[transports.<alias>]`` keys for ``backend = "smtp"``; secrets are named, never given."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "ssl"] = "none"
-    username_env: str | None = None
-    password_env: str | None = None
-    connections: int = Field(default=4, ge=1, le=32)
-    rate: float = Field(default=0, ge=0)
-    """Messages per second across all connections; 0 means as fast as the server takes them."""
-    timeout: float = Field(default=30, gt=0)
-    retries: int = Field(default=3, ge=0, le=20)
-    backoff: float = Field(default=1.0, ge=0)
-    helo: str | None = None
-
-    @model_validator(mode="after")
-    def _credentials_in_pairs(self) -> Options:
-        if (self.username_env is None) != (self.password_env is None):
-            raise ValueError("set both username_env and password_env, or neither")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +118,7 @@ class SmtpTransport:
 
     def __init__(
         self,
-        options: Options,
+        options: SmtpOptions,
         credentials: Credentials | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -444,7 +418,7 @@ def _message_bytes(
     return message.as_bytes(policy=policy), str(message_id) if message_id else None
 
 
-def create(options: Options, env: Mapping[str, str], root: Path) -> SmtpTransport:
+def create(options: SmtpOptions, env: Mapping[str, str], root: Path) -> SmtpTransport:
     """An SmtpTransport; the login comes from the environment variables the options name."""
     credentials = None
     if options.username_env and options.password_env:
