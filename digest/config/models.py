@@ -191,7 +191,8 @@ class State(_Section):
 
 
 class Render(_Section):
-    templates: str = "templates"
+    # Unset: a templates/ folder beside config.toml if there is one, else the packaged ones only.
+    templates: str | None = None
 
 
 class Server(_Section):
