@@ -38,14 +38,13 @@ from digest.config.transports import SendGridOptions
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
-from digest.retry import backoff
+from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "SENDGRID_API_KEY"
 MAX_SUBSTITUTION_BYTES = 10_000
-RATE_LIMIT_CAP = 120.0
 # SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
 RESERVED_HEADERS = frozenset(
     {
@@ -180,10 +179,11 @@ class _Answer:
 class SendGridTransport:
     """Posts each batch as up to ``batch_size`` personalizations per request.
 
-    Retries 429 (until ``X-RateLimit-Reset``), 5xx, timeouts and dropped connections up to
-    ``retries`` times; after that the request's recipients fail with the last reason. 400 and 413
-    fail the request's recipients at once; 401, 403 and 404 (credentials, a wrong ``api_url``)
-    raise TransportError, unless part of the batch was already accepted, which must be reported.
+    Retries 429 (after its ``Retry-After`` or ``X-RateLimit-Reset``), 5xx, timeouts and dropped
+    connections up to ``retries`` times; after that the request's recipients fail with the last
+    reason. 400 and 413 fail the request's recipients at once; 401, 403 and 404 (credentials, a
+    wrong ``api_url``) raise TransportError, unless part of the batch was already accepted, which
+    must be reported.
     """
 
     name = "sendgrid"
@@ -199,8 +199,7 @@ class SendGridTransport:
         self.options = options
         self.max_batch = options.batch_size
         self._api_key = api_key
-        self._sleep = sleep
-        self._clock = clock
+        self._retry = RetryPolicy(options.backoff, clock=clock, sleep=sleep)
         self._client: SendGridAPIClient | None = None
 
     def open(self) -> None:
@@ -248,14 +247,14 @@ class SendGridTransport:
                     hint = "check api_url" if status == 404 else f"check {API_KEY_VARIABLE} and its scopes"
                     raise TransportError(problem, hint=hint) from None
                 if status == 429:
-                    delay = self._rate_limit_wait(exc.headers, attempt)
+                    delay = self._retry.server_wait(exc.headers, attempt)
                 elif status >= 500:
-                    delay = self._backoff(attempt)
+                    delay = self._retry.backoff(attempt)
                 else:
                     return _Answer(False, error=problem)
             except (OSError, HTTPException) as exc:
                 problem = self._redact(f"no answer from SendGrid: {describe_failure(exc)}")
-                delay = self._backoff(attempt)
+                delay = self._retry.backoff(attempt)
             else:
                 message_id = response.headers.get("X-Message-Id") if response.headers else None
                 return _Answer(True, message_id=message_id)
@@ -263,18 +262,7 @@ class SendGridTransport:
                 return _Answer(False, error=f"{problem} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retry %d of %d in %.1f s: %s", attempt, self.options.retries, delay, problem)
-            self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff(attempt, self.options.backoff)
-
-    def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
-        reset = headers.get("X-RateLimit-Reset") if headers is not None else None
-        try:
-            wait = float(reset) - self._clock()
-        except (TypeError, ValueError):
-            return self._backoff(attempt)
-        return min(max(wait, 0.0), RATE_LIMIT_CAP)
+            self._retry.sleep(delay)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "[redacted]") if self._api_key else text

@@ -26,7 +26,7 @@ from typing import Literal
 from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
-from digest.retry import backoff
+from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Envelope, Outcome
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,9 @@ class SmtpTransport:
         # None marks a slot whose connection was lost; its worker reopens it when it needs it.
         self._connections: list[smtplib.SMTP | None] = []
         self._limiter = RateLimiter(options.rate)
+        # Waits go through the send's stop event rather than the policy's sleep, so that an
+        # interrupted send does not sit out a retry's backoff.
+        self._retry = RetryPolicy(options.backoff, cap=MAX_BACKOFF)
         self._composers: dict[tuple[object, ...], Composer | None] = {}
         if options.security != "none" and tls_context is None:
             tls_context = ssl.create_default_context()
@@ -316,7 +319,7 @@ class SmtpTransport:
                 return Outcome.failed(email, f"{failure.reason} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retrying %s (%d/%d): %s", email, attempt, self.options.retries, failure.reason)
-            if stop.wait(self._delay(attempt)):
+            if stop.wait(self._retry.backoff(attempt - 1)):
                 return Outcome.failed(email, f"not sent: interrupted after {failure.reason}")
 
     def _attempt(
@@ -348,9 +351,6 @@ class SmtpTransport:
             return failure
         # The server said 250 to DATA: accepted, whatever happens to the connection next.
         return None
-
-    def _delay(self, attempt: int) -> float:
-        return backoff(attempt - 1, self.options.backoff, cap=MAX_BACKOFF)
 
     def _discard(self, slot: int) -> None:
         connection, self._connections[slot] = self._connections[slot], None
