@@ -243,25 +243,29 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080, *, co
     run_until_signalled(server, "digest-serve")
 
 
-def app_from_config(config: Config, secret: bytes) -> WSGIApplication:
-    """The app for a loaded config, with the state store opened on first use."""
-    from digest.state import open_store
+def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> WSGIApplication:
+    """The app of `digest serve`, and the factory for WSGI servers: ``gunicorn 'digest.serve:create_app()'``.
 
-    return make_app(
-        lambda: open_store(config),
-        secret,
-        newsroom_name=config.settings.newsroom.name,
-        list_titles={m.name: m.title or m.name for m in config.settings.lists},
-    )
-
-
-def create_app() -> WSGIApplication:
-    """Factory for WSGI servers: the config from $DIGEST_CONFIG, the secret from $DIGEST_SECRET."""
+    ``config`` defaults to the one $DIGEST_CONFIG names (else ./config.toml); the secret comes
+    from $DIGEST_SECRET in ``env`` (default: the process's environment). The state store is
+    opened on the first unsubscribe, so a WSGI server's workers each open their own after forking.
+    """
     from digest.config import load_config
     from digest.errors import DigestError
-    from digest.send.unsubscribe import SECRET_ENV, secret_from_env
+    from digest.send.unsubscribe import secret_from_env
+    from digest.state import open_store
 
-    secret = secret_from_env()
+    secret = secret_from_env(env)
     if secret is None:
-        raise DigestError(f"${SECRET_ENV} is not set; the unsubscribe server cannot check links without it")
-    return app_from_config(load_config(), secret)
+        raise DigestError(
+            f"{SECRET_ENV} is not set: the endpoint cannot check unsubscribe links without it",
+            hint="set it to the secret the mail was sent with; for `make demo`'s links, see the README's "
+            "Quick start",
+        )
+    loaded = config or load_config()
+    return make_app(
+        lambda: open_store(loaded),
+        secret,
+        newsroom_name=loaded.settings.newsroom.name,
+        list_titles={m.name: m.title or m.name for m in loaded.settings.lists},
+    )
