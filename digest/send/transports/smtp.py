@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import smtplib
 import ssl
 import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
 from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Envelope, Outcome
+from digest.send.transports.smtp_wire import (
+    Connection,
+    Failure,
+    RateLimiter,
+    SSLConnection,
+    classify,
+    describe,
+    reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,6 @@ BATCH_PER_CONNECTION = 20
 # Composers kept (one per variant being sent); a send has a few dozen variants at most.
 MAX_COMPOSERS = 64
 SMTPUTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
-_DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,66 +54,8 @@ class Credentials:
     """Which variables they came from, for error hints."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    reason: str
-    kind: Literal["temporary", "permanent", "dropped", "unreachable"]
-
-
 class _Unreachable(Exception):
     """A worker's connection could not be reopened: it stops taking messages."""
-
-
-class RateLimiter:
-    """Spaces sends evenly so that all threads together stay under ``rate`` per second."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until this caller's turn; turns are handed out in order of arrival."""
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            turn = max(now, self._next)
-            self._next = turn + self.interval
-        if turn > now:
-            time.sleep(turn - now)
-
-
-class _QuickData:
-    """``smtplib``'s DATA, with a quicker search for the lines that start with "." to double.
-
-    ``smtplib`` finds them with a pattern anchored at the start of every line, which the regular
-    expression engine tries at every byte: about 230 µs for a 60 KB edition, more than all the
-    rest of sending it. A line feed followed by a dot is a literal the engine jumps to: 30 µs.
-    """
-
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
-        connection: smtplib.SMTP = self  # type: ignore[assignment]
-        if not isinstance(msg, bytes) or connection.debuglevel:
-            return super().data(msg)  # type: ignore[misc, no-any-return]
-        connection.putcmd("data")
-        code, reply = connection.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        # What smtplib's re.sub(rb"(?m)^\.", b"..", msg) does: a "." at the start or after LF.
-        quoted = (b"." if msg.startswith(b".") else b"") + _DOT_AFTER_LF.sub(b"\n..", msg)
-        if not quoted.endswith(b"\r\n"):
-            quoted += b"\r\n"
-        connection.send(quoted + b".\r\n")
-        return connection.getreply()
-
-
-class _Connection(_QuickData, smtplib.SMTP):
-    pass
-
-
-class _SSLConnection(_QuickData, smtplib.SMTP_SSL):
-    pass
 
 
 class SmtpTransport:
@@ -324,13 +271,13 @@ class SmtpTransport:
 
     def _attempt(
         self, slot: int, data: bytes, sender: str, email: str, international: bool
-    ) -> _Failure | None:
+    ) -> Failure | None:
         connection = self._connections[slot]
         if connection is None:
             try:
                 connection = self._connections[slot] = self._connect()
             except TransportError as exc:
-                return _Failure(exc.message, "unreachable")
+                return Failure(exc.message, "unreachable")
         self._limiter.wait()
         try:
             options: tuple[str, ...] = ()
@@ -344,7 +291,7 @@ class SmtpTransport:
                 options = SMTPUTF8_OPTIONS
             connection.sendmail(sender, [email], data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
-            failure = _classify(exc)
+            failure = classify(exc)
             # smtplib itself closes the socket after a 421; a drop leaves it in an unknown state.
             if failure.kind == "dropped" or connection.sock is None:
                 self._discard(slot)
@@ -362,7 +309,7 @@ class SmtpTransport:
         connection: smtplib.SMTP | None = None
         try:
             if options.security == "ssl":
-                connection = _SSLConnection(
+                connection = SSLConnection(
                     options.host,
                     options.port,
                     local_hostname=options.helo,
@@ -370,7 +317,7 @@ class SmtpTransport:
                     context=self._tls,
                 )
             else:
-                connection = _Connection(
+                connection = Connection(
                     options.host, options.port, local_hostname=options.helo, timeout=options.timeout
                 )
                 if options.security == "starttls":
@@ -385,15 +332,13 @@ class SmtpTransport:
             assert self.credentials is not None
             raise TransportError(
                 f"the SMTP server {self.where} refused the login as {self.credentials.username!r}: "
-                f"{_reply(exc.smtp_code, exc.smtp_error)}",
+                f"{reply(exc.smtp_code, exc.smtp_error)}",
                 hint=f"check {self.credentials.source}",
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             if connection is not None:
                 connection.close()
-            raise TransportError(
-                f"cannot connect to the SMTP server {self.where}: {_describe(exc)}"
-            ) from None
+            raise TransportError(f"cannot connect to the SMTP server {self.where}: {describe(exc)}") from None
         return connection
 
 
@@ -437,36 +382,3 @@ def _variable(env: Mapping[str, str], name: str) -> str:
             f"the environment variable {name} is not set", hint="the SMTP transport reads its login from it"
         )
     return value
-
-
-def _classify(exc: BaseException) -> _Failure:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        # One recipient per message, so one reply.
-        code, text = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
-        return _from_reply(code, text)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return _Failure(f"connection lost: {exc}", "dropped")
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _from_reply(exc.smtp_code, exc.smtp_error)
-    if isinstance(exc, smtplib.SMTPException):
-        # SMTPNotSupportedError and the like: this message cannot go over this server.
-        return _Failure(str(exc), "permanent")
-    return _Failure(f"connection lost: {_describe(exc)}", "dropped")
-
-
-def _from_reply(code: int, text: bytes | str) -> _Failure:
-    return _Failure(_reply(code, text), "temporary" if 400 <= code < 500 else "permanent")
-
-
-def _reply(code: int, text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{code} {' '.join(text.split())}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _reply(exc.smtp_code, exc.smtp_error)
-    if not isinstance(exc, smtplib.SMTPException) and isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
