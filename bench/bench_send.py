@@ -368,15 +368,16 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     serialized for SMTP; the MIME-less JSON request body for SendGrid), all with nothing
     shared between recipients but the compiled templates.
     """
+    from digest.config import SendGridOptions
     from digest.model import Variant
     from digest.render import environment, render_edition
     from digest.send.transports.base import Batch
-    from digest.send.transports.sendgrid import Options, SendGridPayload
+    from digest.send.transports.sendgrid import SendGridPayload
     from digest.state.ledger import Claimed
 
     edition = sender.edition(freeze=False)
     jinja = environment(sender.config)
-    options = Options.model_validate(dict(sender.transport_config.options)) if path == "sendgrid" else None
+    options = sender.transport_config
     subscribers = itertools.islice(sender.subscribers([]), sample)
     cpu = time.process_time()
     done = 0
@@ -389,7 +390,7 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
         if path == "smtp":
             batch.message(envelope).as_bytes()
         else:
-            assert options is not None
+            assert isinstance(options, SendGridOptions)
             json.dumps(next(SendGridPayload(batch, options).requests())[1])
         done += 1
     return {"cpu": time.process_time() - cpu, "recipients": done}

@@ -103,11 +103,23 @@ def _without(store: Store, edition_id: str) -> str:
     return f"; went out without {', '.join(frozen.missing_feeds)} (caught up once it reads)"
 
 
-def jobs_report(config: Config, store: Store | None, now: dt.datetime) -> str:
+def jobs_report(config: Config, now: dt.datetime) -> str:
     """`digest jobs`: each list's schedule, next run and last edition, then the scheduler's runs.
 
-    ``store`` is None when there is no state yet: nothing has run.
+    Only reads the state database: it never creates or upgrades one.
     """
+    from digest.statefile import open_reader
+
+    store = open_reader(config)
+    try:
+        return _jobs(config, store, now)
+    finally:
+        if store:
+            store.close()
+
+
+def _jobs(config: Config, store: Store | None, now: dt.datetime) -> str:
+    """The report from ``store``, None when there is no state yet: nothing has run."""
     from digest.cron import parse_cron
     from digest.schedule.service import job_id
 

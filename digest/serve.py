@@ -243,21 +243,23 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080, *, co
     run_until_signalled(server, "digest-serve")
 
 
-def app_from_config(config: Config, secret: bytes) -> WSGIApplication:
-    """The app for a loaded config, with the state store opened on first use."""
-    from digest.statefile import open_store
+def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> WSGIApplication:
+    """The app of `digest serve`, and the factory for WSGI servers: ``gunicorn 'digest.serve:create_app()'``.
 
-    return make_app(
-        lambda: open_store(config).migrate(),
-        secret,
-        newsroom_name=config.settings.newsroom.name,
-        list_titles={m.name: m.display_title for m in config.settings.lists},
-    )
-
-
-def create_app() -> WSGIApplication:
-    """Factory for WSGI servers: the config from $DIGEST_CONFIG, the secret from $DIGEST_SECRET."""
+    ``config`` defaults to the one $DIGEST_CONFIG names (else ./config.toml); the secret comes
+    from $DIGEST_SECRET in ``env`` (default: the process's environment). The state store is
+    opened (and migrated) on the first unsubscribe, so a WSGI server's workers each open their
+    own after forking.
+    """
     from digest.config import load_config
     from digest.send.unsubscribe import checking_secret
+    from digest.statefile import open_store
 
-    return app_from_config(load_config(), checking_secret())
+    secret = checking_secret(env)
+    loaded = config or load_config()
+    return make_app(
+        lambda: open_store(loaded).migrate(),
+        secret,
+        newsroom_name=loaded.settings.newsroom.name,
+        list_titles={m.name: m.display_title for m in loaded.settings.lists},
+    )

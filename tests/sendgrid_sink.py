@@ -5,7 +5,7 @@ script; when the script runs out, ``default`` answers (202 with an X-Message-Id,
 the request). A reply may hang (``delay``) to play a server that never answers in time.
 
     with SendGridSink([Reply(429, headers={"X-RateLimit-Reset": "..."}), Reply(202)]) as sink:
-        transport = SendGridTransport(Options(api_url=sink.url), "SG.key")
+        transport = SendGridTransport(SendGridOptions(api_url=sink.url), "SG.key")
         ...
         assert sink.requests[0].json["personalizations"][0]["to"] == [...]
 """

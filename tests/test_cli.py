@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.render.templates import default_template_dir
-from tests.conftest import NOW, MakeProject
+from tests.conftest import BASE_CONFIG, NOW, STORIES, MakeProject
 
 
 def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -148,6 +150,46 @@ def test_an_mjml_typo_stops_the_build_at_its_template_line(make_project: MakePro
         f"error: {template}:{number}: <mj-text> has no attribute 'colr' (did you mean 'color'?)\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def config_of_its_own(folder: Path, extra: str = "") -> Path:
+    """A config.toml beside only its feed and its subscribers, like /etc/digest/config.toml."""
+    folder.mkdir()
+    shutil.copy(STORIES / "world.xml", folder / "world.xml")
+    (folder / "daily.csv").write_text("email,name\nreader@example.org,Reader\n")
+    config = BASE_CONFIG.replace('source = "feeds/world.xml"', 'source = "world.xml"')
+    config = re.sub(r'\n\[\[feeds\]\]\nsource = "feeds/[^"]+"\ndesk = "\w+"\n', "", config)
+    config = config.replace('subscribers = "subscribers/daily.csv"', 'subscribers = "daily.csv"')
+    path = folder / "config.toml"
+    path.write_text(config + extra)
+    return path
+
+
+def test_a_config_with_no_templates_beside_it_uses_the_packaged_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = config_of_its_own(tmp_path / "etc-digest")
+    monkeypatch.chdir(tmp_path)  # nowhere near the repository's templates/
+    assert sorted(p.name for p in project.parent.iterdir()) == ["config.toml", "daily.csv", "world.xml"]
+    built = run(project, "build", "--out", str(tmp_path / "out"))
+    assert built.exit_code == 0, built.output + built.stderr
+    assert "daily: " in built.output and "stories in" in built.output
+    with time_machine.travel(NOW, tick=False):
+        sent = CliRunner().invoke(
+            cli, ["--config", str(project), "send", "--list", "daily"], env={"DIGEST_SECRET": "s" * 32}
+        )
+    assert sent.exit_code == 0, sent.output + sent.stderr
+    assert "sent 1, skipped 0, suppressed 0, failed 0" in sent.output
+    [message] = (project.parent / "outbox").rglob("*.eml")
+    assert "The Morning Ledger" in message.read_text()
+
+
+def test_a_templates_folder_the_config_names_must_exist(tmp_path: Path) -> None:
+    project = config_of_its_own(tmp_path / "etc-digest", extra='\n[render]\ntemplates = "mine"\n')
+    result = run(project, "build", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    line = project.read_text().splitlines().index('templates = "mine"') + 1
+    assert result.stderr == f"error: {project}:{line}: render.templates: templates folder 'mine' not found\n"
 
 
 ODD_FEED = """\

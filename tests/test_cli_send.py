@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.config import load_config
+from digest.errors import DigestError
+from digest.send.sendgrid_sync import sync
 from digest.send.unsubscribe import Purpose, make_token
 from digest.state import Store
 from tests.conftest import MakeProject
@@ -89,6 +93,26 @@ def test_suppressions_sync_needs_the_key(make_project: MakeProject) -> None:
     project = make_project(extra='\n[transports.sg]\nbackend = "sendgrid"\n')
     result = CliRunner().invoke(cli, ["--config", str(project), "suppressions", "sync"])
     assert result.exit_code == 1 and "SENDGRID_API_KEY is not set" in result.stderr
+
+
+def test_the_library_syncs_without_the_cli_from_the_transport_named(make_project: MakeProject) -> None:
+    def one_each(request) -> Reply:  # type: ignore[no-untyped-def]
+        return Reply(200, [{"email": f"{request.path.rsplit('/', 1)[-1]}@example.org", "created": 1}])
+
+    with SendGridSink(default=one_each) as sink:
+        extra = "".join(
+            f'\n[transports.{alias}]\nbackend = "sendgrid"\napi_url = "{sink.url}"\n'
+            for alias in ("sg", "sg2")
+        )
+        config = load_config(make_project(extra=extra))
+        with pytest.raises(DigestError, match="name one SendGrid transport"):
+            sync(config, env={"SENDGRID_API_KEY": "SG.key"})
+        with pytest.raises(DigestError, match="no SendGrid transport"):
+            sync(config, "outbox", env={"SENDGRID_API_KEY": "SG.key"})
+        with pytest.raises(DigestError, match="SENDGRID_API_KEY is not set"):
+            sync(config, "sg", env={})
+        counts = sync(config, "sg2", env={"SENDGRID_API_KEY": "SG.key"})
+    assert counts == {"unsubscribed": 1, "bounced": 1, "complained": 1}
 
 
 def test_unknown_transport_alias(project: Path) -> None:

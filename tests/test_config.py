@@ -213,6 +213,24 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
         [("mail", 'transports.outbox.backend: must be "outbox", "smtp" or "sendgrid", not "mail"')],
     ),
     (
+        "no backend",
+        {'backend = "outbox"\n': ""},
+        "",
+        [("[transports.outbox]", "transports.outbox.backend: required key is missing")],
+    ),
+    (
+        "a transport that is not a table",
+        {},
+        "[transports]\nmail = 3\n",
+        [("mail = 3", "transports.mail: must be a table, not 3")],
+    ),
+    (
+        "an option of another backend",
+        {},
+        SENDGRID + 'host = "smtp.example.org"\n',
+        [("host", "transports.sg: unknown key 'host' (known here: api_url, batch_size,")],
+    ),
+    (
         "options that go together",
         {},
         SMTP + 'username_env = "SMTP_USER"\n',

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,21 @@ def test_loose_spellings_that_stay_fine(make_project: MakeProject) -> None:
         "feeds/world.xml",
     )
     assert settings.desks.order[0] == "Ukraine"
+
+
+def test_reading_the_config_loads_no_transport_code(make_project: MakeProject) -> None:
+    # Config names the backends' modules without importing them: no import cycle between
+    # digest.config and digest.send.transports, and no smtplib or SendGrid client to read a file.
+    extra = (
+        '[transports.mail]\nbackend = "smtp"\n\n[transports.sg]\nbackend = "sendgrid"\ncategories = ["a"]\n'
+    )
+    path = make_project(extra=extra)
+    script = (
+        "import sys, digest.config\n"
+        "imported = {name for name in sys.modules if name.startswith('digest.send')}\n"
+        f"config = digest.config.load_config({str(path)!r})\n"
+        "assert {t.backend for t in config.settings.transports.values()} == {'outbox', 'smtp', 'sendgrid'}\n"
+        "print(sorted(imported), sorted(name for name in sys.modules if name.startswith('digest.send')))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert completed.stdout.split("\n")[0] == "[] []", completed.stdout

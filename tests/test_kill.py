@@ -191,7 +191,7 @@ def test_kill_9_at_ten_random_moments_then_resume_sends_everyone_once_but_the_in
     # resends are the window.
     config = load_config(project)
     mail = config.settings.transports["mail"]
-    max_batch = create_transport(mail.backend, mail.options, config.root, {}).max_batch
+    max_batch = create_transport(mail, config.root, {}).max_batch
     plan = kill_plan(rng, max_batch)
     # Check the plan can never reach the end of the list before the tenth kill. A killed sender
     # delivers at most after + LATE_CAP messages, plus one or two while the signal travels, and

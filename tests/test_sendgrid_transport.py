@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from digest.config import SendGridOptions
 from digest.errors import TransportError
 from digest.render import Rendered
 from digest.render.message import list_id, make_message_id
 from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
-from digest.send.transports.sendgrid import Options, SendGridPayload, SendGridTransport
+from digest.send.transports.sendgrid import SendGridPayload, SendGridTransport
 from digest.state import Store
 from tests.conftest import greeted
 from tests.sendgrid_sink import Reply, Request, SendGridSink, errors
@@ -78,7 +79,7 @@ def make_batch(envelopes: list[Envelope] | int) -> Batch:
 
 def transport(url: str, sleeps: Sleeps | None = None, **options: Any) -> SendGridTransport:
     return SendGridTransport(
-        Options(api_url=url, **options), KEY, sleep=Sleeps() if sleeps is None else sleeps
+        SendGridOptions(api_url=url, **options), KEY, sleep=Sleeps() if sleeps is None else sleeps
     )
 
 
@@ -307,8 +308,8 @@ def test_no_server_is_retried_then_fails() -> None:
 
 def test_create_takes_the_key_from_the_environment_only(tmp_path: Path) -> None:
     with pytest.raises(TransportError, match="SENDGRID_API_KEY"):
-        create_transport("sendgrid", {}, tmp_path, env={})
-    made = create_transport("sendgrid", {"batch_size": 250}, tmp_path, env={"SENDGRID_API_KEY": KEY})
+        create_transport(SendGridOptions(), tmp_path, env={})
+    made = create_transport(SendGridOptions(batch_size=250), tmp_path, env={"SENDGRID_API_KEY": KEY})
     assert made.name == "sendgrid" and made.max_batch == 250
     assert KEY not in repr(made)
 
@@ -320,11 +321,11 @@ def test_create_takes_the_key_from_the_environment_only(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_options_are_validated(options: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        Options(**options)
+        SendGridOptions(**options)
 
 
 def test_payload_builds_requests_without_sending() -> None:
-    payload = SendGridPayload(make_batch(5), Options(batch_size=2))
+    payload = SendGridPayload(make_batch(5), SendGridOptions(batch_size=2))
     assert [len(body["personalizations"]) for _, body in payload.requests()] == [2, 2, 1]
 
 

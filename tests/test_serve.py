@@ -16,9 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from werkzeug.serving import make_server
+from werkzeug.test import Client
 
+from digest.config import load_config
+from digest.errors import DigestError
 from digest.send.unsubscribe import Purpose, make_token
-from digest.serve import MAX_BODY, make_app
+from digest.serve import MAX_BODY, create_app, make_app
 from digest.state import Store
 
 SECRET = b"0123456789abcdef-test-secret"
@@ -297,3 +300,14 @@ def test_serve_prints_its_url_stops_on_sigterm_and_keeps_tokens_out_of_the_acces
     assert out.strip() == "stopped"
     assert "/unsubscribe/…" in err and token not in err and token.split(".")[1] not in err
     assert "unsubscribed an***@example.org from daily via one-click" in err
+
+
+def test_create_app_is_the_app_of_digest_serve_and_of_wsgi_servers(project: Path) -> None:
+    config = load_config(project)
+    with pytest.raises(DigestError, match="DIGEST_SECRET is not set"):
+        create_app(config, env={})
+    app = create_app(config, env={"DIGEST_SECRET": SECRET.decode()})
+    page = Client(app).get(f"/unsubscribe/{make_token(SECRET, 'daily', 'reader@example.org', purpose=Purpose.UNSUBSCRIBE)}")
+    assert page.status_code == 200 and "The Morning Ledger" in page.text
+    # Nothing is opened before the first unsubscribe: a WSGI server's workers each open their own.
+    assert not (project.parent / "state").exists()

@@ -16,12 +16,13 @@ from typing import Any
 import pydantic
 import pytest
 
+from digest.config import SmtpOptions
 from digest.errors import TransportError
 from digest.render import Rendered
 from digest.render.message import make_message_id
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome
-from digest.send.transports.smtp import Options, SmtpTransport, create
+from digest.send.transports.smtp import SmtpTransport, create
 from tests import smtpd
 from tests.conftest import greeted
 from tests.smtpd import SmtpServer, free_port
@@ -76,7 +77,7 @@ def make_batch(n: int, start: int = 0) -> Batch:
 
 def transport(server: SmtpServer, env: dict[str, str] | None = None, **options: Any) -> SmtpTransport:
     settings: dict[str, Any] = {"host": server.host, "port": server.port, "backoff": 0.05, "timeout": 5}
-    return create(Options(**{**settings, **options}), env or {}, Path("."))
+    return create(SmtpOptions(**{**settings, **options}), env or {}, Path("."))
 
 
 def trusting(server: SmtpServer, env: dict[str, str] | None = None, **options: Any) -> SmtpTransport:
@@ -244,7 +245,7 @@ def test_a_server_that_goes_away_fails_every_message_but_never_raises(smtp_serve
 
 def test_a_server_that_is_not_listening_fails_open() -> None:
     port = free_port()
-    smtp = create(Options(port=port, timeout=2), {}, Path("."))
+    smtp = create(SmtpOptions(port=port, timeout=2), {}, Path("."))
     with pytest.raises(TransportError) as caught:
         smtp.open()
     assert f"127.0.0.1:{port}" in str(caught.value)
@@ -264,17 +265,15 @@ def test_the_transport_can_be_reused(smtp_server: SmtpServer) -> None:
     assert smtp.send(make_batch(0)) == []
 
 
-def test_create_transport_checks_the_options() -> None:
-    smtp = create_transport(
-        "smtp", {"host": "mail.example.org", "port": 587, "security": "starttls"}, Path(".")
-    )
+def test_the_options_are_checked_and_create_transport_takes_them() -> None:
+    smtp = create_transport(SmtpOptions(host="mail.example.org", port=587, security="starttls"), Path("."))
     assert isinstance(smtp, SmtpTransport) and smtp.name == "smtp"
     with pytest.raises(pydantic.ValidationError, match="hostname"):
-        create_transport("smtp", {"hostname": "mail.example.org"}, Path("."))
+        SmtpOptions.model_validate({"hostname": "mail.example.org"})
     with pytest.raises(pydantic.ValidationError, match="both username_env and password_env"):
-        Options(username_env="SMTP_USER")
+        SmtpOptions(username_env="SMTP_USER")
     with pytest.raises(pydantic.ValidationError):
-        Options(connections=33)
+        SmtpOptions(connections=33)
 
 
 @pytest.mark.parametrize(
@@ -286,7 +285,7 @@ def test_create_transport_checks_the_options() -> None:
     ],
 )
 def test_a_missing_credential_variable_is_named(env: dict[str, str], missing: str) -> None:
-    options = Options(username_env="SMTP_USER", password_env="SMTP_PASSWORD")
+    options = SmtpOptions(username_env="SMTP_USER", password_env="SMTP_PASSWORD")
     with pytest.raises(TransportError, match=missing) as caught:
         create(options, env, Path("."))
     assert USER not in str(caught.value)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.config import OutboxOptions, SendGridOptions, SmtpOptions
 from digest.render import Rendered
 from digest.render.message import list_id, make_message_id
 from digest.send.transports import create_transport
@@ -91,20 +92,21 @@ def from_sendgrid(body: dict) -> Iterator[Delivered]:
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Transport, Inbox]]:
     if request.param == "outbox":
         folder = tmp_path / "outbox"
-        transport = create_transport("outbox", {"path": "outbox"}, tmp_path)
+        transport = create_transport(OutboxOptions(path="outbox"), tmp_path)
         yield transport, lambda: [from_mime(p.read_bytes()) for p in sorted(folder.rglob("*.eml"))]
     elif request.param == "smtp":
         with SmtpServer() as server:
-            options = {"host": "127.0.0.1", "port": server.port, "connections": 2, "backoff": 0.01}
+            options = SmtpOptions(host="127.0.0.1", port=server.port, connections=2, backoff=0.01)
             yield (
-                create_transport("smtp", options, tmp_path),
+                create_transport(options, tmp_path),
                 lambda: [from_mime(m.data) for m in server.messages],
             )
     else:
         with SendGridSink() as sink:
-            options = {"api_url": sink.url, "backoff": 0.01}
             transport = create_transport(
-                "sendgrid", options, tmp_path, {"SENDGRID_API_KEY": "SG.contract-key"}
+                SendGridOptions(api_url=sink.url, backoff=0.01),
+                tmp_path,
+                {"SENDGRID_API_KEY": "SG.contract-key"},
             )
             yield transport, lambda: [d for r in sink.requests for d in from_sendgrid(r.json)]
 

@@ -13,7 +13,8 @@ from digest import __version__
 from digest.cli.base import Context, Day, DigestGroup, now, setup_logging
 from digest.cli.preview import preview
 from digest.cli.schedule import jobs, schedule
-from digest.cli.send import send, serve
+from digest.cli.send import send
+from digest.cli.serve import serve
 from digest.cli.subscribers import subscribers, suppressions
 from digest.config import config_path
 

@@ -76,12 +76,5 @@ def jobs(obj: Context) -> None:
     Only reads the state database: it never creates or upgrades one.
     """
     from digest.report import jobs_report
-    from digest.statefile import open_reader
 
-    config = obj.config
-    store = open_reader(config)
-    try:
-        click.echo(jobs_report(config, store, now()))
-    finally:
-        if store:
-            store.close()
+    click.echo(jobs_report(obj.config, now()))

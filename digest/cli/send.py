@@ -1,8 +1,7 @@
-"""Commands for sending: send, and serve (the unsubscribe endpoint)."""
+"""`digest send`: a list's edition to everyone not yet sent it (or, with --resend, to one reader)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -14,8 +13,9 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.base import Context, now
+from digest.cli.resend import resend_one
 from digest.errors import DigestError, StateError
-from digest.send.summary import SendSummary
+from digest.send.summary import SendSummary, transport_label
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 
@@ -141,10 +141,10 @@ def send(
     with open_store(config) as store:
         store.migrate()
         if resend_to:
-            _resend(obj, store, list_name, resend_to, edition_id=edition_id, alias=alias, dry_run=dry_run)
+            resend_one(obj, store, list_name, resend_to, edition_id=edition_id, alias=alias, dry_run=dry_run)
             return
         sender = Sender(config, list_name, store, transport_alias=alias, now=now())
-        where = _where(obj, sender.alias)
+        where = transport_label(config, sender.alias)
         if dry_run:
             preview = sender.dry_run()
             if preview.held:
@@ -175,73 +175,3 @@ def send(
     _print_summary(summary, where)
     if summary.failed:
         sys.exit(1)
-
-
-def _where(obj: Context, alias: str) -> str:
-    """The transport as the summary names it: an outbox by its folder."""
-    transport = obj.config.settings.transports[alias]
-    if transport.backend != "outbox":
-        return alias
-    return f"outbox {obj.config.resolve(transport.options.get('path', 'outbox'))}"
-
-
-def _resend(
-    obj: Context,
-    store: Store,
-    list_name: str,
-    email: str,
-    *,
-    edition_id: str | None,
-    alias: str | None,
-    dry_run: bool,
-) -> None:
-    from digest.send.resend import describe_original, resend
-
-    result = resend(
-        obj.config,
-        list_name,
-        email,
-        store,
-        now=now(),
-        edition_id=edition_id,
-        transport_alias=alias,
-        dry_run=dry_run,
-    )
-    plan, where = result.plan, _where(obj, result.transport)
-    if result.outcome is None:
-        click.echo(f"{plan.edition_id}: dry run, nothing sent: would resend to {plan.email} via {where}")
-    elif result.outcome.accepted:
-        click.echo(f"{plan.edition_id}: resent to {plan.email} via {where}")
-    else:
-        click.echo(
-            f"{plan.edition_id}: resend to {plan.email} failed via {where}: {result.outcome.error}", err=True
-        )
-    click.echo(f"  variant {plan.label}, Message-ID {result.message_id}")
-    if result.outcome is not None and result.outcome.provider_id:
-        click.echo(f"  provider id {result.outcome.provider_id}")
-    earlier = {0: "", 1: "; resent once before"}.get(plan.earlier, f"; resent {plan.earlier} times before")
-    click.echo(f"  originally {describe_original(plan.original)}{earlier}")
-    if result.outcome is not None and not result.outcome.accepted:
-        sys.exit(1)
-
-
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.pass_obj
-def serve(obj: Context, host: str, port: int) -> None:
-    """Run the unsubscribe endpoint ([server] base_url should point here, over https)."""
-    from digest.send.unsubscribe import checking_secret
-    from digest.serve import make_app
-    from digest.serve import serve as run_server
-    from digest.statefile import open_store
-
-    config = obj.config
-    secret = checking_secret(os.environ)
-    store = open_store(config).migrate()
-    titles = {m.name: m.display_title for m in config.settings.lists}
-    app = make_app(lambda: store, secret, newsroom_name=config.settings.newsroom.name, list_titles=titles)
-    try:
-        run_server(app, host=host, port=port, colour=obj.colour)
-    finally:
-        store.close()

@@ -104,31 +104,9 @@ def suppressions() -> None:
 @click.pass_obj
 def suppressions_sync(obj: Context, alias: str | None) -> None:
     """Pull SendGrid's unsubscribes, bounces and spam reports into the state store."""
-    from digest.send.sendgrid_sync import fetch_suppressions, sync_suppressions
-    from digest.statefile import open_store
+    from digest.send.sendgrid_sync import sync
 
-    config = obj.config
-    candidates = {
-        name: transport
-        for name, transport in config.settings.transports.items()
-        if transport.backend == "sendgrid"
-    }
-    if alias:
-        candidates = {alias: candidates[alias]} if alias in candidates else {}
-    if len(candidates) != 1:
-        raise DigestError(
-            "name one SendGrid transport with --transport"
-            if candidates
-            else "no SendGrid transport in the config"
-        )
-    transport = next(iter(candidates.values()))
-    api_key = os.environ.get("SENDGRID_API_KEY")
-    if not api_key:
-        raise DigestError("SENDGRID_API_KEY is not set")
-    api_url = transport.options.get("api_url", "https://api.sendgrid.com")
-    with open_store(config) as store:
-        store.migrate()
-        new = sync_suppressions(store.suppressions, fetch_suppressions(api_url, api_key))
+    new = sync(obj.config, alias, os.environ)
     click.echo(
         "new suppressions: " + (", ".join(f"{reason} {count:,}" for reason, count in new.items()) or "none")
     )

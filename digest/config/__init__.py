@@ -5,7 +5,8 @@ environment variables that hold them). A config with mistakes raises one ConfigE
 lists every problem, each naming the key, the file and the line.
 
 ``models`` holds the tables and their keys, ``checks`` what spans tables (and the files
-named), ``problems`` turns validation errors into plain words, ``load`` reads the file.
+named), ``transports`` the backends and their options, ``problems`` turns validation errors into
+plain words, ``load`` reads the file.
 """
 
 from digest.config.load import DEFAULT_CONFIG, Config, config_path, load_config
@@ -21,11 +22,12 @@ from digest.config.models import (
     Server,
     Settings,
     State,
-    Transport,
     slugify,
 )
+from digest.config.transports import BACKENDS, OutboxOptions, SendGridOptions, SmtpOptions, TransportConfig
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_CONFIG",
     "Config",
     "Desks",
@@ -34,12 +36,15 @@ __all__ = [
     "Fetch",
     "MailingList",
     "Newsroom",
+    "OutboxOptions",
     "Render",
     "Schedule",
+    "SendGridOptions",
     "Server",
     "Settings",
+    "SmtpOptions",
     "State",
-    "Transport",
+    "TransportConfig",
     "config_path",
     "load_config",
     "slugify",

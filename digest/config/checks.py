@@ -1,4 +1,4 @@
-"""Checks beyond one key's type: names that must match across tables, backend options, files.
+"""Checks beyond one key's type: names that must match across tables, and the files named.
 
 They run on whatever validated, even when other keys did not, so that one load reports
 every problem: a feed's unknown desk is found next to a misspelled ``[fetch]`` key.
@@ -6,15 +6,15 @@ every problem: a feed's unknown desk is found next to a misspelled ``[fetch]`` k
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from digest.config.models import Desks, Feed, MailingList, Render, Transport, find_feed
-from digest.config.problems import Problem, problems_from
+from digest.config.models import Desks, Feed, MailingList, Render, find_feed
+from digest.config.problems import Problem
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -26,7 +26,8 @@ class _Tables:
     desks: Desks | None
     feeds: tuple[Feed | None, ...]
     lists: tuple[MailingList | None, ...]
-    transports: Mapping[str, Transport | None]
+    # The aliases defined, whether or not their options are right (those have problems of their own).
+    transports: Collection[str]
     render: Render | None
 
     @classmethod
@@ -36,10 +37,7 @@ class _Tables:
             desks=_salvage(Desks, data.get("desks")),
             feeds=tuple(_salvage(Feed, raw) for raw in _array(data.get("feeds"))),
             lists=tuple(_salvage(MailingList, raw) for raw in _array(data.get("lists"))),
-            transports={
-                alias: _salvage(Transport, raw)
-                for alias, raw in (transports.items() if isinstance(transports, Mapping) else ())
-            },
+            transports=set(transports) if isinstance(transports, Mapping) else set(),
             render=_salvage(Render, data.get("render", {})),
         )
 
@@ -68,7 +66,7 @@ def check(data: Mapping[str, Any], root: Path) -> list[Problem]:
     ``root`` is the config file's folder, against which relative paths are resolved.
     """
     tables = _Tables.salvage(data)
-    return [*_desk_names(tables), *_list_references(tables), *_backend_options(tables), *_files(tables, root)]
+    return [*_desk_names(tables), *_list_references(tables), *_files(tables, root)]
 
 
 def unknown_desk(desk: str, order: tuple[str, ...]) -> str:
@@ -124,22 +122,6 @@ def _list_references(tables: _Tables) -> list[Problem]:
                     f"add a [transports.{mailing_list.transport}] table",
                 )
             )
-    return problems
-
-
-def _backend_options(tables: _Tables) -> list[Problem]:
-    """Each transport's options, against the options model of its backend."""
-    from digest.send.transports import options_model
-
-    problems = []
-    for alias, transport in tables.transports.items():
-        if transport is None:
-            continue
-        model = options_model(transport.backend)
-        try:
-            model.model_validate(transport.options, strict=True)
-        except ValidationError as exc:
-            problems += problems_from(exc, model, prefix=("transports", alias))
     return problems
 
 

@@ -17,6 +17,7 @@ from digest.errors import ConfigError
 from digest.tomlpos import Loc, TomlPositions
 
 DEFAULT_CONFIG = "config.toml"
+DEFAULT_TEMPLATES = "templates"
 
 
 class Config:
@@ -31,6 +32,20 @@ class Config:
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         return resolve(self.root, relative)
+
+    @property
+    def templates(self) -> Path | None:
+        """The newsroom's templates folder, whose files override the packaged templates.
+
+        ``[render] templates``, else a ``templates/`` folder beside config.toml; None when the
+        config names none and there is none there (an /etc/digest/config.toml): the packaged
+        templates then serve alone.
+        """
+        named = self.settings.render.templates
+        if named is not None:
+            return self.resolve(named)
+        beside = self.root / DEFAULT_TEMPLATES
+        return beside if beside.is_dir() else None
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> ConfigError:
         """A ConfigError pointing at the line of ``loc`` in the config file."""

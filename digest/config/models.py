@@ -12,13 +12,14 @@ import unicodedata
 from collections.abc import Iterable
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from digest.config.problems import Expects, shown
+from digest.config.transports import TransportConfig
 from digest.cron import parse_cron
 
 # Separates the desks a subscriber chose in the `desks` column of a subscriber file.
@@ -163,18 +164,6 @@ class MailingList(_Section):
         return self.title or self.name
 
 
-class Transport(BaseModel):
-    """``backend`` plus that backend's options (checked against its own model by the checks)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
-
-    backend: Literal["outbox", "smtp", "sendgrid"]
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
 def _duration(value: object) -> int:
     """Seconds, from a number of seconds or text like "90s", "45m", "3h"."""
     found = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value) if isinstance(value, str) else None
@@ -236,7 +225,8 @@ class State(_Section):
 
 
 class Render(_Section):
-    templates: str = "templates"
+    # Unset: a templates/ folder beside config.toml if there is one, else the packaged ones only.
+    templates: str | None = None
 
 
 class Server(_Section):
@@ -249,7 +239,7 @@ class Settings(_Section):
     feeds: Annotated[Array[Feed], Expects("[[feeds]] tables, one per feed")] = Field(min_length=1)
     fetch: Fetch = Fetch()
     lists: Annotated[Array[MailingList], Expects("[[lists]] tables, one per list")] = Field(min_length=1)
-    transports: dict[str, Transport] = Field(default_factory=dict)
+    transports: dict[str, TransportConfig] = Field(default_factory=dict)
     schedule: Schedule = Schedule()
     state: State = State()
     render: Render = Render()

@@ -13,7 +13,7 @@ import os
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -57,6 +57,7 @@ _EXPECTED = {
     "string_type": "text",
     "dict_type": "a table",
     "model_type": "a table",
+    "model_attributes_type": "a table",
     "list_type": "a list",
     "tuple_type": "a list",
 }
@@ -133,16 +134,24 @@ def _clean(loc: Iterable[str | int]) -> Loc:
 
 def _describe(loc: Loc, error: Mapping[str, Any], model: type[BaseModel], prefix: Loc) -> Problem:
     kind = error["type"]
-    where = (*prefix, *loc)
+    where = (*prefix, *_untagged(loc, model))
     if kind == "extra_forbidden":
         return _unknown(loc, error["input"], model, prefix)
+    context = error.get("ctx") or {}
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # pydantic names the table; the mistake is its key that picks the member (`backend`).
+        key = context["discriminator"].strip("'")
+        if kind == "union_tag_not_found":
+            return Problem((*where, key), "required key is missing")
+        tags = [tag.replace("'", '"') for tag in context["expected_tags"].split(", ")]
+        choices = f"{', '.join(tags[:-1])} or {tags[-1]}" if len(tags) > 1 else tags[0]
+        return Problem((*where, key), f"must be {choices}, not {shown(error['input'].get(key))}")
     annotation, field = _target(model, loc)
     if kind == "missing":
         section = _section(where, annotation)
         if section:
             return Problem(where, f"required section {section} is missing", label="")
         return Problem(where, "required key is missing")
-    context = error.get("ctx") or {}
     if context.get("error") is not None:  # a ValueError of ours: already in plain words
         return Problem(where, str(context["error"]))
     got = shown(error.get("input"))
@@ -163,7 +172,7 @@ def _describe(loc: Loc, error: Mapping[str, Any], model: type[BaseModel], prefix
 
 def _unknown(loc: Loc, value: object, model: type[BaseModel], prefix: Loc) -> Problem:
     """An unknown key or section, with the known one it most resembles (or all of them)."""
-    where = (*prefix, *loc)
+    where = (*prefix, *_untagged(loc, model))
     meant = _closest(loc, model)
     if isinstance(value, Mapping) or (isinstance(value, list) and value and isinstance(value[0], Mapping)):
         brackets = "[{}]" if isinstance(value, Mapping) else "[[{}]]"
@@ -216,7 +225,10 @@ def _target(model: type[BaseModel], loc: Loc) -> tuple[Any, FieldInfo | None]:
     field = None
     for part in loc:
         inner = _unwrap(annotation)
-        if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(part, str):
+        member = _member(inner, part)
+        if member is not None:
+            annotation, field = member, None
+        elif isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(part, str):
             field = inner.model_fields.get(part)
             if field is None:
                 return None, None
@@ -226,6 +238,33 @@ def _target(model: type[BaseModel], loc: Loc) -> tuple[Any, FieldInfo | None]:
         else:
             return None, None
     return annotation, field
+
+
+def _member(annotation: Any, tag: str | int) -> type[BaseModel] | None:
+    """The model of a tagged union (``A | B``, told apart by a Literal key) that ``tag`` names.
+
+    pydantic puts the tag in an error's location (``transports.mail.smtp.port``) to say which
+    member it validated against.
+    """
+    if get_origin(annotation) not in (Union, types.UnionType) or not isinstance(tag, str):
+        return None
+    for member in get_args(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            literals = [
+                f.annotation for f in member.model_fields.values() if get_origin(f.annotation) is Literal
+            ]
+            if any(tag in get_args(literal) for literal in literals):
+                return member
+    return None
+
+
+def _untagged(loc: Loc, model: type[BaseModel]) -> Loc:
+    """``loc`` as config.toml spells it: without the tags of tagged unions."""
+    return tuple(
+        part
+        for index, part in enumerate(loc)
+        if _member(_unwrap(_target(model, loc[:index])[0]), part) is None
+    )
 
 
 def _unwrap(annotation: Any) -> Any:

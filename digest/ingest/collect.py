@@ -18,7 +18,7 @@ from digest.ingest.fetch import FeedCache, Limits, download, new_client, read_fi
 from digest.ingest.items import DeskRules, build_items
 from digest.ingest.parse import parse_feed
 from digest.model import FAILED, NOT_MODIFIED, OK, FeedResult
-from digest.retry import backoff
+from digest.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,17 @@ FIRST_RETRY = 5.0
 class Retry:
     """How long to keep trying feeds that failed for a reason that may pass (`[fetch] retry_for`).
 
-    ``clock`` and ``sleep`` are injected so tests can run a five-minute outage in no time; a
-    sender passes its stop event's ``wait`` as ``sleep`` so SIGTERM cuts the wait short.
+    ``clock`` (unix time) and ``sleep`` are injected so tests can run a five-minute outage in
+    no time; a sender passes its stop event's ``wait`` as ``sleep`` so SIGTERM cuts the wait short.
     """
 
     seconds: float
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] = time.sleep
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(FIRST_RETRY, clock=self.clock, sleep=self.sleep)
 
 
 def collect(
@@ -67,14 +71,15 @@ def _retry_failed(
     fetch_all: Callable[[list[Feed]], list[FeedResult]],
     retry: Retry,
 ) -> None:
-    deadline = retry.clock() + retry.seconds
+    policy = retry.policy
+    deadline = policy.clock() + retry.seconds
     attempt = 0
     while True:
         waiting = [index for index, result in enumerate(results) if result.failed and result.transient]
         if not waiting:
             return
-        delay = backoff(attempt, FIRST_RETRY)
-        if retry.clock() + delay > deadline:
+        delay = policy.backoff(attempt)
+        if policy.clock() + delay > deadline:
             return
         for index in waiting:
             log.warning(
@@ -84,7 +89,7 @@ def _retry_failed(
                 delay,
                 extra={"event": "feed_retry", "feed": results[index].source, "attempt": attempt + 1},
             )
-        retry.sleep(delay)
+        policy.sleep(delay)
         for index, result in zip(waiting, fetch_all([feeds[index] for index in waiting]), strict=True):
             results[index] = result
             if not result.failed:

@@ -93,7 +93,7 @@ def send_test(
         headers=addresser.list_headers,
     )
     try:
-        transport = create_transport(transport_config.backend, transport_config.options, config.root, env)
+        transport = create_transport(transport_config, config.root, env)
         transport.open()
         try:
             (outcome,) = transport.send(batch)

@@ -53,7 +53,8 @@ def watched_files(config_path: Path, config: Config | None) -> Signature:
     _stat(config_path, found)
     folders = [default_template_dir()]
     if config is not None:
-        folders.insert(0, config.resolve(config.settings.render.templates))
+        if config.templates is not None:
+            folders.insert(0, config.templates)
         for feed in config.settings.feeds:
             if not feed.is_remote:
                 _stat(config.resolve(feed.source), found)

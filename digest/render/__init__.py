@@ -27,7 +27,7 @@ SUBJECT_LIMIT = 200
 
 
 def environment(config: Config) -> jinja2.Environment:
-    return make_environment(config.resolve(config.settings.render.templates))
+    return make_environment(config.templates)
 
 
 def render_edition(config: Config, edition: Edition, env: jinja2.Environment | None = None) -> Rendered:

@@ -227,8 +227,7 @@ def _deliver(sender: Sender, plan: Plan, message_id: str) -> ResendResult:
     envelope = sender.envelope(Claimed(row_id, plan.email, plan.name, plan.variant, 0))
     envelope = dataclasses.replace(envelope, message_id=message_id)
     batch = sender.batch(plan.variant, plan.content, [envelope])
-    options = sender.transport_config
-    transport = create_transport(options.backend, options.options, sender.config.root, sender.env)
+    transport = create_transport(sender.transport_config, sender.config.root, sender.env)
     try:
         transport.open()
         try:

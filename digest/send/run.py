@@ -285,9 +285,7 @@ class Sender:
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
         todo = total.get(PENDING, 0) + total.get("sending", 0)
-        transport = create_transport(
-            self.transport_config.backend, self.transport_config.options, self.config.root, self.env
-        )
+        transport = create_transport(self.transport_config, self.config.root, self.env)
         owner = owner_id()
         done = sent_now = 0
         stopped = False

@@ -7,18 +7,53 @@ to another transport.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from http.client import HTTPException
 from typing import Any, Protocol
 
 from python_http_client.exceptions import HTTPError
 
-from digest.errors import TransportError
-from digest.send.transports.sendgrid import describe_failure, error_message, make_client
+from digest.config import Config, SendGridOptions
+from digest.errors import DigestError, TransportError
+from digest.send.transports.sendgrid import API_KEY_VARIABLE, describe_failure, error_message, make_client
 
 # SendGrid's endpoint under /v3/suppression/ → our reason.
 ENDPOINTS = {"unsubscribes": "unsubscribed", "bounces": "bounced", "spam_reports": "complained"}
 MAX_PAGE = 500
+
+
+def sync(config: Config, alias: str | None = None, env: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """`digest suppressions sync`: SendGrid's lists into the state store; new rows per reason.
+
+    Reads from the SendGrid transport ``alias`` names, or the config's only one.
+    """
+    from digest.statefile import open_store
+
+    options = sendgrid_transport(config, alias)
+    api_key = (env.get(API_KEY_VARIABLE) or "").strip()
+    if not api_key:
+        raise DigestError(f"{API_KEY_VARIABLE} is not set")
+    with open_store(config) as store:
+        store.migrate()
+        rows = fetch_suppressions(options.api_url, api_key, timeout=options.timeout)
+        return sync_suppressions(store.suppressions, rows)
+
+
+def sendgrid_transport(config: Config, alias: str | None = None) -> SendGridOptions:
+    """The options of the SendGrid transport ``alias``, or of the config's only one."""
+    candidates = {
+        name: options
+        for name, options in config.settings.transports.items()
+        if isinstance(options, SendGridOptions) and alias in (None, name)
+    }
+    if len(candidates) != 1:
+        raise DigestError(
+            "name one SendGrid transport with --transport"
+            if candidates
+            else "no SendGrid transport in the config"
+        )
+    return next(iter(candidates.values()))
 
 
 def fetch_suppressions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from digest.config import Config, OutboxOptions
 from digest.send.hold import Hold
 from digest.state.ledger import FAILED, SENT, SKIPPED, SUPPRESSED
 
@@ -48,3 +49,11 @@ class SendSummary:
         sent = f"sent {self.sent_now:,} now ({', '.join(elsewhere)})" if elsewhere else f"sent {total:,}"
         rest = (f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED, FAILED))
         return ", ".join([sent, *rest])
+
+
+def transport_label(config: Config, alias: str) -> str:
+    """The transport as a summary names it: by its alias, an outbox by its folder."""
+    transport = config.settings.transports[alias]
+    if not isinstance(transport, OutboxOptions):
+        return alias
+    return f"outbox {config.resolve(transport.path)}"

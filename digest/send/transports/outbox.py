@@ -7,18 +7,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from digest.address import address_key
+from digest.config.transports import OutboxOptions
 from digest.errors import TransportError
 from digest.output import write_atomically
 from digest.send.transports.base import Batch, Outcome
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str = "outbox"
 
 
 class OutboxTransport:
@@ -58,5 +51,5 @@ class OutboxTransport:
         return self.folder / re.sub(r"[^A-Za-z0-9._-]", "_", edition_id) / f"{safe}.{tag}.eml"
 
 
-def create(options: Options, env: Mapping[str, str], root: Path) -> OutboxTransport:
+def create(options: OutboxOptions, env: Mapping[str, str], root: Path) -> OutboxTransport:
     return OutboxTransport(root / options.path)

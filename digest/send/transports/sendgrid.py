@@ -31,24 +31,21 @@ from typing import Any
 from urllib.error import URLError
 
 import python_http_client
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from digest.address import address_key
+from digest.config.transports import SendGridOptions
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
-from digest.retry import backoff
+from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Outcome
 
 log = logging.getLogger(__name__)
 
 API_KEY_VARIABLE = "SENDGRID_API_KEY"
-MAX_PERSONALIZATIONS = 1000
-MAX_CATEGORIES = 10
 MAX_SUBSTITUTION_BYTES = 10_000
-RATE_LIMIT_CAP = 120.0
 # SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
 RESERVED_HEADERS = frozenset(
     {
@@ -62,38 +59,6 @@ TEXT_MARKERS = dict(PLACEHOLDERS)
 HTML_MARKERS = {key: f"%%{key}_html%%" for key in PLACEHOLDERS}
 
 
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_url: str = "https://api.sendgrid.com"
-    batch_size: int = Field(1000, ge=1, le=MAX_PERSONALIZATIONS)
-    """Personalizations (recipients) per request."""
-    timeout: float = Field(30, gt=0)
-    retries: int = Field(5, ge=0)
-    backoff: float = Field(1.0, ge=0)
-    """First retry delay in seconds; doubles per attempt, with jitter, up to 60 s."""
-    categories: list[str] = Field(default_factory=list, max_length=MAX_CATEGORIES - 1)
-    """At most nine: the transport adds the list name and SendGrid takes ten."""
-    asm_group_id: int | None = None
-    sandbox_mode: bool = False
-    ip_pool: str | None = Field(None, min_length=2, max_length=64)
-
-    @field_validator("api_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL such as https://api.sendgrid.com")
-        return value.rstrip("/")
-
-    @field_validator("categories")
-    @classmethod
-    def _one_line_names(cls, value: list[str]) -> list[str]:
-        names = [one_line(name) for name in value]
-        if any(not name or len(name) > 255 for name in names):
-            raise ValueError("a category must have 1 to 255 characters")
-        return names
-
-
 class SendGridPayload:
     """A Batch → the JSON bodies of its requests, built one field at a time.
 
@@ -101,7 +66,7 @@ class SendGridPayload:
     get a failed Outcome in ``refused`` instead of taking their whole request down with them.
     """
 
-    def __init__(self, batch: Batch, options: Options) -> None:
+    def __init__(self, batch: Batch, options: SendGridOptions) -> None:
         self.batch = batch
         self.options = options
         self.refused: dict[int, Outcome] = {}
@@ -215,17 +180,18 @@ class _Answer:
 class SendGridTransport:
     """Posts each batch as up to ``batch_size`` personalizations per request.
 
-    Retries 429 (until ``X-RateLimit-Reset``), 5xx, timeouts and dropped connections up to
-    ``retries`` times; after that the request's recipients fail with the last reason. 400 and 413
-    fail the request's recipients at once; 401, 403 and 404 (credentials, a wrong ``api_url``)
-    raise TransportError, unless part of the batch was already accepted, which must be reported.
+    Retries 429 (after its ``Retry-After`` or ``X-RateLimit-Reset``), 5xx, timeouts and dropped
+    connections up to ``retries`` times; after that the request's recipients fail with the last
+    reason. 400 and 413 fail the request's recipients at once; 401, 403 and 404 (credentials, a
+    wrong ``api_url``) raise TransportError, unless part of the batch was already accepted, which
+    must be reported.
     """
 
     name = "sendgrid"
 
     def __init__(
         self,
-        options: Options,
+        options: SendGridOptions,
         api_key: str,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -234,8 +200,7 @@ class SendGridTransport:
         self.options = options
         self.max_batch = options.batch_size
         self._api_key = api_key
-        self._sleep = sleep
-        self._clock = clock
+        self._retry = RetryPolicy(options.backoff, clock=clock, sleep=sleep)
         self._client: SendGridAPIClient | None = None
 
     def open(self) -> None:
@@ -283,14 +248,14 @@ class SendGridTransport:
                     hint = "check api_url" if status == 404 else f"check {API_KEY_VARIABLE} and its scopes"
                     raise TransportError(problem, hint=hint) from None
                 if status == 429:
-                    delay = self._rate_limit_wait(exc.headers, attempt)
+                    delay = self._retry.server_wait(exc.headers, attempt)
                 elif status >= 500:
-                    delay = self._backoff(attempt)
+                    delay = self._retry.backoff(attempt)
                 else:
                     return _Answer(False, error=problem)
             except (OSError, HTTPException) as exc:
                 problem = self._redact(f"no answer from SendGrid: {describe_failure(exc)}")
-                delay = self._backoff(attempt)
+                delay = self._retry.backoff(attempt)
             else:
                 message_id = response.headers.get("X-Message-Id") if response.headers else None
                 return _Answer(True, message_id=message_id)
@@ -298,18 +263,7 @@ class SendGridTransport:
                 return _Answer(False, error=f"{problem} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retry %d of %d in %.1f s: %s", attempt, self.options.retries, delay, problem)
-            self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        return backoff(attempt, self.options.backoff)
-
-    def _rate_limit_wait(self, headers: Any, attempt: int) -> float:
-        reset = headers.get("X-RateLimit-Reset") if headers is not None else None
-        try:
-            wait = float(reset) - self._clock()
-        except (TypeError, ValueError):
-            return self._backoff(attempt)
-        return min(max(wait, 0.0), RATE_LIMIT_CAP)
+            self._retry.sleep(delay)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "[redacted]") if self._api_key else text
@@ -380,7 +334,7 @@ if not any(isinstance(existing, _RedactAuthorization) for existing in _library_l
 _REDACTOR = next(f for f in _library_log.filters if isinstance(f, _RedactAuthorization))
 
 
-def create(options: Options, env: Mapping[str, str], root: Path) -> SendGridTransport:
+def create(options: SendGridOptions, env: Mapping[str, str], root: Path) -> SendGridTransport:
     api_key = (env.get(API_KEY_VARIABLE) or "").strip()
     if not api_key:
         raise TransportError("no SendGrid API key", hint=f"set the {API_KEY_VARIABLE} environment variable")

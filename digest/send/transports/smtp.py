@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import smtplib
 import ssl
 import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
-from digest.retry import backoff
+from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Envelope, Outcome
+from digest.send.transports.smtp_wire import (
+    Connection,
+    Failure,
+    RateLimiter,
+    SSLConnection,
+    classify,
+    describe,
+    reply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +42,6 @@ BATCH_PER_CONNECTION = 20
 # Composers kept (one per variant being sent); a send has a few dozen variants at most.
 MAX_COMPOSERS = 64
 SMTPUTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
-_DOT_AFTER_LF = re.compile(rb"\n\.")
-
-
-class Options(BaseModel):
-    """``[transports.<alias>]`` keys for ``backend = "smtp"``; secrets are named, never given."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "ssl"] = "none"
-    username_env: str | None = None
-    password_env: str | None = None
-    connections: int = Field(default=4, ge=1, le=32)
-    rate: float = Field(default=0, ge=0)
-    """Messages per second across all connections; 0 means as fast as the server takes them."""
-    timeout: float = Field(default=30, gt=0)
-    retries: int = Field(default=3, ge=0, le=20)
-    backoff: float = Field(default=1.0, ge=0)
-    helo: str | None = None
-
-    @model_validator(mode="after")
-    def _credentials_in_pairs(self) -> Options:
-        if (self.username_env is None) != (self.password_env is None):
-            raise ValueError("set both username_env and password_env, or neither")
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,66 +54,8 @@ class Credentials:
     """Which variables they came from, for error hints."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    reason: str
-    kind: Literal["temporary", "permanent", "dropped", "unreachable"]
-
-
 class _Unreachable(Exception):
     """A worker's connection could not be reopened: it stops taking messages."""
-
-
-class RateLimiter:
-    """Spaces sends evenly so that all threads together stay under ``rate`` per second."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1 / rate if rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until this caller's turn; turns are handed out in order of arrival."""
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            turn = max(now, self._next)
-            self._next = turn + self.interval
-        if turn > now:
-            time.sleep(turn - now)
-
-
-class _QuickData:
-    """``smtplib``'s DATA, with a quicker search for the lines that start with "." to double.
-
-    ``smtplib`` finds them with a pattern anchored at the start of every line, which the regular
-    expression engine tries at every byte: about 230 µs for a 60 KB edition, more than all the
-    rest of sending it. A line feed followed by a dot is a literal the engine jumps to: 30 µs.
-    """
-
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
-        connection: smtplib.SMTP = self  # type: ignore[assignment]
-        if not isinstance(msg, bytes) or connection.debuglevel:
-            return super().data(msg)  # type: ignore[misc, no-any-return]
-        connection.putcmd("data")
-        code, reply = connection.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        # What smtplib's re.sub(rb"(?m)^\.", b"..", msg) does: a "." at the start or after LF.
-        quoted = (b"." if msg.startswith(b".") else b"") + _DOT_AFTER_LF.sub(b"\n..", msg)
-        if not quoted.endswith(b"\r\n"):
-            quoted += b"\r\n"
-        connection.send(quoted + b".\r\n")
-        return connection.getreply()
-
-
-class _Connection(_QuickData, smtplib.SMTP):
-    pass
-
-
-class _SSLConnection(_QuickData, smtplib.SMTP_SSL):
-    pass
 
 
 class SmtpTransport:
@@ -144,7 +65,7 @@ class SmtpTransport:
 
     def __init__(
         self,
-        options: Options,
+        options: SmtpOptions,
         credentials: Credentials | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -156,6 +77,9 @@ class SmtpTransport:
         # None marks a slot whose connection was lost; its worker reopens it when it needs it.
         self._connections: list[smtplib.SMTP | None] = []
         self._limiter = RateLimiter(options.rate)
+        # Waits go through the send's stop event rather than the policy's sleep, so that an
+        # interrupted send does not sit out a retry's backoff.
+        self._retry = RetryPolicy(options.backoff, cap=MAX_BACKOFF)
         self._composers: dict[tuple[object, ...], Composer | None] = {}
         if options.security != "none" and tls_context is None:
             tls_context = ssl.create_default_context()
@@ -342,18 +266,18 @@ class SmtpTransport:
                 return Outcome.failed(email, f"{failure.reason} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retrying %s (%d/%d): %s", email, attempt, self.options.retries, failure.reason)
-            if stop.wait(self._delay(attempt)):
+            if stop.wait(self._retry.backoff(attempt - 1)):
                 return Outcome.failed(email, f"not sent: interrupted after {failure.reason}")
 
     def _attempt(
         self, slot: int, data: bytes, sender: str, email: str, international: bool
-    ) -> _Failure | None:
+    ) -> Failure | None:
         connection = self._connections[slot]
         if connection is None:
             try:
                 connection = self._connections[slot] = self._connect()
             except TransportError as exc:
-                return _Failure(exc.message, "unreachable")
+                return Failure(exc.message, "unreachable")
         self._limiter.wait()
         try:
             options: tuple[str, ...] = ()
@@ -367,16 +291,13 @@ class SmtpTransport:
                 options = SMTPUTF8_OPTIONS
             connection.sendmail(sender, [email], data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
-            failure = _classify(exc)
+            failure = classify(exc)
             # smtplib itself closes the socket after a 421; a drop leaves it in an unknown state.
             if failure.kind == "dropped" or connection.sock is None:
                 self._discard(slot)
             return failure
         # The server said 250 to DATA: accepted, whatever happens to the connection next.
         return None
-
-    def _delay(self, attempt: int) -> float:
-        return backoff(attempt - 1, self.options.backoff, cap=MAX_BACKOFF)
 
     def _discard(self, slot: int) -> None:
         connection, self._connections[slot] = self._connections[slot], None
@@ -388,7 +309,7 @@ class SmtpTransport:
         connection: smtplib.SMTP | None = None
         try:
             if options.security == "ssl":
-                connection = _SSLConnection(
+                connection = SSLConnection(
                     options.host,
                     options.port,
                     local_hostname=options.helo,
@@ -396,7 +317,7 @@ class SmtpTransport:
                     context=self._tls,
                 )
             else:
-                connection = _Connection(
+                connection = Connection(
                     options.host, options.port, local_hostname=options.helo, timeout=options.timeout
                 )
                 if options.security == "starttls":
@@ -411,15 +332,13 @@ class SmtpTransport:
             assert self.credentials is not None
             raise TransportError(
                 f"the SMTP server {self.where} refused the login as {self.credentials.username!r}: "
-                f"{_reply(exc.smtp_code, exc.smtp_error)}",
+                f"{reply(exc.smtp_code, exc.smtp_error)}",
                 hint=f"check {self.credentials.source}",
             ) from None
         except (smtplib.SMTPException, OSError) as exc:
             if connection is not None:
                 connection.close()
-            raise TransportError(
-                f"cannot connect to the SMTP server {self.where}: {_describe(exc)}"
-            ) from None
+            raise TransportError(f"cannot connect to the SMTP server {self.where}: {describe(exc)}") from None
         return connection
 
 
@@ -444,7 +363,7 @@ def _message_bytes(
     return message.as_bytes(policy=policy), str(message_id) if message_id else None
 
 
-def create(options: Options, env: Mapping[str, str], root: Path) -> SmtpTransport:
+def create(options: SmtpOptions, env: Mapping[str, str], root: Path) -> SmtpTransport:
     """An SmtpTransport; the login comes from the environment variables the options name."""
     credentials = None
     if options.username_env and options.password_env:
@@ -463,36 +382,3 @@ def _variable(env: Mapping[str, str], name: str) -> str:
             f"the environment variable {name} is not set", hint="the SMTP transport reads its login from it"
         )
     return value
-
-
-def _classify(exc: BaseException) -> _Failure:
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        # One recipient per message, so one reply.
-        code, text = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
-        return _from_reply(code, text)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return _Failure(f"connection lost: {exc}", "dropped")
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _from_reply(exc.smtp_code, exc.smtp_error)
-    if isinstance(exc, smtplib.SMTPException):
-        # SMTPNotSupportedError and the like: this message cannot go over this server.
-        return _Failure(str(exc), "permanent")
-    return _Failure(f"connection lost: {_describe(exc)}", "dropped")
-
-
-def _from_reply(code: int, text: bytes | str) -> _Failure:
-    return _Failure(_reply(code, text), "temporary" if 400 <= code < 500 else "permanent")
-
-
-def _reply(code: int, text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return f"{code} {' '.join(text.split())}"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _reply(exc.smtp_code, exc.smtp_error)
-    if not isinstance(exc, smtplib.SMTPException) and isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
