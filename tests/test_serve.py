@@ -307,7 +307,9 @@ def test_create_app_is_the_app_of_digest_serve_and_of_wsgi_servers(project: Path
     with pytest.raises(DigestError, match="DIGEST_SECRET is not set"):
         create_app(config, env={})
     app = create_app(config, env={"DIGEST_SECRET": SECRET.decode()})
-    page = Client(app).get(f"/unsubscribe/{make_token(SECRET, 'daily', 'reader@example.org', purpose=Purpose.UNSUBSCRIBE)}")
+    page = Client(app).get(
+        f"/unsubscribe/{make_token(SECRET, 'daily', 'reader@example.org', purpose=Purpose.UNSUBSCRIBE)}"
+    )
     assert page.status_code == 200 and "The Morning Ledger" in page.text
     # Nothing is opened before the first unsubscribe: a WSGI server's workers each open their own.
     assert not (project.parent / "state").exists()
