@@ -53,11 +53,13 @@ postgresql:
 
 test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql
 	$(BIN)/ruff check digest tests bench examples
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/ruff format --check digest tests bench examples
+	$(BIN)/mypy
 
 bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_build.py

@@ -95,10 +95,10 @@ class LocalCronTrigger(BaseTrigger):
         start = self._wall_time(now)
         if previous_fire_time is not None:
             start = min(start, self._wall_time(previous_fire_time) + dt.timedelta(seconds=1))
-        wall = self._wall.get_next_fire_time(None, start)
+        wall: dt.datetime | None = self._wall.get_next_fire_time(None, start)
         while wall is not None:
             # fold=0: the first instant showing this wall time; in a gap, the instant after it.
-            fire = wall.replace(tzinfo=self.timezone, fold=0)
+            fire: dt.datetime = wall.replace(tzinfo=self.timezone, fold=0)
             if previous_fire_time is not None:
                 if fire > previous_fire_time:
                     return fire

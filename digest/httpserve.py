@@ -66,5 +66,5 @@ def run_until_signalled(
             before_shutdown()
         server.shutdown()
         server.server_close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -30,8 +30,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def feed_table(results: Iterable[FeedResult], zone: ZoneInfo) -> str:
-    rows = []
-    details = []
+    rows: list[list[str]] = []
+    details: list[str] = []
     for result in results:
         newest = result.newest
         count = len(result.warnings)

@@ -51,7 +51,7 @@ class RetryPolicy:
         "Equal jitter": between half the step and the whole of it, so retries spread out but
         never come back sooner than half the step.
         """
-        step = min(self.cap, self.first * 2 ** min(max(attempt, 0), _MAX_DOUBLINGS))
+        step = min(self.cap, self.first * 2.0 ** min(max(attempt, 0), _MAX_DOUBLINGS))
         return step * self.jitter(0.5, 1.0)
 
     def server_wait(self, headers: Headers | None, attempt: int) -> float:

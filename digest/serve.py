@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from digest.httpserve import listen, run_until_signalled, server_url
 from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV, Purpose, read_token
+from digest.state.suppressions import Reason
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -52,7 +53,7 @@ STYLE = (
 
 
 class _Suppressions(Protocol):
-    def add(self, email: str, *, reason: str, source: str, list_name: str | None = None) -> bool: ...
+    def add(self, email: str, *, reason: Reason, source: str, list_name: str | None = None) -> bool: ...
 
 
 class SuppressionStore(Protocol):
@@ -144,7 +145,9 @@ def make_app(
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         source = "one-click" if one_click else "web"
         try:
-            added = store().suppressions.add(email, reason="unsubscribed", source=source, list_name=list_name)
+            added = store().suppressions.add(
+                email, reason=Reason.UNSUBSCRIBED, source=source, list_name=list_name
+            )
         except Exception:
             # A mail provider retries a failed one-click; a reader can press the button again.
             log.exception("could not record an unsubscribe from %s for %s", list_name, mask_address(email))

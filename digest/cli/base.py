@@ -36,7 +36,7 @@ class Context:
         return self._config
 
 
-class Day(click.ParamType):
+class Day(click.ParamType):  # type: ignore[type-arg]  # generic only in click's stubs to come
     """A YYYY-MM-DD option; a wrong one is a usage error that says what is wrong with it."""
 
     name = "date"

@@ -43,7 +43,7 @@ class Problem(NamedTuple):
         label = dotted(self.loc) if self.label is None else self.label
         return ConfigError(
             f"{label}: {self.message}" if label else self.message,
-            path=path,
+            path=os.fspath(path),
             line=positions.line_of(self.loc),
             hint=self.hint,
         )

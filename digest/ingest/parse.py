@@ -174,8 +174,9 @@ def _from_json_item(item: dict[str, Any]) -> RawEntry:
     raw.title = _text(item.get("title"))
     raw.content = _text(item.get("content_html"))
     raw.summary = _text(item.get("summary")) or raw.content or _text(item.get("content_text"))
-    authors = item.get("authors") if isinstance(item.get("authors"), list) else [item.get("author")]
-    names = [a.get("name") for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)]
+    listed = item.get("authors")
+    authors: list[Any] = listed if isinstance(listed, list) else [item.get("author")]
+    names: list[str] = [a["name"] for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)]
     raw.author = ", ".join(names) or None
     raw.categories = (
         [tag for tag in item.get("tags", []) if isinstance(tag, str)]

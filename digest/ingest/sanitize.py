@@ -10,6 +10,7 @@ import hashlib
 import html
 import re
 import unicodedata
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
@@ -56,7 +57,9 @@ def clean_html(fragment: str, base_url: str | None = None) -> str:
 
     Relative links are made absolute against ``base_url``, or dropped when there is none.
     """
-    relative: str | tuple[str, str] = ("rewrite_with_base", base_url) if web_url(base_url) else "deny"
+    relative: Literal["deny"] | tuple[Literal["rewrite_with_base"], str] = (
+        ("rewrite_with_base", base_url) if base_url is not None and web_url(base_url) else "deny"
+    )
     cleaned = nh3.clean(
         _DROPPED_BLOCK.sub(" ", fragment),
         tags=set(ALLOWED_TAGS),

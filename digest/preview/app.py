@@ -138,7 +138,7 @@ class PreviewApp:
         except Exception:
             log.exception("preview: %s %s failed", request.method, request.path)
             response = Response("internal error\n", 500, mimetype="text/plain", headers=PAGE_HEADERS)
-        return response(environ, start_response)  # type: ignore[no-any-return]
+        return iter(response(environ, start_response))
 
     def dispatch(self, request: Request) -> Response:
         if request.method not in METHODS:

@@ -52,7 +52,7 @@ def inline_css(html: str) -> str:
     """Copy CSS rules onto the elements (many clients ignore <style>), keeping @media rules."""
     # premailer keeps a doctype only when it matches lxml's spelling exactly.
     html = _DOCTYPE.sub("<!DOCTYPE html>", html)
-    return Premailer(
+    inlined: str = Premailer(
         html,
         # @media rules cannot be inlined: premailer keeps them in a <style> of their own, so
         # columns still stack on phones and dark mode still applies.
@@ -65,6 +65,7 @@ def inline_css(html: str) -> str:
         # Outlook sizes images by the pixel width attribute; keep MRML's, not "100%" from CSS.
         disable_basic_attributes=["width", "height"],
     ).transform()
+    return inlined
 
 
 def minify(html: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email import quoprimime
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
@@ -28,7 +28,8 @@ from digest.render.context import PLACEHOLDERS
 WIRE = SMTP.clone(max_line_length=998)
 # The parts are encoded under this one: the email package makes quoted-printable lines as long
 # as the policy's max_line_length, and RFC 2045 allows 76 (SMTP's default policy says 78).
-_PARTS = SMTP.clone(max_line_length=76)
+QP_LINE = 76
+_PARTS = SMTP.clone(max_line_length=QP_LINE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,13 +247,13 @@ class Composer:
         return b"".join(out)
 
 
-def _part_headers(part: EmailMessage) -> bytes:
+def _part_headers(part: MIMEPart) -> bytes:
     return b"".join(WIRE.fold_binary(name, value) for name, value in part.raw_items())
 
 
 def _qp_line(line: bytes) -> bytes:
     """One line (no line break in it) as compose's quoted-printable encodes it."""
-    return quoprimime.body_encode(line.decode("latin-1"), _PARTS.max_line_length, "\r\n").encode("ascii")
+    return quoprimime.body_encode(line.decode("latin-1"), QP_LINE, "\r\n").encode("ascii")
 
 
 def _body_template(body: str) -> list[bytes | str]:

@@ -130,13 +130,14 @@ def output_origin(
 def _paused_in(generator: Iterator[str]) -> tuple[jinja2.Template, int] | None:
     """The innermost template whose code yielded last, and the line of that code."""
     found = None
+    current: object = generator
     # Down the chain of `yield from` (blocks, extends) to the template code that yielded.
-    while isinstance(generator, GeneratorType) and generator.gi_frame is not None:
-        frame = generator.gi_frame
+    while isinstance(current, GeneratorType) and current.gi_frame is not None:
+        frame = current.gi_frame
         template = frame.f_globals.get("__jinja_template__")
         if isinstance(template, jinja2.Template):
             found = (template, frame.f_lineno)
-        generator = generator.gi_yieldfrom
+        current = current.gi_yieldfrom
     return found
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from digest.config import Config, load_config
 from digest.cron import last_fire_time, parse_cron
 from digest.errors import DigestError
-from digest.send.run import Sender, SendSummary
+from digest.send.run import Sender
+from digest.send.summary import SendSummary
 from digest.state import Store
 from digest.state.runs import EMPTY, FAILED, HELD, SENT, STOPPED
 from digest.statefile import open_store

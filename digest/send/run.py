@@ -34,7 +34,7 @@ from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry
+from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry, Status
 from digest.state.owner import owner_id
 from digest.subscribers import Problem, Subscriber, unique_subscribers
 
@@ -330,7 +330,7 @@ class Sender:
     ) -> int:
         """Send one claimed batch and record every outcome; returns how many were accepted."""
         suppressed = self.store.suppressions.suppressed_among((row.email for row in claimed), self.list.name)
-        results: list[tuple[int, str, str | None, str | None]] = [
+        results: list[tuple[int, Status, str | None, str | None]] = [
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
         ]
         sendable = sorted(
@@ -389,7 +389,7 @@ class Sender:
         )
 
 
-def _result(row: Claimed, outcome: Outcome) -> tuple[int, str, str | None, str | None]:
+def _result(row: Claimed, outcome: Outcome) -> tuple[int, Status, str | None, str | None]:
     if outcome.accepted:
         return (row.id, SENT, outcome.provider_id, None)
     return (row.id, FAILED, None, outcome.error)

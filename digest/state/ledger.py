@@ -194,8 +194,7 @@ class Ledger:
                 )
                 .returning(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts)
             ).all()
-        rows.sort(key=lambda row: row[0])
-        return [Claimed(*row) for row in rows]
+        return [Claimed(*row) for row in sorted(rows, key=lambda row: row[0])]
 
     def _release_abandoned(
         self, conn: Connection, edition_id: str, *, now: dt.datetime, claim_timeout: dt.timedelta

@@ -38,4 +38,5 @@ def insert_ignoring(
     IntegrityError to catch; with ``.returning(…)`` it returns only the rows it inserted.
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+    statement: postgresql.Insert | sqlite.Insert = dialect.insert(table)
+    return statement.on_conflict_do_nothing(index_elements=index_elements)

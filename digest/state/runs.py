@@ -55,17 +55,19 @@ class Runs:
 
     def start(self, list_name: str, scheduled_for: dt.datetime | None, now: dt.datetime) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(
-                insert(schema.job_runs)
-                .values(
-                    list_name=list_name,
-                    scheduled_for=scheduled_for,
-                    started_at=now,
-                    result=RUNNING,
-                    detail="",
-                )
-                .returning(schema.job_runs.c.id)
-            ).scalar_one()
+            return int(
+                conn.execute(
+                    insert(schema.job_runs)
+                    .values(
+                        list_name=list_name,
+                        scheduled_for=scheduled_for,
+                        started_at=now,
+                        result=RUNNING,
+                        detail="",
+                    )
+                    .returning(schema.job_runs.c.id)
+                ).scalar_one()
+            )
 
     def finish(self, run_id: int, result: Result, detail: str, now: dt.datetime) -> None:
         table = schema.job_runs

@@ -58,7 +58,9 @@ class Store:
             # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
             self.url = self.url.set(drivername="postgresql+psycopg")
         self.label = (
-            self.url.database if self.url.get_backend_name() == "sqlite" else self.url.render_as_string()
+            (self.url.database or "")
+            if self.url.get_backend_name() == "sqlite"
+            else self.url.render_as_string()
         )
         self.path = self._sqlite_path()
         if self.path is not None:
@@ -142,7 +144,7 @@ class Store:
         database = self.url.database
         if self.url.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
             return None
-        return Path(database)  # type: ignore[arg-type]
+        return Path(str(database))
 
     def _sqlite_begin(self, conn: Connection) -> None:
         # A writer takes the write lock up front: two senders that both read, then both try to

@@ -101,14 +101,15 @@ class Suppressions:
         for record in records:
             if record.reason not in REASONS:
                 raise ValueError(f"unknown suppression reason {record.reason!r}")
+            key = (address_key(record.email), record.list_name)
             row = {
-                "email": address_key(record.email),
+                "email": key[0],
                 "list_name": record.list_name,
                 "reason": record.reason,
                 "source": record.source[:200],
                 "created_at": record.created_at,
             }
-            batch.setdefault((row["email"], row["list_name"]), row)  # the first record is kept
+            batch.setdefault(key, row)  # the first record is kept
             if len(batch) >= chunk:
                 flush()
         if batch:
@@ -128,7 +129,7 @@ class Suppressions:
         table = schema.suppressions
         applies = table.c.list_name.in_((list_name, ALL_LISTS))
         with self.engine.connect() as conn:
-            counts = Counter(
+            counts: Counter[str] = Counter(
                 dict(
                     conn.execute(
                         select(table.c.reason, func.count()).where(applies).group_by(table.c.reason)

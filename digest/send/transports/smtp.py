@@ -16,9 +16,11 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from email.policy import EmailPolicy
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
@@ -358,7 +360,8 @@ def _message_bytes(
         if data is not None:
             return data, message_id
     message = batch.message(envelope)
-    policy = message.policy.clone(utf8=True) if international else None
+    # Batch messages are made under an EmailPolicy (SMTP's), the kind that knows utf8.
+    policy = cast(EmailPolicy, message.policy).clone(utf8=True) if international else None
     message_id = message["Message-ID"]
     return message.as_bytes(policy=policy), str(message_id) if message_id else None
 

@@ -10,7 +10,10 @@ import smtplib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 _DOT_AFTER_LF = re.compile(rb"\n\.")
 
@@ -51,7 +54,7 @@ class _QuickData:
     rest of sending it. A line feed followed by a dot is a literal the engine jumps to: 30 µs.
     """
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
         connection: smtplib.SMTP = self  # type: ignore[assignment]
         if not isinstance(msg, bytes) or connection.debuglevel:
             return super().data(msg)  # type: ignore[misc, no-any-return]
