@@ -91,6 +91,11 @@ def make_app(
     ``list_titles`` maps each list name to the title shown to readers; a token for any other
     list is refused like a forged one.
     """
+    _check_secret(secret)
+    return _App(store_factory, secret, newsroom_name=newsroom_name, list_titles=list_titles)
+
+
+def _check_secret(secret: bytes) -> None:
     if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the unsubscribe secret must be at least {MIN_SECRET_BYTES} bytes")
     if secret == DEMO_SECRET:
@@ -101,8 +106,10 @@ def make_app(
             "Use it only to try the links of `make demo`; never in production",
             SECRET_ENV,
         )
-    titles = dict(list_titles)
-    urls = Map(
+
+
+def _url_map() -> Map:
+    return Map(
         [
             Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
             # An empty token is just another bad token: the same 400, not a 404.
@@ -114,38 +121,71 @@ def make_app(
         merge_slashes=False,
         redirect_defaults=False,
     )
-    lock = threading.Lock()
-    cached: list[SuppressionStore] = []
 
-    def store() -> SuppressionStore:
-        with lock:
-            if not cached:
-                cached.append(store_factory())
-            return cached[0]
 
-    def unsubscribe(request: _Request, token: str) -> Response:
-        found = read_token(secret, token, purpose=Purpose.UNSUBSCRIBE)
-        if found is None or found[0] not in titles:
+class _App:
+    """The app ``make_app`` returns: one method for each route, one for each kind of answer."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], SuppressionStore],
+        secret: bytes,
+        *,
+        newsroom_name: str,
+        list_titles: Mapping[str, str],
+    ) -> None:
+        self._store_factory = store_factory
+        self._secret = secret
+        self._newsroom_name = newsroom_name
+        self._titles = dict(list_titles)
+        self._urls = _url_map()
+        self._lock = threading.Lock()
+        self._cached: list[SuppressionStore] = []
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        request = _Request(environ)
+        try:
+            response = self._dispatch(request)
+        except HTTPException as exc:
+            response = _error_page(exc)
+        return response(environ, start_response)
+
+    def _dispatch(self, request: _Request) -> Response:
+        if request.method not in METHODS:
+            raise MethodNotAllowed(valid_methods=list(METHODS))
+        endpoint, values = self._urls.bind_to_environ(request.environ).match()
+        if endpoint == "healthz":
+            return Response("ok\n", 200, mimetype="text/plain", headers=SECURITY_HEADERS)
+        if request.method == "POST" and (request.content_length or 0) > MAX_BODY:
+            raise RequestEntityTooLarge()
+        return self._unsubscribe(request, values["token"])
+
+    def _unsubscribe(self, request: _Request, token: str) -> Response:
+        found = read_token(self._secret, token, purpose=Purpose.UNSUBSCRIBE)
+        if found is None or found[0] not in self._titles:
             return _page(400, "This unsubscribe link is not valid", _INVALID)
         list_name, email = found
-        title = html.escape(titles[list_name])
-        newsroom = html.escape(newsroom_name)
-        masked = html.escape(mask_address(email))
         if request.method != "POST":
-            return _page(
-                200,
-                f"Unsubscribe from {title}?",
-                f"<p>Stop sending <strong>{title}</strong> from {newsroom} to {masked}?</p>"
-                '<form method="post"><input type="hidden" name="confirm" value="yes">'
-                '<button type="submit">Unsubscribe</button></form>'
-                "<p>Nothing changes until you press the button.</p>",
-            )
+            return self._confirm_page(list_name, email)
         if len(request.get_data(cache=True)) > MAX_BODY:
             raise RequestEntityTooLarge()
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        source = "one-click" if one_click else "web"
+        return self._record(list_name, email, "one-click" if one_click else "web")
+
+    def _confirm_page(self, list_name: str, email: str) -> Response:
+        title, newsroom, masked = self._shown(list_name, email)
+        return _page(
+            200,
+            f"Unsubscribe from {title}?",
+            f"<p>Stop sending <strong>{title}</strong> from {newsroom} to {masked}?</p>"
+            '<form method="post"><input type="hidden" name="confirm" value="yes">'
+            '<button type="submit">Unsubscribe</button></form>'
+            "<p>Nothing changes until you press the button.</p>",
+        )
+
+    def _record(self, list_name: str, email: str, source: str) -> Response:
         try:
-            added = store().suppressions.add(
+            added = self._store().suppressions.add(
                 email, reason=Reason.UNSUBSCRIBED, source=source, list_name=list_name
             )
         except Exception:
@@ -161,40 +201,42 @@ def make_app(
             source,
             "" if added else " (again)",
         )
+        title, newsroom, masked = self._shown(list_name, email)
         return _page(
             200,
             "You are unsubscribed",
             f"<p>{masked} will get no more editions of <strong>{title}</strong> from {newsroom}.</p>",
         )
 
-    def dispatch(request: _Request) -> Response:
-        if request.method not in METHODS:
-            raise MethodNotAllowed(valid_methods=list(METHODS))
-        endpoint, values = urls.bind_to_environ(request.environ).match()
-        if endpoint == "healthz":
-            return Response("ok\n", 200, mimetype="text/plain", headers=SECURITY_HEADERS)
-        if request.method == "POST" and (request.content_length or 0) > MAX_BODY:
-            raise RequestEntityTooLarge()
-        return unsubscribe(request, values["token"])
+    def _shown(self, list_name: str, email: str) -> tuple[str, str, str]:
+        """The list's title, the newsroom's name and the masked address, escaped for a page."""
+        return (
+            html.escape(self._titles[list_name]),
+            html.escape(self._newsroom_name),
+            html.escape(mask_address(email)),
+        )
 
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
-        request = _Request(environ)
-        try:
-            response = dispatch(request)
-        except NotFound:
-            response = _page(404, "Not found", "<p>There is nothing here.</p>")
-        except MethodNotAllowed as exc:
-            response = _page(405, "Method not allowed", "<p>This address only answers GET and POST.</p>")
-            response.headers["Allow"] = ", ".join(exc.valid_methods or METHODS)
-        except RequestEntityTooLarge:
-            response = _page(413, "Request too large", "<p>That request was too large.</p>")
-        except HTTPException as exc:
-            # Malformed form bodies and the like; werkzeug's own pages would skip our headers.
-            code = exc.code or 400
-            response = _page(code, "Bad request", "<p>That request could not be understood.</p>")
-        return response(environ, start_response)
+    def _store(self) -> SuppressionStore:
+        # Opened on first use, not in __init__: a WSGI server's workers each open their own.
+        with self._lock:
+            if not self._cached:
+                self._cached.append(self._store_factory())
+            return self._cached[0]
 
-    return app
+
+def _error_page(exc: HTTPException) -> Response:
+    """Our page for werkzeug's HTTP errors: its own pages would skip our headers."""
+    if isinstance(exc, NotFound):
+        return _page(404, "Not found", "<p>There is nothing here.</p>")
+    if isinstance(exc, MethodNotAllowed):
+        response = _page(405, "Method not allowed", "<p>This address only answers GET and POST.</p>")
+        response.headers["Allow"] = ", ".join(exc.valid_methods or METHODS)
+        return response
+    if isinstance(exc, RequestEntityTooLarge):
+        return _page(413, "Request too large", "<p>That request was too large.</p>")
+    # Malformed form bodies and the like.
+    code = exc.code or 400
+    return _page(code, "Bad request", "<p>That request could not be understood.</p>")
 
 
 _INVALID = (

@@ -66,26 +66,7 @@ def assemble(
     """
     feeds = tuple(feeds)
     wanted = config.list_desks(mailing_list)
-    rank = {desk: position for position, desk in enumerate(wanted)}
-    starts = {feed: min(start, window.start) for feed, start in (reach or {}).items()}
-    candidates = [
-        item
-        for feed in feeds
-        for item in feed.items
-        if item.desk in rank
-        and starts.get(feed.source, window.start) <= item.published < window.end
-        and item.id not in seen
-        and item.canonical_url not in seen
-    ]
-    # The same story in two feeds appears once, under the desk that comes first in `order`.
-    candidates.sort(key=lambda item: rank[item.desk])
-    claimed: set[str] = set()
-    by_desk: dict[str, list[Item]] = {desk: [] for desk in wanted}
-    for item in candidates:
-        if item.id in claimed or item.canonical_url in claimed:
-            continue
-        claimed.update((item.id, item.canonical_url))
-        by_desk[item.desk].append(item)
+    by_desk = _by_desk(feeds, wanted, window, seen, reach)
     limit = config.settings.desks.max_items
     sections = []
     for desk in wanted:
@@ -111,6 +92,37 @@ def assemble(
         feeds=feeds,
         missing_feeds=tuple(feed.source for feed in feeds if feed.failed),
     )
+
+
+def _by_desk(
+    feeds: tuple[FeedResult, ...],
+    wanted: tuple[str, ...],
+    window: Window,
+    seen: Collection[str],
+    reach: Mapping[str, dt.datetime] | None,
+) -> dict[str, list[Item]]:
+    """The stories each wanted desk may carry: in the window (or a feed's reach), unseen, once."""
+    rank = {desk: position for position, desk in enumerate(wanted)}
+    starts = {feed: min(start, window.start) for feed, start in (reach or {}).items()}
+    candidates = [
+        item
+        for feed in feeds
+        for item in feed.items
+        if item.desk in rank
+        and starts.get(feed.source, window.start) <= item.published < window.end
+        and item.id not in seen
+        and item.canonical_url not in seen
+    ]
+    # The same story in two feeds appears once, under the desk that comes first in `order`.
+    candidates.sort(key=lambda item: rank[item.desk])
+    claimed: set[str] = set()
+    by_desk: dict[str, list[Item]] = {desk: [] for desk in wanted}
+    for item in candidates:
+        if item.id in claimed or item.canonical_url in claimed:
+            continue
+        claimed.update((item.id, item.canonical_url))
+        by_desk[item.desk].append(item)
+    return by_desk
 
 
 class StateReader(Protocol):

@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import math
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
 from digest.ingest.parse import RawEntry
@@ -69,65 +70,103 @@ def build_items(
     warnings: list[str] = []
     seen_ids: set[str] = set()
     for position, raw in enumerate(entries, start=1):
-        # Always stripped: feedparser calls a title "text/plain" even when it holds <script>.
-        title = plain_text(raw.title)
-        label = f"item {position}" + (f" ({_label(title)!r})" if title else "")
-        url = web_url(raw.link, base_url)
-        if not url:
-            warnings.append(f"{label} has no http(s) link; skipped")
-            continue
-        if not title:
-            warnings.append(f"{label} has no title; skipped")
-            continue
-        published = raw.published or raw.updated
-        if published is None:
-            warnings.append(f"{label} has no date; skipped")
-            continue
-        if published > now + FUTURE_TOLERANCE:
-            warnings.append(f"{label} is dated in the future ({published:%Y-%m-%d %H:%M} UTC); skipped")
-            continue
-        if published < now - MAX_AGE:
-            warnings.append(f"{label} is dated {published:%Y-%m-%d}, more than a year ago; skipped")
-            continue
-        if len(title) > TITLE_LIMIT:
-            warnings.append(f"{label} has a title of {len(title):,} characters; shortened to {TITLE_LIMIT}")
-            title = shorten(title, TITLE_LIMIT)
-        canonical = canonical_url(url)
-        summary_html = clean_html(raw.summary, base_url)
-        summary_text = plain_text(summary_html)
-        if len(summary_text.split()) > SUMMARY_WORDS:
-            # A long summary cannot be cut safely as HTML; its shortened text stands in for it.
-            summary_text = truncate_words(summary_text, SUMMARY_WORDS)
-            summary_html = html.escape(summary_text, quote=False)
-        summary_html = _paragraphs(summary_html)
-        guid = one_line(raw.guid or "")[:500]
-        item_id = guid or canonical or content_hash(title, summary_text)
-        if item_id in seen_ids:
-            warnings.append(f"{label} repeats the id {item_id!r} of an earlier item; skipped")
-            continue
-        seen_ids.add(item_id)
-        categories = tuple(c for c in (one_line(c) for c in raw.categories) if c)
-        image, image_alt = _image(raw, base_url, title)
-        items.append(
-            Item(
-                id=item_id,
-                title=title,
-                url=url,
-                canonical_url=canonical,
-                summary_html=summary_html,
-                summary_text=summary_text,
-                author=one_line(raw.author or "") or None,
-                categories=categories,
-                desk=rules.desk_for(categories, default_desk),
-                published=published,
-                updated=raw.updated if raw.updated and raw.updated != published else None,
-                image=image,
-                image_alt=image_alt,
-                read_time=_read_time(raw),
-                feed=feed,
-            )
+        item, notes = _entry_item(
+            raw,
+            position,
+            seen_ids,
+            feed=feed,
+            default_desk=default_desk,
+            rules=rules,
+            base_url=base_url,
+            now=now,
         )
+        warnings.extend(notes)
+        if item is not None:
+            seen_ids.add(item.id)
+            items.append(item)
     return items, warnings
+
+
+def _entry_item(
+    raw: RawEntry,
+    position: int,
+    seen_ids: Container[str],
+    *,
+    feed: str,
+    default_desk: str,
+    rules: DeskRules,
+    base_url: str | None,
+    now: dt.datetime,
+) -> tuple[Item | None, list[str]]:
+    """One entry's item (None: skipped), and the warnings it earns either way."""
+    # Always stripped: feedparser calls a title "text/plain" even when it holds <script>.
+    title = plain_text(raw.title)
+    label = f"item {position}" + (f" ({_label(title)!r})" if title else "")
+    checked = _link_and_date(raw, title, base_url, now)
+    if isinstance(checked, str):
+        return None, [f"{label} {checked}; skipped"]
+    url, published = checked
+    warnings: list[str] = []
+    if len(title) > TITLE_LIMIT:
+        warnings.append(f"{label} has a title of {len(title):,} characters; shortened to {TITLE_LIMIT}")
+        title = shorten(title, TITLE_LIMIT)
+    canonical = canonical_url(url)
+    summary_html, summary_text = _summary(raw.summary, base_url)
+    guid = one_line(raw.guid or "")[:500]
+    item_id = guid or canonical or content_hash(title, summary_text)
+    if item_id in seen_ids:
+        warnings.append(f"{label} repeats the id {item_id!r} of an earlier item; skipped")
+        return None, warnings
+    categories = tuple(c for c in (one_line(c) for c in raw.categories) if c)
+    image, image_alt = _image(raw, base_url, title)
+    item = Item(
+        id=item_id,
+        title=title,
+        url=url,
+        canonical_url=canonical,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=one_line(raw.author or "") or None,
+        categories=categories,
+        desk=rules.desk_for(categories, default_desk),
+        published=published,
+        updated=raw.updated if raw.updated and raw.updated != published else None,
+        image=image,
+        image_alt=image_alt,
+        read_time=_read_time(raw),
+        feed=feed,
+    )
+    return item, warnings
+
+
+def _link_and_date(
+    raw: RawEntry, title: str, base_url: str | None, now: dt.datetime
+) -> tuple[str, dt.datetime] | str:
+    """The entry's web link and date, or why it is skipped (checked in this order)."""
+    url = web_url(raw.link, base_url)
+    if not url:
+        return "has no http(s) link"
+    if not title:
+        return "has no title"
+    published = raw.published or raw.updated
+    if published is None:
+        return "has no date"
+    if published > now + FUTURE_TOLERANCE:
+        return f"is dated in the future ({published:%Y-%m-%d %H:%M} UTC)"
+    if published < now - MAX_AGE:
+        return f"is dated {published:%Y-%m-%d}, more than a year ago"
+    return url, published
+
+
+def _summary(summary: str, base_url: str | None) -> tuple[str, str]:
+    """The summary as safe HTML and as text, both cut to SUMMARY_WORDS."""
+    summary_html = clean_html(summary, base_url)
+    summary_text = plain_text(summary_html)
+    if len(summary_text.split()) > SUMMARY_WORDS:
+        # A long summary cannot be cut safely as HTML; its shortened text stands in for it.
+        summary_text = truncate_words(summary_text, SUMMARY_WORDS)
+        summary_html = html.escape(summary_text, quote=False)
+    return _paragraphs(summary_html), summary_text
 
 
 def _label(title: str) -> str:

@@ -38,6 +38,8 @@ PENDING, SENDING, SENT, FAILED = Status.PENDING, Status.SENDING, Status.SENT, St
 SKIPPED, SUPPRESSED = Status.SKIPPED, Status.SUPPRESSED
 # finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
 _GROUP_MIN = 8
+# A finish() outcome: (status, provider id, error).
+_Outcome = tuple[Status, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,27 +239,11 @@ class Ledger:
         """
         if not results:
             return
+        grouped, single = _plan_finish(results, now=now)
         table = schema.ledger
         held = (table.c.batch_id == owner, table.c.status == SENDING)
-        groups: dict[tuple[Status, str | None, str | None], list[int]] = {}
-        for row_id, status, provider_id, error in results:
-            groups.setdefault((status, provider_id, error), []).append(row_id)
-        single: list[dict[str, object]] = []
         with self.engine.begin() as conn:
-            for (status, provider_id, error), ids in groups.items():
-                if len(ids) < _GROUP_MIN:
-                    sent_at = now if status == SENT else None
-                    single.extend(
-                        {
-                            "row_id": row_id,
-                            "new_status": status,
-                            "new_provider_id": provider_id,
-                            "new_error": error,
-                            "new_sent_at": sent_at,
-                        }
-                        for row_id in ids
-                    )
-                    continue
+            for (status, provider_id, error), ids in grouped.items():
                 for chunk in chunked(ids):
                     conn.execute(
                         update(table)
@@ -336,3 +322,32 @@ class Ledger:
                     .limit(limit)
                 )
             ]
+
+
+def _plan_finish(
+    results: Sequence[tuple[int, Status, str | None, str | None]], *, now: dt.datetime
+) -> tuple[dict[_Outcome, list[int]], list[dict[str, object]]]:
+    """What ``Ledger.finish`` writes: the row ids of each outcome shared by ``_GROUP_MIN`` rows
+    or more (one UPDATE by id each), and the parameters of every other row (one executemany).
+    """
+    groups: dict[_Outcome, list[int]] = {}
+    for row_id, status, provider_id, error in results:
+        groups.setdefault((status, provider_id, error), []).append(row_id)
+    grouped: dict[_Outcome, list[int]] = {}
+    single: list[dict[str, object]] = []
+    for (status, provider_id, error), ids in groups.items():
+        if len(ids) < _GROUP_MIN:
+            sent_at = now if status == SENT else None
+            single.extend(
+                {
+                    "row_id": row_id,
+                    "new_status": status,
+                    "new_provider_id": provider_id,
+                    "new_error": error,
+                    "new_sent_at": sent_at,
+                }
+                for row_id in ids
+            )
+            continue
+        grouped[(status, provider_id, error)] = ids
+    return grouped, single
