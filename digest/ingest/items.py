@@ -198,7 +198,7 @@ def _read_time(raw: RawEntry) -> int:
         given = given.strip().split(" ")[0]
     try:
         minutes = int(float(given)) if given is not None else 0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "inf", "1e999": one bad entry, not the feed
         minutes = 0
     if 1 <= minutes <= MAX_READ_TIME:
         return minutes
