@@ -74,6 +74,7 @@ def test_desks_in_order_newest_first_capped_with_more_link(config: Config) -> No
     assert [item.id for item in business.items] == [f"story-{n}" for n in range(1, 9)]
     assert business.more_count == 3
     assert business.more_url == "https://news.example.org/business"
+    assert [desk.slug for desk in edition.desks] == ["ukraine", "business"]
 
 
 def test_same_story_in_two_desks_goes_to_the_first_in_order(config: Config) -> None:
@@ -144,8 +145,9 @@ def test_date_window_ends_at_the_lists_local_time(config: Config, day: dt.date, 
 
 def test_date_build_on_a_day_the_list_does_not_go_out(make_project: MakeProject) -> None:
     config = load_config(make_project(replace={'schedule = "0 7 * * *"': 'schedule = "0 7 * * mon-fri"'}))
-    with pytest.raises(DigestError, match="not scheduled on Saturday 2026-11-28"):
+    with pytest.raises(DigestError, match="not scheduled on Saturday 2026-11-28") as caught:
         edition_window(config, config.mailing_list("daily"), now=NOW, date=dt.date(2026, 11, 28))
+    assert caught.value.hint == "pick a day the list goes out"
 
 
 def test_regular_build_skips_what_an_earlier_edition_carried_but_date_build_does_not(config: Config) -> None:
@@ -407,3 +409,5 @@ def test_a_date_build_reads_no_state(config: Config) -> None:
     )
     assert store.asked == []
     assert edition.date == day and ids(edition) == ["story-1"]
+    end = dt.datetime(2026, 11, 25, 5, 0, tzinfo=dt.UTC)  # 07:00 in Kyiv on that day, not `now`
+    assert edition.window == Window(end - dt.timedelta(hours=24), end)
