@@ -104,3 +104,141 @@ def test_an_addresser_for_a_preview_is_demo_signed_without_a_secret(config: Conf
     assert addresser.demo
     token = recipient.unsubscribe_url.rsplit("/", 1)[1]
     assert read_token(DEMO_SECRET, token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")
+
+
+# -- each refusal and warning of the secret rules, word for word ---------------------------
+
+GENERATE = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+@pytest.mark.parametrize(
+    ("env", "backend", "message", "hint"),
+    [
+        (
+            {},
+            "smtp",
+            "DIGEST_SECRET is not set: unsubscribe links must be signed before mail goes out",
+            f"set it to a long random value, e.g. {GENERATE}",
+        ),
+        (
+            {"DIGEST_SECRET": DEMO_SECRET.decode()},
+            "sendgrid",
+            "DIGEST_SECRET is digest's public demo secret: anyone could forge the unsubscribe links "
+            "of mail signed with it",
+            f"use it only with the outbox; set a long random value of your own, e.g. {GENERATE}",
+        ),
+        (
+            {"DIGEST_SECRET": "short"},
+            "smtp",
+            "$DIGEST_SECRET is only 5 bytes long; unsubscribe links signed with it could be forged",
+            f"use a longer random secret (at least 16 bytes), e.g. {GENERATE}",
+        ),
+    ],
+)
+def test_signing_secret_refusals_say_what_and_how_to_fix_it(
+    env: dict[str, str], backend: str, message: str, hint: str
+) -> None:
+    with pytest.raises(DigestError) as caught:
+        signing_secret(env, backend)
+    assert (caught.value.message, caught.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize(
+    ("env", "secret", "warning"),
+    [
+        (
+            {},
+            DEMO_SECRET,
+            "DIGEST_SECRET is not set: the unsubscribe links in these outbox messages are signed with the "
+            "public demo secret, so anyone could forge them",
+        ),
+        (
+            {"DIGEST_SECRET": DEMO_SECRET.decode()},
+            DEMO_SECRET,
+            "DIGEST_SECRET is the public demo secret: anyone could forge the unsubscribe links in these "
+            "outbox messages (fine for a demo, never for real mail)",
+        ),
+        ({"DIGEST_SECRET": SECRET}, SECRET.encode(), None),
+    ],
+)
+def test_the_outbox_signs_with_any_secret_and_warns_about_a_forgeable_one(
+    caplog: pytest.LogCaptureFixture, env: dict[str, str], secret: bytes, warning: str | None
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert signing_secret(env, "outbox") == secret
+    assert [record.getMessage() for record in caplog.records] == ([warning] if warning else [])
+
+
+def test_the_endpoint_says_where_to_find_the_secret() -> None:
+    with pytest.raises(DigestError) as caught:
+        checking_secret({})
+    assert caught.value.hint == (
+        "set it to the secret the mail was sent with; for `make demo`'s links, see the README's Quick start"
+    )
+
+
+def test_an_addresser_for_real_mail_refuses_without_a_secret(config: Config) -> None:
+    (daily,) = config.settings.lists
+    with pytest.raises(DigestError, match="DIGEST_SECRET is not set: unsubscribe links must be signed"):
+        Addresser(config, daily, env={}, backend="smtp")
+    with pytest.raises(DigestError, match="DIGEST_SECRET is digest's public demo secret"):
+        Addresser(config, daily, env={"DIGEST_SECRET": DEMO_SECRET.decode()}, backend="smtp")
+
+
+def test_every_way_to_address_a_recipient_keeps_their_name_and_greeting(config: Config) -> None:
+    (daily,) = config.settings.lists
+    addresser = Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp")
+    recipient, headers = addresser.recipient("anna@example.org", "Anna", "Dear Anna,")
+    assert (recipient.name, recipient.greeting) == ("Anna", "Dear Anna,")
+    assert addresser.message("anna@example.org", "Anna", "Dear Anna,") == (
+        recipient,
+        {**addresser.list_headers, **headers},
+    )
+    envelope = addresser.envelope("anna@example.org", "Anna", "<id@news.example.org>", "Dear Anna,")
+    assert envelope.recipient == recipient
+    # Without a greeting, none: the templates word the default.
+    assert addresser.message("anna@example.org", "Anna")[0].greeting == ""
+    assert addresser.envelope("anna@example.org", "Anna", "<id@news.example.org>").recipient.greeting == ""
+
+
+def test_recipients_reuse_the_lists_header_template(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Parsing the sender once per list, not per recipient, is the template's whole point.
+    import digest.send.unsubscribe as unsubscribe
+
+    (daily,) = config.settings.lists
+    addresser = Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp")
+    built: list[str] = []
+
+    def counting(base_url: str, sender: str, token: str) -> dict[str, str]:
+        built.append(token)
+        return list_unsubscribe_headers(base_url, sender, token)
+
+    monkeypatch.setattr(unsubscribe, "list_unsubscribe_headers", counting)
+    for email in ("anna@example.org", "boris@example.org", "olena@приклад.укр"):
+        recipient, headers = addresser.recipient(email, "")
+        token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+        assert headers == list_unsubscribe_headers(
+            "http://127.0.0.1:8080", config.settings.newsroom.sender, token
+        )
+    assert built == []
+
+
+def test_without_a_template_each_recipient_gets_the_same_headers(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in that also occurs in the URL would be replaced there too: the template is
+    # given up and each recipient's headers are built on their own, with the same result.
+    import digest.send.unsubscribe as unsubscribe
+
+    monkeypatch.setattr(unsubscribe, "_TOKEN_MARK", "127.0.0.1")
+    (daily,) = config.settings.lists
+    addresser = Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp")
+    recipient, headers = addresser.recipient("anna@example.org", "Anna", "Dear Anna,")
+    token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+    sender = config.settings.newsroom.sender
+    assert headers == {
+        "List-Unsubscribe": f"<http://127.0.0.1:8080/unsubscribe/{token}>, "
+        f"<mailto:digest@news.example.org?subject=unsubscribe%20{token}>"
+    }
+    assert headers == list_unsubscribe_headers("http://127.0.0.1:8080", sender, token)
+    assert read_token(SECRET.encode(), token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")

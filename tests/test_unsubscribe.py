@@ -11,6 +11,8 @@ import pytest
 
 from digest.errors import DigestError
 from digest.send.unsubscribe import (
+    MAX_TOKEN_CHARS,
+    MIN_SECRET_BYTES,
     SECRET_ENV,
     Purpose,
     list_unsubscribe_headers,
@@ -271,3 +273,162 @@ def test_the_well_shaped_payloads_are_read() -> None:
     assert read == ("daily", "anna@example.org")
     read = read_token(SECRET, _signed(b"\x02confirm\ndaily\nanna@example.org"), purpose=Purpose.CONFIRM)
     assert read == ("daily", "anna@example.org")
+
+
+# -- exact edges, and what each refusal says ------------------------------------------------
+
+
+def _address_of_payload_bytes(size: int, list_name: str = "daily") -> str:
+    """An address that makes the format-2 unsubscribe payload exactly ``size`` bytes long."""
+    fixed = len(b"\x02unsubscribe\n") + len(list_name.encode()) + len(b"\n")
+    domain = "@example.org"
+    return "a" * (size - fixed - len(domain)) + domain
+
+
+def test_a_token_of_exactly_the_maximum_length_is_made_and_read() -> None:
+    # 717 payload bytes encode to 956 characters; with the dot and the 43-character MAC: 1000.
+    address = _address_of_payload_bytes(717)
+    token = make_token(SECRET, "daily", address, purpose=Purpose.UNSUBSCRIBE)
+    assert len(token) == MAX_TOKEN_CHARS == 1000
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) == ("daily", address)
+
+
+def test_one_byte_more_is_too_long_for_a_token() -> None:
+    # 718 bytes encode to 958 characters (base64 has no 957): 1002 in all.
+    with pytest.raises(
+        ValueError, match=r"^list name and address are too long for a token \(1002 characters\)$"
+    ):
+        make_token(SECRET, "daily", _address_of_payload_bytes(718), purpose=Purpose.UNSUBSCRIBE)
+
+
+def test_a_well_signed_token_one_character_over_the_maximum_is_refused_unread() -> None:
+    # Only a reader that counts first refuses this: the signature and payload are good.
+    payload = b"\x02unsubscribe\ndaily\n" + _address_of_payload_bytes(717).encode()
+    over = _signed(payload + b"xx")  # 719 bytes: 959 characters, 1003 in all
+    exact = _signed(payload)
+    assert (len(exact), len(over)) == (1000, 1003)
+    assert read_token(SECRET, exact, purpose=Purpose.UNSUBSCRIBE) is not None
+    assert read_token(SECRET, over, purpose=Purpose.UNSUBSCRIBE) is None
+
+
+@pytest.mark.parametrize("token", [None, b"abc.def", 12, ["a", "b"]])
+def test_a_token_that_is_not_text_is_refused_without_raising(token: object) -> None:
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("list_name", "address"),
+    [
+        ("Morning Ledger", "anna@example.org"),  # a space is not a field separator
+        ("daily\tdigest", "anna@example.org"),
+        ("daily", '"anna kovalenko"@example.org'),
+        ("daily", "olena@приклад.ї"),  # its payload's encoding ends in "X" (see below)
+    ],
+)
+def test_whitespace_and_every_last_character_round_trip(list_name: str, address: str) -> None:
+    token = make_token(SECRET, list_name, address, purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(SECRET, token, purpose=Purpose.UNSUBSCRIBE) == (list_name, address)
+
+
+def test_only_the_padding_is_stripped_from_an_encoding() -> None:
+    # "ї" is D1 97 in UTF-8: a payload whose length is a multiple of three and ends in 0x97
+    # encodes to a last character "X", which must survive the stripping of "=".
+    token = make_token(SECRET, "daily", "olena@приклад.ї", purpose=Purpose.UNSUBSCRIBE)
+    assert token.split(".")[0].endswith("X")
+    assert base64.urlsafe_b64decode(token.split(".")[0]).endswith("ї".encode())
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@pytest.mark.parametrize("part", [0, 1], ids=["payload", "mac"])
+def test_a_last_character_changed_only_in_its_spare_bits_is_refused(part: int) -> None:
+    # A 32-byte MAC is 43 characters, whose last carries 2 bits nobody reads; so does a payload
+    # of 3n+2 bytes. Setting them decodes to the same bytes, so only the canonical check stops it.
+    token = make_token(SECRET, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    pieces = token.split(".")
+    assert len(base64.urlsafe_b64decode(pieces[0] + "=" * (-len(pieces[0]) % 4))) % 3 == 2
+    last = _ALPHABET.index(pieces[part][-1])
+    assert last % 4 == 0  # spare bits unset, as the encoder leaves them
+    pieces[part] = pieces[part][:-1] + _ALPHABET[last + 1]
+    altered = ".".join(pieces)
+    padded = pieces[part] + "=" * (-len(pieces[part]) % 4)
+    assert base64.urlsafe_b64decode(padded) == base64.urlsafe_b64decode(
+        token.split(".")[part] + "=" * (-len(pieces[part]) % 4)
+    )
+    assert read_token(SECRET, altered, purpose=Purpose.UNSUBSCRIBE) is None
+
+
+@pytest.mark.parametrize(
+    ("list_name", "email"),
+    [
+        ("daily\nweekly", "anna@example.org"),
+        ("daily", "anna\n@example.org"),  # address_key strips the ends, not the middle
+        ("", "anna@example.org"),
+        ("daily", ""),
+        ("daily", "  \n "),
+    ],
+)
+def test_make_token_says_why_it_refuses_a_list_or_address(list_name: str, email: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^a token needs a list name and an address, neither containing a newline$"
+    ):
+        make_token(SECRET, list_name, email, purpose=Purpose.UNSUBSCRIBE)
+
+
+def test_a_secret_of_exactly_the_minimum_length_signs() -> None:
+    secret = b"s" * MIN_SECRET_BYTES
+    token = make_token(secret, "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    assert read_token(secret, token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")
+    with pytest.raises(ValueError, match=r"^the unsubscribe secret must be at least 16 bytes$"):
+        make_token(secret[:-1], "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
+    with pytest.raises(TypeError, match=r"^the unsubscribe secret must be bytes$"):
+        make_token(secret.decode(), "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)  # type: ignore[arg-type]
+
+
+def test_secret_from_env_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, "  from-the-environment-0123  ")
+    assert secret_from_env() == b"from-the-environment-0123"
+    monkeypatch.delenv(SECRET_ENV)
+    assert secret_from_env() is None
+
+
+@pytest.mark.parametrize(("raw", "size"), [("x" * 15, 15), ("ї" * 7, 14), (" short ", 5)])
+def test_secret_from_env_says_how_short_a_secret_is(raw: str, size: int) -> None:
+    message = rf"^\$DIGEST_SECRET is only {size} bytes long; unsubscribe links signed with it could be forged"
+    with pytest.raises(DigestError, match=message):
+        secret_from_env({SECRET_ENV: raw})
+    assert secret_from_env({SECRET_ENV: "ї" * 8}) == "ї".encode() * 8  # 16 bytes, though 8 characters
+
+
+@pytest.mark.parametrize(
+    ("base_url", "url"),
+    [
+        ("https://news.example.org", "https://news.example.org/unsubscribe/T.K"),
+        ("https://news.example.org///", "https://news.example.org/unsubscribe/T.K"),
+        ("https://example.org/BOX", "https://example.org/BOX/unsubscribe/T.K"),
+        ("https://example.org/newsX/", "https://example.org/newsX/unsubscribe/T.K"),
+    ],
+)
+def test_unsubscribe_url_strips_only_trailing_slashes(base_url: str, url: str) -> None:
+    assert unsubscribe_url(base_url, "T.K") == url
+
+
+@pytest.mark.parametrize(
+    ("sender", "mailto"),
+    [
+        ("Xenia's Xpress <X@news.example.org>", "mailto:X@news.example.org?subject=unsubscribe%20T.K"),
+        ("a+b!c$d*e@example.org", "mailto:a+b!c$d*e@example.org?subject=unsubscribe%20T.K"),
+        ("anna kovalenko@example.org", "mailto:anna%20kovalenko@example.org?subject=unsubscribe%20T.K"),
+    ],
+)
+def test_mailto_keeps_the_address_characters_it_may(sender: str, mailto: str) -> None:
+    assert mailto_unsubscribe(sender, "T.K") == mailto
+
+
+@pytest.mark.parametrize(
+    "sender", ["nobody", "", "digest@news.example.org\r\nBcc: x@y.org", "Ledger <digest@news.example.org>\n"]
+)
+def test_mailto_refuses_what_is_not_one_address(sender: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{re.escape(repr(sender))} is not an email address$"):
+        mailto_unsubscribe(sender, "T.K")
