@@ -21,6 +21,8 @@ import time_machine
 from click.testing import CliRunner, Result
 
 from digest.cli import cli
+from digest.config import load_config
+from digest.ingest.collect import Retry, collect
 from digest.schedule import job
 from tests.conftest import MakeProject
 from tests.httpfeeds import FeedServer, Request, Route
@@ -307,3 +309,21 @@ def test_the_scheduled_job_waits_for_a_required_feed_then_sends(
     assert story_ids(frozen(project, "daily-2026-11-25")) == ["desk-1", "wire-1", "wire-2"]
     with sqlite3.connect(project.parent / "state" / "digest.sqlite3") as db:
         assert db.execute("SELECT result FROM job_runs").fetchall() == [("sent",)]
+
+
+def test_retries_wait_exactly_retry_for_even_on_a_clock_that_stands_still(
+    make_project: MakeProject, wire: Wire
+) -> None:
+    project = outage_project(make_project, wire)
+    wire.status = 503
+    waits: list[float] = []
+
+    results = collect(
+        load_config(project), now=DAY_ONE, retry=Retry(30, clock=lambda: 1_000.0, sleep=waits.append)
+    )
+
+    assert [result.source for result in results if result.failed] == ["Wire"]
+    # Backoff from 5 s (doubling, with jitter), the last wait cut to what is left of the 30 s.
+    assert abs(sum(waits) - 30) < 1e-9, waits
+    assert 2.5 <= waits[0] <= 5 and all(0 < wait <= 60 for wait in waits)
+    assert len(wire.requests()) == len(waits) + 1  # a last try at the end of retry_for
