@@ -70,9 +70,9 @@ def test_every_transport_option_is_in_the_reference(backend: str, option: str) -
 
 def test_nothing_reads_outside_the_repository() -> None:
     """A clone in any folder passes `make test`: no file the build or tests use reaches for a
-    sibling folder (such as a ../shared beside the clone); what they need is in the repository."""
+    sibling folder (such as a `shared` folder beside the clone); what they need is in the repository."""
     root = Path(__file__).resolve().parent.parent
-    sibling = re.compile(r"\.\./shared|parent\s*/\s*[\"']shared[\"']|parent\.parent\s*/\s*[\"']shared")
+    sibling = re.compile(r"\.\.[/\\]shared|parent\s*/\s*[\"']shared[\"']|parent\.parent\s*/\s*[\"']shared")
     files = [root / "Makefile", root / ".ci" / "run"]
     files += [
         path for folder in ("digest", "tests", "bench", "examples") for path in (root / folder).rglob("*.py")
@@ -80,7 +80,6 @@ def test_nothing_reads_outside_the_repository() -> None:
     found = [
         str(path.relative_to(root)) for path in files if sibling.search(path.read_text(encoding="utf-8"))
     ]
-    found.remove("tests/test_docs.py")  # this test's own pattern
     assert found == []
     assert (root / "tests" / "sendgrid-oai" / "tsg_mail_v3.yaml").is_file()
     assert "MIT License" in (root / "tests" / "sendgrid-oai" / "LICENSE").read_text(encoding="utf-8")
