@@ -411,3 +411,15 @@ def test_a_date_build_reads_no_state(config: Config) -> None:
     assert edition.date == day and ids(edition) == ["story-1"]
     end = dt.datetime(2026, 11, 25, 5, 0, tzinfo=dt.UTC)  # 07:00 in Kyiv on that day, not `now`
     assert edition.window == Window(end - dt.timedelta(hours=24), end)
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["first run", "with state"])
+def test_the_edition_is_dated_in_the_list_timezone_not_the_machines(config: Config, stored: bool) -> None:
+    # 23:30 UTC on the 25th is already 01:30 on the 26th in Kyiv (the list's timezone).
+    late = dt.datetime(2026, 11, 25, 23, 30, tzinfo=dt.UTC)
+    store = FakeStore(late - dt.timedelta(hours=20), set(), {}) if stored else None
+    edition = build_edition(
+        config, "daily", now=late, store=store, feeds=(feed(at(late - dt.timedelta(hours=1), 1)),)
+    )
+    assert edition.date == dt.date(2026, 11, 26)
+    assert edition.id == "daily-2026-11-26"

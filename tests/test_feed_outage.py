@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from digest.config import load_config
+from digest.edition import build_edition
 from digest.ingest.collect import Retry, collect
 from digest.schedule import job
 from tests.conftest import MakeProject
@@ -327,3 +328,26 @@ def test_retries_wait_exactly_retry_for_even_on_a_clock_that_stands_still(
     assert abs(sum(waits) - 30) < 1e-9, waits
     assert 2.5 <= waits[0] <= 5 and all(0 < wait <= 60 for wait in waits)
     assert len(wire.requests()) == len(waits) + 1  # a last try at the end of retry_for
+
+
+class RecordingCache:
+    """A feed cache that remembers which feeds were looked up and stored (digest.ingest.fetch)."""
+
+    def __init__(self) -> None:
+        self.looked_up: list[str] = []
+        self.stored: list[str] = []
+
+    def cached_feed(self, source: str) -> None:
+        self.looked_up.append(source)
+
+    def remember_feed(self, source: str, body: bytes, headers: dict[str, str]) -> None:
+        self.stored.append(source)
+
+
+def test_a_regular_build_fetches_through_the_feed_cache(make_project: MakeProject, wire: Wire) -> None:
+    project = outage_project(make_project, wire)
+    cache = RecordingCache()
+    edition = build_edition(load_config(project), "daily", now=DAY_ONE, cache=cache)
+    # Conditional GET needs the cache: it is asked for the remote feed (the local file needs none).
+    assert cache.looked_up == [wire.url]
+    assert [item.id for item in edition.items if item.feed == "Wire"] == ["wire-2", "wire-1"]
