@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import make_url
@@ -27,25 +27,11 @@ from digest.statefile import state_url
 REMOTE_TTL = 300.0  # seconds a fetched remote feed is reused
 
 
-class ReadOnlyState(ReadOnlyFeeds):
-    """The parts of digest.state.Store a preview reads; caching a feed is a no-op."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store.feeds)
-        self._store = store
-
-    def last_window_end(self, list_name: str) -> dt.datetime | None:
-        return self._store.last_window_end(list_name)
-
-    def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
-        return self._store.seen(list_name, keys)
-
-    def feed_gaps(self, list_name: str) -> dict[str, dt.datetime]:
-        return self._store.feed_gaps(list_name)
-
-
 class StateOpener:
-    """Opens the configured store and keeps it between requests, read through ReadOnlyState.
+    """Opens the configured store for reading and keeps it between requests.
+
+    The store itself is what an edition build reads (it refuses to write, not having been
+    migrated); its feed cache is read through ``ReadOnlyFeeds``, whose remembering is a no-op.
 
     A SQLite file that does not exist is not created (the preview then reads no state, like a
     first run); one deleted or replaced meanwhile (``make demo`` starts afresh) is reopened.
@@ -56,7 +42,7 @@ class StateOpener:
         self._identity: tuple[str, int, int] | None = None
         self._store: Store | None = None
 
-    def get(self, config: Config) -> ReadOnlyState | None:
+    def get(self, config: Config) -> Store | None:
         url = state_url(config)
         parsed = make_url(url)
         identity = (url, 0, 0)
@@ -78,7 +64,7 @@ class StateOpener:
                 if self._store is None:
                     return None  # a database nothing has written to yet: read as a first run
                 self._identity = identity
-            return ReadOnlyState(self._store)
+            return self._store
 
     def _close(self) -> None:
         if self._store is not None:
@@ -133,7 +119,7 @@ class FeedMemo:
                 found.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(found)
 
-    def get(self, config: Config, *, now: dt.datetime, cache: ReadOnlyState | None) -> tuple[FeedResult, ...]:
+    def get(self, config: Config, *, now: dt.datetime, cache: ReadOnlyFeeds | None) -> tuple[FeedResult, ...]:
         key = self._key(config)
         with self._lock:
             files = self._files(config)

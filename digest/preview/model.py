@@ -26,6 +26,7 @@ from digest.preview.cache import REMOTE_TTL, FeedMemo, StateOpener
 from digest.render import Rendered, environment, render_edition, render_greeting
 from digest.render.message import Recipient, compose, personalize
 from digest.send.unsubscribe import Addresser
+from digest.state.feeds import ReadOnlyFeeds
 from digest.subscribers import Problem, Subscriber, read_subscribers
 
 
@@ -180,7 +181,7 @@ class Previewer:
             except DigestError as exc:
                 raise SelectionError(exc.message, hint=exc.hint) from None
         state = self.state.get(config)
-        feeds = self.feeds.get(config, now=now, cache=state)
+        feeds = self.feeds.get(config, now=now, cache=ReadOnlyFeeds(state.feeds) if state else None)
         return build_edition(
             config, list_name, now=now, date=date, store=state if date is None else None, feeds=feeds
         )
