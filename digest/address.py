@@ -63,3 +63,11 @@ class Addresses:
         ):
             self._domains[domain] = result.domain
         return result.normalized
+
+
+def mask_address(email: str) -> str:
+    """``an***@example.org``: enough for a reader to recognise, too little to harvest (logs, pages)."""
+    local, _, domain = email.rpartition("@")
+    if not local:
+        return "***"
+    return f"{local[: 2 if len(local) > 2 else 1]}***@{domain}"

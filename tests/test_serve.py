@@ -18,15 +18,16 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-from digest.config import load_config
+from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.send.unsubscribe import Purpose, make_token
-from digest.serve import MAX_BODY, create_app, make_app
 from digest.state import Store
+from digest.web import create_app, make_app
+from digest.web.app import MAX_BODY
+from tests.conftest import MakeProject
 
 SECRET = b"0123456789abcdef-test-secret"
 EMAIL = "anna.kovalenko@example.org"
-TITLES = {"daily": "The Daily Ledger", "weekly": "The Weekly Review"}
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 REPO = Path(__file__).resolve().parent.parent
 SAFE = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
@@ -57,10 +58,27 @@ def _run(app: Callable[..., object]) -> Iterator[tuple[str, int]]:
         server.server_close()
 
 
+# Two lists with titles of their own, as readers see them.
+TITLED = {
+    'name = "daily"\n': 'name = "daily"\ntitle = "The Daily Ledger"\n',
+}
+WEEKLY = """
+[[lists]]
+name = "weekly"
+title = "The Weekly Review"
+subscribers = "subscribers/daily.csv"
+"""
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def titled(make_project: MakeProject) -> Config:
+    return load_config(make_project(replace=TITLED, extra=WEEKLY))
+
+
+@pytest.fixture
+def server(tmp_path: Path, titled: Config) -> Iterator[Server]:
     store = Store(f"sqlite:///{tmp_path}/s.db").migrate()
-    app = make_app(lambda: store, SECRET, newsroom_name="The Morning Ledger", list_titles=TITLES)
+    app = make_app(titled, lambda: store, SECRET)
     with httpx.Client(timeout=10, follow_redirects=False) as client:
         for url, port in _run(app):
             yield Server(url, port, store, client)
@@ -160,7 +178,7 @@ def test_every_bad_token_gets_the_same_400(server: Server, method: str) -> None:
 
 TRAVERSALS = """/unsubscribe/../../etc/passwd /unsubscribe/..%2f..%2fetc%2fpasswd /%2e%2e/%2e%2e/etc/passwd
     /%2e%2e%2f%2e%2e%2fetc%2fpasswd //etc/passwd /../../../../etc/passwd /unsubscribe/%2e%2e
-    /static/../digest/serve.py /digest/serve.py /pyproject.toml""".split()
+    /static/../digest/web/app.py /digest/web/app.py /pyproject.toml""".split()
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
@@ -225,11 +243,12 @@ def test_security_headers_on_every_page(server: Server) -> None:
         server.client.put(f"{server.url}/nope"),
     ):
         csp = response.headers["content-security-policy"]
-        assert csp.startswith("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        assert csp.startswith("default-src 'none'; style-src 'unsafe-inline';") and "script-src" not in csp
+        assert "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
         assert {k: response.headers[k] for k in SAFE} == SAFE
 
 
-def test_a_store_failure_is_a_503_and_the_next_try_works(tmp_path: Path) -> None:
+def test_a_store_failure_is_a_503_and_the_next_try_works(tmp_path: Path, titled: Config) -> None:
     store = Store(f"sqlite:///{tmp_path}/s.db").migrate()
     calls: list[int] = []
 
@@ -239,7 +258,7 @@ def test_a_store_failure_is_a_503_and_the_next_try_works(tmp_path: Path) -> None
             raise RuntimeError("database is down")
         return store
 
-    app = make_app(flaky, SECRET, newsroom_name="The Morning Ledger", list_titles=TITLES)
+    app = make_app(titled, flaky, SECRET)
     with httpx.Client(timeout=10) as client:
         for url, _port in _run(app):
             target = f"{url}/unsubscribe/{_token()}"
@@ -262,24 +281,28 @@ def test_log_line_masks_the_address_and_omits_the_token(
     assert not any(token.split(".")[1] in line or EMAIL in line for line in lines)
 
 
-def test_short_secret_is_refused() -> None:
-    with pytest.raises(ValueError):
-        make_app(lambda: None, b"short", newsroom_name="N", list_titles=TITLES)  # type: ignore[arg-type,return-value]
+def test_short_secret_is_refused(titled: Config) -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        make_app(titled, lambda: None, b"short")  # type: ignore[arg-type,return-value]
 
 
 SERVE_SCRIPT = """
 import sys
-from digest.serve import make_app, serve
+from digest.config import load_config
+from digest.web import make_app
+from digest.web.server import serve
 from digest.state import Store
 store = Store(sys.argv[1]).migrate()
-app = make_app(lambda: store, b"0123456789abcdef-test-secret", newsroom_name="N", list_titles={"daily": "D"})
+app = make_app(load_config(sys.argv[2]), lambda: store, b"0123456789abcdef-test-secret")
 serve(app, port=0)
 print("stopped", flush=True)
 """
 
 
-def test_serve_prints_its_url_stops_on_sigterm_and_keeps_tokens_out_of_the_access_log(tmp_path: Path) -> None:
-    command = [sys.executable, "-c", SERVE_SCRIPT, f"sqlite:///{tmp_path}/s.db"]
+def test_serve_prints_its_url_stops_on_sigterm_and_keeps_tokens_out_of_the_access_log(
+    tmp_path: Path, project: Path
+) -> None:
+    command = [sys.executable, "-c", SERVE_SCRIPT, f"sqlite:///{tmp_path}/s.db", str(project)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -15,7 +15,7 @@ from digest.cli.base import Context
 @click.pass_obj
 def serve(obj: Context, host: str, port: int) -> None:
     """Run the unsubscribe endpoint ([server] base_url should point here, over https)."""
-    from digest.serve import create_app
-    from digest.serve import serve as run_server
+    from digest.web import create_app
+    from digest.web.server import serve as run_server
 
     run_server(create_app(obj.config, os.environ), host=host, port=port, colour=obj.colour)

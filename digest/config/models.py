@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -151,6 +151,8 @@ class MailingList(_Section):
     title: str | None = None
     # Feeds (by name or source) without which the list is held rather than sent.
     required_feeds: FeedNames = ()
+    # Publish each edition at /archive/<list>/<date> (and link it from the emails).
+    archive: bool = True
 
     @field_validator("schedule")
     @classmethod
@@ -229,8 +231,32 @@ class Render(_Section):
     templates: str | None = None
 
 
+def _origin(value: str) -> str:
+    """An origin as browsers send it in the Origin header: scheme://host[:port], nothing after."""
+    url = _web_url(value)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(
+            f'{shown(value)} is not an origin; give only the scheme and host, like "https://news.example.org"'
+        )
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+Origin = Annotated[str, AfterValidator(_origin), Expects('an origin like "https://news.example.org"')]
+
+
 class Server(_Section):
     base_url: WebUrl = "http://127.0.0.1:8080"
+    # Sites whose pages may post the sign-up form (an embedded form), besides base_url's own.
+    signup_origins: Array[Origin] = ()
+    # Sign-ups one client may make per minute, across every worker and machine.
+    signups_per_minute: int = Field(default=5, ge=1, le=10_000)
+    # Reverse proxies in front of `digest serve` whose X-Forwarded-For is believed (0: none).
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
+    # What a consent record keeps of the client's IP address: all of it, its network only, or none.
+    consent_ip: Literal["full", "network", "none"] = "full"
+    # How long a confirmation link works.
+    confirm_expiry: Annotated[Duration, AfterValidator(_at_least_a_second)] = 48 * 3600
 
 
 class Settings(_Section):

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
@@ -34,6 +34,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS ix_send_ledger_claim ON send_ledger (edition_id, status, variant, id)",
     ),
     5: (),  # only new tables: feed_gaps, resends
+    6: (),  # only new tables: subscribers, subscriber_events, subscriber_files, rate_limits
 }
 
 
@@ -211,4 +212,71 @@ resends = Table(
     Column("error", Text),
     Column("sent_at", UTCDateTime, nullable=False),
     Index("ix_resends_edition_email", "edition_id", "email"),
+)
+
+
+# -- version 6: readers ----------------------------------------------------------------------
+
+# Each list's readers: imported from its subscriber file, signed up on the web, or added by an
+# editor. ``email`` is the folded address (digest.address.address_key); ``desks`` the JSON array
+# of the desks chosen (NULL: every desk). The consent columns are what a newsroom shows a
+# regulator: when and where the address signed up, and when and from where it confirmed.
+# ``file_row`` is a hash of the file's row as last imported, so an import can tell a row the
+# editors changed from one they left alone (which must not undo the reader's own change).
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("list_name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("desks", Text),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("file_row", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("signed_up_at", UTCDateTime),
+    Column("signup_url", Text),
+    Column("signup_ip", String(64)),
+    Column("confirmed_at", UTCDateTime),
+    Column("confirm_url", Text),
+    Column("confirm_ip", String(64)),
+    Column("confirm_sent_at", UTCDateTime),
+    PrimaryKeyConstraint("list_name", "email"),
+    # A send reads one list's active readers; expiry reads the pending ones.
+    Index("ix_subscribers_status", "list_name", "status"),
+)
+
+# What happened to a reader, for `digest subscribers show`: signed up, confirmed, desks
+# changed, unsubscribed, bounced, changed by the file…
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("list_name", String(200), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_subscriber_events_email", "email"),
+)
+
+# The subscriber file each list last imported, so an unchanged file is not read again.
+subscriber_files = Table(
+    "subscriber_files",
+    metadata,
+    Column("list_name", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+)
+
+# Counters for the public forms' limits, kept here so that every worker and machine serving
+# the same database shares them: one row per key (a client, an address) and window.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(200), nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("hits", Integer, nullable=False),
+    PrimaryKeyConstraint("key", "window_start"),
 )

@@ -22,6 +22,7 @@ from digest.state.feeds import Feeds
 from digest.state.gaps import Gaps
 from digest.state.ledger import Ledger
 from digest.state.migrate import migrate_schema, verify_schema
+from digest.state.readers import Readers
 from digest.state.resends import Resends
 from digest.state.runs import Runs
 from digest.state.suppressions import Suppressions
@@ -49,7 +50,7 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
 
 
 class Store:
-    """Feed cache, editions, ledger, suppressions, runs, gaps and resends of one database."""
+    """Feed cache, editions, ledger, readers, suppressions, runs, gaps and resends of one database."""
 
     def __init__(self, url: str) -> None:
         """Open the store at ``url`` without creating, upgrading or even connecting to it."""
@@ -79,6 +80,7 @@ class Store:
         self.ledger = Ledger(self.engine)
         self.runs = Runs(self.engine)
         self.resends = Resends(self.engine)
+        self.readers = Readers(self.engine)
 
     @classmethod
     def for_reading(cls, url: str) -> Store | None:

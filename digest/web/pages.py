@@ -1,0 +1,93 @@
+"""Every page of `digest serve`: rendered from the newsroom's templates, with one set of headers.
+
+Pages live in ``templates/pages/`` (the newsroom's own folder first, then the packaged ones)
+and extend ``layout.html.j2``. Error pages depend only on the status, never on why: no oracle
+for probing tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+from digest.render.templates import make_environment
+
+if TYPE_CHECKING:
+    from digest.config import Config
+    from digest.web.app import Site
+
+SECURITY_HEADERS = {
+    # No script at all; frame-ancestors: a framed page could trick a reader into a click.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(templates: str | None) -> jinja2.Environment:
+    from pathlib import Path
+
+    return make_environment(Path(templates) if templates else None)
+
+
+def environment(config: Config) -> jinja2.Environment:
+    """The jinja2 environment of the config's templates (one per folder, kept: pages are many)."""
+    folder = config.templates
+    return _environment(str(folder) if folder else None)
+
+
+def render(
+    site: Site, template: str, status: int = 200, *, headers: dict[str, str] | None = None, **context: Any
+) -> Response:
+    """``pages/<template>.html.j2`` as a complete page, in the newsroom's name."""
+    newsroom = site.config.settings.newsroom
+    document = (
+        environment(site.config)
+        .get_template(f"pages/{template}.html.j2")
+        .render(newsroom=newsroom, **context)
+    )
+    return Response(document, status, mimetype="text/html", headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def error_page(site: Site, exc: HTTPException) -> Response:
+    """Our page for werkzeug's HTTP errors: its own pages would skip our headers."""
+    if isinstance(exc, NotFound):
+        return render(site, "message", 404, title="Not found", message="There is nothing here.")
+    if isinstance(exc, MethodNotAllowed):
+        response = render(
+            site,
+            "message",
+            405,
+            title="Method not allowed",
+            message="This address only answers GET and POST.",
+        )
+        response.headers["Allow"] = ", ".join(exc.valid_methods or ("GET", "HEAD", "POST"))
+        return response
+    if isinstance(exc, RequestEntityTooLarge):
+        return render(site, "message", 413, title="Request too large", message="That request was too large.")
+    # Malformed form bodies and the like.
+    return render(
+        site, "message", exc.code or 400, title="Bad request", message="That request could not be understood."
+    )
+
+
+def try_again(site: Site) -> Response:
+    """A store that failed: a mail provider retries a 503, and a reader can press again."""
+    return render(
+        site,
+        "message",
+        503,
+        title="Please try again",
+        message="We could not record that just now. Please try again.",
+    )
