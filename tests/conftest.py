@@ -27,9 +27,9 @@ def packaged_greeting() -> Greeting:
     return render_greeting(make_environment())
 
 
-def greeted(email: str, name: str = "", unsubscribe_url: str = "") -> Recipient:
+def greeted(email: str, name: str = "", unsubscribe_url: str = "", preferences_url: str = "") -> Recipient:
     """A recipient whose greeting is worded by the packaged templates, as `digest send` does."""
-    return Recipient(email, name, unsubscribe_url, packaged_greeting().to(name))
+    return Recipient(email, name, unsubscribe_url, packaged_greeting().to(name), preferences_url)
 
 
 BASE_CONFIG = """\

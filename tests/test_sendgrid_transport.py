@@ -39,8 +39,14 @@ NOW = dt.datetime(2026, 11, 25, 4, 30, tzinfo=dt.UTC)
 RENDERED = Rendered(
     subject="Drones hit two substations near Kharkiv, and 7 more stories",
     preheader="Your morning briefing",
-    html='<p>%%greeting%%,</p><p>Grain &amp; insurance</p><a href="%%unsubscribe_url%%">Unsubscribe</a>',
-    text="%%greeting%%,\n\nGrain & insurance\n\nUnsubscribe: %%unsubscribe_url%%\n",
+    html=(
+        '<p>%%greeting%%,</p><p>Grain &amp; insurance</p><a href="%%preferences_url%%">Manage your desks</a>'
+        '<a href="%%unsubscribe_url%%">Unsubscribe</a>'
+    ),
+    text=(
+        "%%greeting%%,\n\nGrain & insurance\n\nManage your desks: %%preferences_url%%\n"
+        "Unsubscribe: %%unsubscribe_url%%\n"
+    ),
 )
 TRICKY_NAME = 'Zoë "Z" <O\'Neil> & Co'
 
@@ -56,7 +62,7 @@ def envelope(number: int, name: str = "", email: str | None = None) -> Envelope:
     email = email or f"reader{number}@example.org"
     url = f"https://news.example.org/u/tok{number}?list=daily&v=1"
     return Envelope(
-        greeted(email, name, url),
+        greeted(email, name, url, f"https://news.example.org/p/tok{number}?list=daily&v=1"),
         make_message_id("daily-2026-11-25", email, SENDER),
         {"List-Unsubscribe": f"<{url}>, <mailto:unsubscribe@news.example.org?subject=tok{number}>"},
     )
@@ -149,17 +155,21 @@ def test_payload_in_detail() -> None:
     assert "%%greeting%%" not in body["content"][1]["value"]
     assert "%%greeting_html%%" in body["content"][1]["value"]
     assert 'href="%%unsubscribe_url_html%%"' in body["content"][1]["value"]
+    assert 'href="%%preferences_url_html%%"' in body["content"][1]["value"]
     assert body["categories"] == ["digest", "daily"]  # the list name once
     assert body["headers"] == {"List-Id": '"The Morning Ledger" <daily.news.example.org>'}
     assert "asm" not in body and "mail_settings" not in body
     first, second = body["personalizations"]
     url = "https://news.example.org/u/tok1?list=daily&v=1"
+    preferences = "https://news.example.org/p/tok1?list=daily&v=1"
     assert first["to"] == [{"email": "reader1@example.org", "name": TRICKY_NAME}]
     assert first["substitutions"] == {
         "%%greeting%%": f"Hello, {TRICKY_NAME}",
         "%%unsubscribe_url%%": url,
+        "%%preferences_url%%": preferences,
         "%%greeting_html%%": "Hello, Zoë &quot;Z&quot; &lt;O&#x27;Neil&gt; &amp; Co",
         "%%unsubscribe_url_html%%": html.escape(url),
+        "%%preferences_url_html%%": html.escape(preferences),
     }
     assert first["headers"] == {"List-Unsubscribe": batch.envelopes[0].headers["List-Unsubscribe"]}
     assert first["custom_args"] == {"edition_id": "daily-2026-11-25", "list": "daily"}

@@ -30,10 +30,13 @@ def environment(config: Config) -> jinja2.Environment:
     return make_environment(config.templates)
 
 
-def render_edition(config: Config, edition: Edition, env: jinja2.Environment | None = None) -> Rendered:
-    """Render all four templates for an edition (its desks are the variant)."""
+def render_edition(
+    config: Config, edition: Edition, env: jinja2.Environment | None = None, *, web: bool = False
+) -> Rendered:
+    """Render all four templates for an edition (its desks are the variant); ``web``: for the
+    web archive, not an email (see ``template_context``)."""
     env = env or environment(config)
-    context = template_context(config, edition)
+    context = template_context(config, edition, web=web)
     # Subject and preheader end up in headers or hidden text: one line, no control characters.
     subject = shorten(one_line(render_template(env, SUBJECT_TEMPLATE, context)), SUBJECT_LIMIT)
     preheader = one_line(render_template(env, PREHEADER_TEMPLATE, context))

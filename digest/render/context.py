@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,11 @@ from digest.model import Edition, Item
 
 # Per-recipient values are left as these markers in the rendered variant and filled in per
 # subscriber by plain substitution, so each variant is rendered once, not once per subscriber.
-PLACEHOLDERS = {"greeting": "%%greeting%%", "unsubscribe_url": "%%unsubscribe_url%%"}
+PLACEHOLDERS = {
+    "greeting": "%%greeting%%",
+    "unsubscribe_url": "%%unsubscribe_url%%",
+    "preferences_url": "%%preferences_url%%",
+}
 # Where the subscriber's name goes in the greeting's wording (greeting.txt.j2).
 NAME_MARK = "%%name%%"
 
@@ -58,10 +63,26 @@ def date_label(edition: Edition) -> str:
     return f"{day:%A}, {day.day} {day:%B} {day.year}"
 
 
-def template_context(config: Config, edition: Edition) -> dict[str, Any]:
-    """The context for every template; subject and preheader are added once rendered."""
+def web_url(config: Config, path: str) -> str:
+    """``path`` (starting with /) on `digest serve`, where [server] base_url points."""
+    return config.settings.server.base_url.rstrip("/") + path
+
+
+def archive_path(list_name: str, date: dt.date) -> str:
+    """Where `digest serve` publishes the list's edition of ``date`` (list names are URL-safe)."""
+    return f"/archive/{list_name}/{date.isoformat()}"
+
+
+def template_context(config: Config, edition: Edition, *, web: bool = False) -> dict[str, Any]:
+    """The context for every template; subject and preheader are added once rendered.
+
+    ``web``: the edition as the web archive shows it, to nobody in particular: no "View in
+    browser" link (it is the browser), and a sign-up link where an email has its reader's links.
+    """
     newsroom = config.settings.newsroom
     mailing_list = config.mailing_list(edition.list_name)
+    # Shared by every reader of the variant (not a placeholder): it names no one.
+    archive_url = web_url(config, archive_path(mailing_list.name, edition.date))
     zone = ZoneInfo(edition.timezone)
     # Namespaces, not dicts: in a template `desk.items` must be the stories, not dict.items().
     desks = [
@@ -86,4 +107,7 @@ def template_context(config: Config, edition: Edition) -> dict[str, Any]:
         "item_count": len(edition.items),
         "top_headline": edition.desks[0].items[0].title if edition.desks else "",
         "placeholders": dict(PLACEHOLDERS),
+        "archive_url": archive_url if mailing_list.archive and not web else "",
+        "signup_url": web_url(config, f"/subscribe/{mailing_list.name}"),
+        "web": web,
     }

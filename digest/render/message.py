@@ -46,11 +46,22 @@ class Recipient:
     name: str = ""
     unsubscribe_url: str = ""
     greeting: str = ""  # worded by the templates: Greeting.to(name)
+    preferences_url: str = ""  # "Manage your desks"
+
+
+def placeholder_values(recipient: Recipient) -> dict[str, str]:
+    """The recipient's value of every placeholder (PLACEHOLDERS), unescaped: the one place
+    that says which field fills which placeholder, for every way a message is made."""
+    return {
+        "greeting": one_line(recipient.greeting),
+        "unsubscribe_url": recipient.unsubscribe_url,
+        "preferences_url": recipient.preferences_url,
+    }
 
 
 def personalize(rendered: Rendered, recipient: Recipient) -> tuple[str, str]:
     """The variant's HTML and text with the recipient's values in place of the placeholders."""
-    values = {"greeting": one_line(recipient.greeting), "unsubscribe_url": recipient.unsubscribe_url}
+    values = placeholder_values(recipient)
     return _substitute(rendered.html, values, escape=True), _substitute(rendered.text, values, escape=False)
 
 
@@ -117,13 +128,18 @@ _HEADER_ROOM = 900
 _STRUCTURED = frozenset(SMTP.header_factory.registry)  # type: ignore[attr-defined]
 _PROBES = (
     Recipient(
-        "probe.reader@probe.invalid", "Probe Reader", "https://probe.invalid/unsubscribe/a.b", "Hi, Probe"
+        "probe.reader@probe.invalid",
+        "Probe Reader",
+        "https://probe.invalid/unsubscribe/a.b",
+        "Hi, Probe",
+        "https://probe.invalid/preferences/c.d",
     ),
     Recipient(
         "p@probe.invalid",
         "Prōbe «Reader», <b>&</b> Co",
         "https://probe.invalid/u/a.b?l=x&t=1",
         "Grüß dich, Prōbe «Reader», <b>&</b> Co",
+        "https://probe.invalid/p/c.d?l=x&t=1",
     ),
 )
 
@@ -232,7 +248,7 @@ class Composer:
                 line = self._lines[name] = _plain_line(name, one_line(value), _PLAIN_TEXT)
             out.append(line)
         out.append(self._tail)
-        values = {"greeting": one_line(recipient.greeting), "unsubscribe_url": recipient.unsubscribe_url}
+        values = placeholder_values(recipient)
         for (head, pieces), escape in zip(self._parts, (False, True), strict=True):
             out.append(head)
             for piece in pieces:

@@ -260,14 +260,19 @@ class Addresser:
         return self.secret == DEMO_SECRET
 
     def recipient(self, email: str, name: str, greeting: str = "") -> tuple[Recipient, dict[str, str]]:
-        """The recipient with their greeting (worded by the templates: ``Greeting.to(name)``) and
-        their own unsubscribe link, and the headers that carry the link."""
+        """The recipient with their greeting (worded by the templates: ``Greeting.to(name)``),
+        their own unsubscribe and preferences links, and the headers that carry the first."""
         token = make_token(self.secret, self.list_name, email, purpose=Purpose.UNSUBSCRIBE)
         if self._template:
             headers = {header: value.replace(_TOKEN_MARK, token) for header, value in self._template.items()}
         else:
             headers = list_unsubscribe_headers(self.base_url, self.sender, token)
-        return Recipient(email, name, unsubscribe_url(self.base_url, token), greeting), headers
+        # A token of its own purpose: the preferences page must not be able to act as one-click.
+        preferences = make_token(self.secret, self.list_name, email, purpose=Purpose.PREFERENCES)
+        preferences_url = f"{self.base_url.rstrip('/')}/preferences/{preferences}"
+        return Recipient(
+            email, name, unsubscribe_url(self.base_url, token), greeting, preferences_url
+        ), headers
 
     def message(self, email: str, name: str, greeting: str = "") -> tuple[Recipient, dict[str, str]]:
         """``recipient``, with every list header of a message composed on its own."""

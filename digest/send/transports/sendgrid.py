@@ -2,7 +2,7 @@
 
 The order of work follows django-anymail: build the payload (``SendGridPayload`` turns a Batch
 into request bodies, one personalization per recipient), post it, read the status. The variant
-is uploaded once per request; SendGrid fills in each recipient's greeting and unsubscribe link
+is uploaded once per request; SendGrid fills in each recipient's greeting and own links
 through substitutions.
 
 Retries and the in-flight window
@@ -39,6 +39,7 @@ from digest.config.transports import SendGridOptions
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
+from digest.render.message import placeholder_values
 from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Outcome
 
@@ -130,7 +131,7 @@ class SendGridPayload:
                 self.refused[position] = Outcome.failed(recipient.email, "duplicate address in batch")
                 continue
             seen.add(key)
-            substitutions = _substitutions(one_line(recipient.greeting), recipient.unsubscribe_url)
+            substitutions = _substitutions(placeholder_values(recipient))
             # A character is at most 4 bytes in UTF-8: count the bytes only when that could matter.
             size = 4 * sum(len(k) + len(v) for k, v in substitutions.items())
             if size > MAX_SUBSTITUTION_BYTES:
@@ -139,7 +140,7 @@ class SendGridPayload:
                 self.refused[position] = Outcome.failed(
                     recipient.email,
                     f"substitutions of {size} bytes exceed SendGrid's {MAX_SUBSTITUTION_BYTES} "
-                    "per recipient (a very long name or unsubscribe URL?)",
+                    "per recipient (a very long name or link?)",
                 )
                 continue
             name = one_line(recipient.name)
@@ -155,8 +156,7 @@ class SendGridPayload:
         return items
 
 
-def _substitutions(greeting: str, unsubscribe_url: str) -> dict[str, str]:
-    values = {"greeting": greeting, "unsubscribe_url": unsubscribe_url}
+def _substitutions(values: Mapping[str, str]) -> dict[str, str]:
     substitutions = {TEXT_MARKERS[key]: value for key, value in values.items()}
     substitutions.update({HTML_MARKERS[key]: html.escape(value) for key, value in values.items()})
     return substitutions
