@@ -73,10 +73,11 @@ Handler = Callable[[Site, WebRequest, Mapping[str, str]], Response]
 
 
 def _routes() -> list[tuple[Rule, Handler]]:
-    from digest.web import unsubscribe
+    from digest.web import preferences, unsubscribe
 
     return [
         *unsubscribe.ROUTES,
+        *preferences.ROUTES,
         (Rule("/healthz", endpoint="healthz", methods=["GET"]), _healthz),
     ]
 

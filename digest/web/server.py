@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("digest.serve")
 
 # Paths whose last part is a token: each is a working link for someone, so never logged.
-TOKEN_PATHS = ("/unsubscribe/",)
+TOKEN_PATHS = ("/unsubscribe/", "/preferences/")
 
 
 class _QuietTokens(WSGIRequestHandler):
