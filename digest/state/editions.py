@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
@@ -16,6 +17,16 @@ from digest.model import Edition, Rendered
 from digest.state import schema
 from digest.state.gaps import record_gaps
 from digest.state.queries import found_among, insert_ignoring
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A frozen edition as the web archive lists it: an edition is published when it is frozen."""
+
+    id: str
+    date: dt.date
+    frozen_at: dt.datetime
+    item_count: int
 
 
 class Editions:
@@ -63,6 +74,49 @@ class Editions:
                     .limit(limit)
                 ).scalars()
             )
+
+    def published(self, list_name: str, limit: int | None = None) -> list[Published]:
+        """The list's frozen editions, newest first (the ``limit`` newest, if given), without content."""
+        table = schema.editions
+        query = (
+            select(table.c.id, table.c.edition_date, table.c.created_at, table.c.item_count)
+            .where(table.c.list_name == list_name, table.c.content.is_not(None))
+            .order_by(table.c.edition_date.desc())
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query if limit is None else query.limit(limit)).all()
+        return [Published(*row) for row in rows]
+
+    def published_on(self, list_name: str, date: dt.date) -> tuple[Published, str] | None:
+        """The list's edition of ``date`` and the text it was frozen as; None if none was frozen."""
+        table = schema.editions
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    table.c.id, table.c.edition_date, table.c.created_at, table.c.item_count, table.c.content
+                )
+                .where(
+                    table.c.list_name == list_name, table.c.edition_date == date, table.c.content.is_not(None)
+                )
+                .order_by(table.c.window_end.desc())
+                .limit(1)
+            ).first()
+        return (Published(*row[:4]), row[4]) if row else None
+
+    def contents(self, edition_ids: Iterable[str]) -> dict[str, str]:
+        """The frozen text of each of ``edition_ids`` that has one."""
+        table = schema.editions
+        ids = list(edition_ids)
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):  # within every database's limit on parameters
+                rows = conn.execute(
+                    select(table.c.id, table.c.content).where(
+                        table.c.id.in_(ids[start : start + 500]), table.c.content.is_not(None)
+                    )
+                )
+                found.update({row.id: row.content for row in rows})
+        return found
 
     def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` (story ids or canonical links) an earlier edition of the list carried."""

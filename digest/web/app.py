@@ -73,11 +73,12 @@ Handler = Callable[[Site, WebRequest, Mapping[str, str]], Response]
 
 
 def _routes() -> list[tuple[Rule, Handler]]:
-    from digest.web import preferences, unsubscribe
+    from digest.web import archive, preferences, unsubscribe
 
     return [
         *unsubscribe.ROUTES,
         *preferences.ROUTES,
+        *archive.ROUTES,
         (Rule("/healthz", endpoint="healthz", methods=["GET"]), _healthz),
     ]
 
