@@ -40,6 +40,8 @@ from digest.web import pages
 from digest.web.app import Site, WebRequest
 
 ATOM = "http://www.w3.org/2005/Atom"
+# Atom as the default namespace, so the feed reads <feed>, not <ns0:feed> (ElementTree's own prefix).
+ET.register_namespace("", ATOM)
 # Public, and the same for everyone: proxies and browsers may keep them a while.
 CACHE_CONTROL = "public, max-age=300"
 FEED_ENTRIES = 20
@@ -237,7 +239,6 @@ def atom_feed(
             for title, link, desk in summary.stories
         )
         _add(entry, "content", f"<ul>{items}</ul>", type="html")
-    ET.register_namespace("", ATOM)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body
 
