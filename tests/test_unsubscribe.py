@@ -245,7 +245,9 @@ def test_a_confirmation_token_must_expire() -> None:
 def test_an_expiring_token_works_until_its_second_then_never() -> None:
     token = make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=LATER)
     payload = base64.urlsafe_b64decode(token.split(".")[0] + "==")
-    assert payload == b"\x03confirm\ndaily\nanna.kovalenko@example.org\n" + str(int(LATER.timestamp())).encode()
+    assert (
+        payload == b"\x03confirm\ndaily\nanna.kovalenko@example.org\n" + str(int(LATER.timestamp())).encode()
+    )
     expected = ("daily", "anna.kovalenko@example.org")
     for now in (NOW, LATER - dt.timedelta(seconds=1), LATER - dt.timedelta(microseconds=1)):
         assert read_token(SECRET, token, purpose=Purpose.CONFIRM, now=now) == expected
@@ -258,13 +260,17 @@ def test_an_expiring_token_works_until_its_second_then_never() -> None:
 
 def test_an_expiry_cannot_be_moved_or_dropped() -> None:
     token = make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=NOW)
-    payload, mac = token.split(".")
+    _payload, mac = token.split(".")
     later = base64.urlsafe_b64encode(
         b"\x03confirm\ndaily\nanna.kovalenko@example.org\n" + str(int(LATER.timestamp()) + 10**6).encode()
     )
-    assert read_token(SECRET, f"{later.rstrip(b'=').decode()}.{mac}", purpose=Purpose.CONFIRM, now=NOW) is None
+    assert (
+        read_token(SECRET, f"{later.rstrip(b'=').decode()}.{mac}", purpose=Purpose.CONFIRM, now=NOW) is None
+    )
     # A confirmation token without an expiry, even well signed, is refused.
-    assert read_token(SECRET, _signed(b"\x02confirm\ndaily\nanna@example.org"), purpose=Purpose.CONFIRM) is None
+    assert (
+        read_token(SECRET, _signed(b"\x02confirm\ndaily\nanna@example.org"), purpose=Purpose.CONFIRM) is None
+    )
 
 
 def test_a_new_token_names_its_purpose_in_format_2() -> None:
@@ -316,7 +322,9 @@ def test_a_well_signed_payload_of_the_wrong_shape_is_refused(payload: bytes) -> 
 def test_the_well_shaped_payloads_are_read() -> None:
     read = read_token(SECRET, _signed(b"\x01daily\nanna@example.org"), purpose=Purpose.UNSUBSCRIBE)
     assert read == ("daily", "anna@example.org")
-    read = read_token(SECRET, _signed(b"\x02preferences\ndaily\nanna@example.org"), purpose=Purpose.PREFERENCES)
+    read = read_token(
+        SECRET, _signed(b"\x02preferences\ndaily\nanna@example.org"), purpose=Purpose.PREFERENCES
+    )
     assert read == ("daily", "anna@example.org")
     confirm = b"\x03confirm\ndaily\nanna@example.org\n1800000000"
     read = read_token(SECRET, _signed(confirm), purpose=Purpose.CONFIRM, now=NOW)
