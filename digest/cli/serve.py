@@ -22,10 +22,15 @@ from digest.cli.base import Context
 @click.pass_obj
 def serve(obj: Context, host: str, port: int, workers: int) -> None:
     """Run the public pages: sign-up, confirmation and unsubscribe ([server] base_url, over https)."""
+    from digest.statefile import open_store
     from digest.web import create_app
     from digest.web.server import serve as run_server
 
     # Made here, before the workers fork, so a missing secret stops it at once; each worker
     # opens the state store itself on first use.
     app = create_app(obj.config, os.environ)
+    # The database is created or upgraded once, here: workers opening a new SQLite file at the
+    # same moment would find it still empty and refuse it. Closed before the fork.
+    with open_store(obj.config) as store:
+        store.migrate()
     run_server(lambda: app, host=host, port=port, workers=workers)

@@ -64,7 +64,14 @@ class AccessLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type info
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        if cfg.accesslog == "-":
+        if logging.getLogger().handlers:
+            # The CLI set up logging (text or --log-format json): gunicorn's lines go the same way.
+            for logger in (self.access_log, self.error_log):
+                for handler in list(logger.handlers):
+                    if getattr(handler, "_gunicorn", False):
+                        logger.removeHandler(handler)
+                logger.propagate = True
+        elif cfg.accesslog == "-":
             # Standard error, as every other line of digest's; standard output is for the URL.
             self._set_handler(self.access_log, "-", logging.Formatter(self.access_fmt), stream=sys.stderr)
 

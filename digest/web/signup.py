@@ -135,24 +135,25 @@ def _sign_up(site: Site, request: WebRequest, mailing_list: MailingList) -> Resp
         log.exception("could not record a sign-up for %s from %s", mailing_list.name, mask_address(email))
         return _answer(site, request, mailing_list, 503, error="We could not record that. Please try again.")
     if signed:
-        expiry = server.confirm_expiry
-        token = make_token(
-            site.secret,
-            mailing_list.name,
-            email,
-            purpose=Purpose.CONFIRM,
-            expires=now + dt.timedelta(seconds=expiry),
-        )
-        confirmation = Confirmation(
-            mailing_list.name,
-            email,
-            name,
-            desks or (),
-            confirm.confirm_url(site, token),
-            duration_words(expiry),
-        )
-        site.outbound().submit(mailing_list, confirmation, now)
+        _mail_confirmation(site, mailing_list, email, name, desks, now)
     return _answer(site, request, mailing_list, 200)
+
+
+def _mail_confirmation(
+    site: Site,
+    mailing_list: MailingList,
+    email: str,
+    name: str,
+    desks: tuple[str, ...] | None,
+    now: dt.datetime,
+) -> None:
+    """Queue the email with the signed link that confirms this sign-up until it expires."""
+    expiry = site.config.settings.server.confirm_expiry
+    expires = now + dt.timedelta(seconds=expiry)
+    token = make_token(site.secret, mailing_list.name, email, purpose=Purpose.CONFIRM, expires=expires)
+    url = confirm.confirm_url(site, token)
+    confirmation = Confirmation(mailing_list.name, email, name, desks or (), url, duration_words(expiry))
+    site.outbound().submit(mailing_list, confirmation, now)
 
 
 def _record(
