@@ -292,28 +292,31 @@ from digest.config import load_config
 from digest.web import make_app
 from digest.web.server import serve
 from digest.state import Store
-store = Store(sys.argv[1]).migrate()
-app = make_app(load_config(sys.argv[2]), lambda: store, b"0123456789abcdef-test-secret")
-serve(app, port=0)
+# The store is opened in each worker, after gunicorn forked it.
+app = make_app(load_config(sys.argv[2]), lambda: Store(sys.argv[1]).migrate(), b"0123456789abcdef-test-secret")
+serve(lambda: app, port=0, workers=int(sys.argv[3]))
 print("stopped", flush=True)
 """
 
 
-def test_serve_prints_its_url_stops_on_sigterm_and_keeps_tokens_out_of_the_access_log(
-    tmp_path: Path, project: Path
+@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_its_url_stops_on_a_signal_and_keeps_tokens_out_of_the_access_log(
+    tmp_path: Path, project: Path, stop_with: signal.Signals
 ) -> None:
-    command = [sys.executable, "-c", SERVE_SCRIPT, f"sqlite:///{tmp_path}/s.db", str(project)]
+    command = [sys.executable, "-c", SERVE_SCRIPT, f"sqlite:///{tmp_path}/s.db", str(project), "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.startswith("digest: unsubscribe pages on http://127.0.0.1:")
+        assert line.startswith("digest: public pages on http://127.0.0.1:")
         base = line.split(" on ")[1].split()[0].rstrip("/")
         token = _token("daily")
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         assert httpx.post(f"{base}/unsubscribe/{token}", data=ONE_CLICK, timeout=10).status_code == 200
-        process.send_signal(signal.SIGTERM)
+        assert httpx.get(f"{base}/unsubscribe/{token}?email={EMAIL}", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/{EMAIL}", timeout=10).status_code == 404
+        process.send_signal(stop_with)
         out, err = process.communicate(timeout=10)
     finally:
         if process.poll() is None:
@@ -322,6 +325,7 @@ def test_serve_prints_its_url_stops_on_sigterm_and_keeps_tokens_out_of_the_acces
     assert process.returncode == 0
     assert out.strip() == "stopped"
     assert "/unsubscribe/…" in err and token not in err and token.split(".")[1] not in err
+    assert '"GET /… HTTP/1.1" 404' in err and EMAIL not in err and "email=" not in err
     assert "unsubscribed an***@example.org from daily via one-click" in err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -26,6 +27,8 @@ from digest.send.unsubscribe import (
 SECRET = b"0123456789abcdef-test-secret"
 OTHER = b"fedcba9876543210-test-secret"
 EMAIL = "Anna.Kovalenko@Example.org"
+NOW = dt.datetime(2026, 11, 25, 4, 30, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(hours=48)
 
 
 def _flip(char: str) -> str:
@@ -221,9 +224,53 @@ def test_a_token_sent_before_purposes_is_nothing_but_an_unsubscribe_token(other:
 @pytest.mark.parametrize("made", list(Purpose))
 @pytest.mark.parametrize("read", list(Purpose))
 def test_a_token_is_refused_for_any_other_purpose(made: Purpose, read: Purpose) -> None:
-    token = make_token(SECRET, "daily", EMAIL, purpose=made)
+    token = make_token(SECRET, "daily", EMAIL, purpose=made, expires=LATER)
     expected = ("daily", "anna.kovalenko@example.org") if made == read else None
-    assert read_token(SECRET, token, purpose=read) == expected
+    assert read_token(SECRET, token, purpose=read, now=NOW) == expected
+    if made != Purpose.CONFIRM:
+        token = make_token(SECRET, "daily", EMAIL, purpose=made)
+        assert read_token(SECRET, token, purpose=read, now=NOW) == expected
+
+
+# -- tokens that expire (format 3) ---------------------------------------------------------------
+
+
+def test_a_confirmation_token_must_expire() -> None:
+    with pytest.raises(ValueError, match="a confirm token must expire"):
+        make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM)
+    with pytest.raises(ValueError, match="aware datetime"):
+        make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=LATER.replace(tzinfo=None))
+
+
+def test_an_expiring_token_works_until_its_second_then_never() -> None:
+    token = make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=LATER)
+    payload = base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    assert (
+        payload == b"\x03confirm\ndaily\nanna.kovalenko@example.org\n" + str(int(LATER.timestamp())).encode()
+    )
+    expected = ("daily", "anna.kovalenko@example.org")
+    for now in (NOW, LATER - dt.timedelta(seconds=1), LATER - dt.timedelta(microseconds=1)):
+        assert read_token(SECRET, token, purpose=Purpose.CONFIRM, now=now) == expected
+    for now in (LATER, LATER + dt.timedelta(days=365)):
+        assert read_token(SECRET, token, purpose=Purpose.CONFIRM, now=now) is None
+    # Without a clock of its own it reads the real one: 2026-11-27 has passed or it has not.
+    real = read_token(SECRET, token, purpose=Purpose.CONFIRM)
+    assert real == (expected if dt.datetime.now(dt.UTC) < LATER else None)
+
+
+def test_an_expiry_cannot_be_moved_or_dropped() -> None:
+    token = make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=NOW)
+    _payload, mac = token.split(".")
+    later = base64.urlsafe_b64encode(
+        b"\x03confirm\ndaily\nanna.kovalenko@example.org\n" + str(int(LATER.timestamp()) + 10**6).encode()
+    )
+    assert (
+        read_token(SECRET, f"{later.rstrip(b'=').decode()}.{mac}", purpose=Purpose.CONFIRM, now=NOW) is None
+    )
+    # A confirmation token without an expiry, even well signed, is refused.
+    assert (
+        read_token(SECRET, _signed(b"\x02confirm\ndaily\nanna@example.org"), purpose=Purpose.CONFIRM) is None
+    )
 
 
 def test_a_new_token_names_its_purpose_in_format_2() -> None:
@@ -252,7 +299,11 @@ def test_signing_matches_the_reader() -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        b"\x03unsubscribe\ndaily\nanna@example.org",  # a format this code does not know
+        b"\x04unsubscribe\ndaily\nanna@example.org",  # a format this code does not know
+        b"\x03unsubscribe\ndaily\nanna@example.org",  # format 3 without its expiry
+        b"\x03unsubscribe\ndaily\nanna@example.org\n0179500000",  # an expiry not in its one spelling
+        b"\x03unsubscribe\ndaily\nanna@example.org\n-1",
+        b"\x03unsubscribe\ndaily\nanna@example.org\n1795000000\n1",
         b"\x00daily\nanna@example.org",
         b"\x02unsubscribe\ndaily\nanna@example.org\nextra",  # one field too many
         b"\x02daily\nanna@example.org",  # no purpose field in format 2
@@ -271,7 +322,12 @@ def test_a_well_signed_payload_of_the_wrong_shape_is_refused(payload: bytes) -> 
 def test_the_well_shaped_payloads_are_read() -> None:
     read = read_token(SECRET, _signed(b"\x01daily\nanna@example.org"), purpose=Purpose.UNSUBSCRIBE)
     assert read == ("daily", "anna@example.org")
-    read = read_token(SECRET, _signed(b"\x02confirm\ndaily\nanna@example.org"), purpose=Purpose.CONFIRM)
+    read = read_token(
+        SECRET, _signed(b"\x02preferences\ndaily\nanna@example.org"), purpose=Purpose.PREFERENCES
+    )
+    assert read == ("daily", "anna@example.org")
+    confirm = b"\x03confirm\ndaily\nanna@example.org\n1800000000"
+    read = read_token(SECRET, _signed(confirm), purpose=Purpose.CONFIRM, now=NOW)
     assert read == ("daily", "anna@example.org")
 
 

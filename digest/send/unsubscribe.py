@@ -12,8 +12,10 @@ any other (the preferences, confirmation and bounce addresses to come), so no li
 turned into another. The address is encoded, not encrypted — anyone holding the link can
 read it, which is fine because the link only ever appears in that recipient's own mail.
 
-Tokens never expire (CAN-SPAM wants an opt-out to keep working for 30 days and readers find
-year-old editions in their archives); changing the secret invalidates every link already sent.
+Unsubscribe and preferences tokens never expire (CAN-SPAM wants an opt-out to keep working for
+30 days and readers find year-old editions in their archives); changing the secret invalidates
+every link already sent. A confirmation token must expire: it carries its expiry (format 3),
+signed with the rest, so a link forwarded or found in an old mailbox stops working.
 Links made before tokens carried a purpose (format 1) keep working as unsubscribe links.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -45,6 +48,9 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 # Format 1 (no purpose: always unsubscribe) is only read, for the links already sent.
 _FORMAT_1 = b"\x01"
 _FORMAT_2 = b"\x02"
+# Format 3: format 2's fields and an expiry, in whole seconds since the epoch (UTC).
+_FORMAT_3 = b"\x03"
+_SECONDS = re.compile(r"[1-9][0-9]{0,11}")
 # Keeps these MACs apart from anything else the same secret might one day sign.
 _CONTEXT = b"digest-unsubscribe\x00"
 _MAC_BYTES = 32
@@ -70,6 +76,10 @@ class Purpose(StrEnum):
     PREFERENCES = "preferences"
     CONFIRM = "confirm"
     BOUNCE = "bounce"
+
+
+# Purposes whose tokens must carry an expiry: made without one, or found without one, refused.
+EXPIRING = frozenset({Purpose.CONFIRM})
 
 
 def secret_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
@@ -140,25 +150,41 @@ def checking_secret(env: Mapping[str, str] | None = None) -> bytes:
     return secret
 
 
-def make_token(secret: bytes, list_name: str, email: str, *, purpose: Purpose) -> str:
-    """An opaque, URL-safe token that lets its holder do ``purpose`` for ``email`` on ``list_name``."""
+def make_token(
+    secret: bytes, list_name: str, email: str, *, purpose: Purpose, expires: dt.datetime | None = None
+) -> str:
+    """An opaque, URL-safe token that lets its holder do ``purpose`` for ``email`` on ``list_name``.
+
+    With ``expires`` (required for a purpose in EXPIRING) the token stops working at that
+    moment, to the second; without it, it works as long as the secret is the same.
+    """
     _check_secret(secret)
     address = address_key(email)
+    purpose = Purpose(purpose)
     if not list_name or not address or "\n" in list_name or "\n" in address:
         raise ValueError("a token needs a list name and an address, neither containing a newline")
-    fields = (Purpose(purpose), list_name, address)
-    payload = _FORMAT_2 + "\n".join(fields).encode("utf-8")
+    fields = [purpose, list_name, address]
+    if expires is not None:
+        if expires.tzinfo is None:
+            raise ValueError("a token's expiry must be an aware datetime")
+        fields.append(str(max(1, int(expires.timestamp()))))
+    elif purpose in EXPIRING:
+        raise ValueError(f"a {purpose} token must expire: give it expires=")
+    payload = (_FORMAT_3 if expires is not None else _FORMAT_2) + "\n".join(fields).encode("utf-8")
     token = f"{_b64encode(payload)}.{_b64encode(_mac(secret, payload))}"
     if len(token) > MAX_TOKEN_CHARS:
         raise ValueError(f"list name and address are too long for a token ({len(token)} characters)")
     return token
 
 
-def read_token(secret: bytes, token: str, *, purpose: Purpose) -> tuple[str, str] | None:
-    """(list name, address) when ``token`` was made with ``secret`` for ``purpose``; else None.
+def read_token(
+    secret: bytes, token: str, *, purpose: Purpose, now: dt.datetime | None = None
+) -> tuple[str, str] | None:
+    """(list name, address) when ``token`` was made with ``secret`` for ``purpose`` and has not
+    expired at ``now`` (default: the current time); else None.
 
     Never raises on a bad token and never says what was wrong with it: a caller that could
-    tell "bad signature" from "bad format" would hand a forger an oracle.
+    tell "bad signature" from "bad format" or "expired" would hand a forger an oracle.
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
         return None
@@ -176,11 +202,19 @@ def read_token(secret: bytes, token: str, *, purpose: Purpose) -> tuple[str, str
         return None
     if payload[:1] == _FORMAT_1:
         fields = [Purpose.UNSUBSCRIBE, *fields]  # links sent before tokens named their purpose
-    elif payload[:1] != _FORMAT_2:
+    elif payload[:1] == _FORMAT_3:
+        if len(fields) != 4 or not _SECONDS.fullmatch(fields[3]) or _expired(int(fields.pop()), now):
+            return None
+    elif payload[:1] != _FORMAT_2 or purpose in EXPIRING:
         return None
     if len(fields) != 3 or fields[0] != purpose or not fields[1] or not fields[2]:
         return None
     return fields[1], fields[2]
+
+
+def _expired(expires: int, now: dt.datetime | None) -> bool:
+    moment = dt.datetime.now(dt.UTC) if now is None else now
+    return moment.timestamp() >= expires
 
 
 def unsubscribe_url(base_url: str, token: str) -> str:

@@ -14,23 +14,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from digest.config import Config, MailingList
 from digest.send.unsubscribe import DEMO_SECRET, MIN_SECRET_BYTES, SECRET_ENV
-from digest.web import pages
+from digest.web import guard, pages
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from digest.state import Store
+    from digest.web.outbound import Outbound
 
 log = logging.getLogger("digest.serve")
 
 MAX_BODY = 64 * 1024
-METHODS = ("GET", "HEAD", "POST")
+# OPTIONS only where a route takes it (the sign-up's CORS preflight); elsewhere routing says 405.
+METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+# Housekeeping that needs no cron (expiring sign-ups, old rate-limit windows): at most this often.
+CHORES_EVERY = dt.timedelta(minutes=1)
 
 
 def _utc_now() -> dt.datetime:
@@ -56,6 +61,8 @@ class Site:
     env: Mapping[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _store: list[Store] = field(default_factory=list, repr=False)
+    _outbound: list[Outbound] = field(default_factory=list, repr=False)
+    _chores_due: list[dt.datetime] = field(default_factory=list, repr=False)
 
     def store(self) -> Store:
         # Opened on first use, not in __init__: a WSGI server's workers each open their own.
@@ -63,6 +70,24 @@ class Site:
             if not self._store:
                 self._store.append(self.store_factory())
             return self._store[0]
+
+    def outbound(self) -> Outbound:
+        """This worker's queue of confirmation emails."""
+        from digest.send.confirmation import ConfirmationMailer
+        from digest.web.outbound import Outbound
+
+        with self._lock:
+            if not self._outbound:
+                self._outbound.append(Outbound(ConfirmationMailer(self.config, self.env)))
+            return self._outbound[0]
+
+    def chores_due(self, now: dt.datetime) -> bool:
+        """True at most once per CHORES_EVERY in this process (the caller then does them)."""
+        with self._lock:
+            if self._chores_due and now < self._chores_due[0]:
+                return False
+            self._chores_due[:] = [now + CHORES_EVERY]
+            return True
 
     def mailing_list(self, name: str) -> MailingList | None:
         """The list called ``name``; None for any other name (a page for it is a 404 or a bad link)."""
@@ -73,10 +98,11 @@ Handler = Callable[[Site, WebRequest, Mapping[str, str]], Response]
 
 
 def _routes() -> list[tuple[Rule, Handler]]:
-    from digest.web import archive, preferences, unsubscribe
+    from digest.web import archive, preferences, signup, unsubscribe
 
     return [
         *unsubscribe.ROUTES,
+        *signup.ROUTES,
         *preferences.ROUTES,
         *archive.ROUTES,
         (Rule("/healthz", endpoint="healthz", methods=["GET"]), _healthz),
@@ -84,6 +110,14 @@ def _routes() -> list[tuple[Rule, Handler]]:
 
 
 def _healthz(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response:
+    # Healthy means able to do the work: the database answers (a load balancer takes a worker
+    # that cannot reach it out of rotation, rather than let it answer every reader with a 503).
+    try:
+        with site.store().engine.connect() as conn:
+            conn.execute(text("SELECT 1")).scalar_one()
+    except Exception as exc:
+        log.warning("health check: the state database does not answer: %s", type(exc).__name__)
+        return Response("unavailable\n", 503, mimetype="text/plain", headers=pages.SECURITY_HEADERS)
     return Response("ok\n", 200, mimetype="text/plain", headers=pages.SECURITY_HEADERS)
 
 
@@ -119,6 +153,8 @@ class App:
         too_big = (request.content_length or 0) > MAX_BODY or len(request.get_data(cache=True)) > MAX_BODY
         if request.method == "POST" and too_big:
             raise RequestEntityTooLarge()
+        if request.method == "POST":
+            guard.check_post(self.site, request, str(endpoint))
         return self._handlers[str(endpoint)](self.site, request, values)
 
 

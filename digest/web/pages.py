@@ -11,7 +11,14 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 import jinja2
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    Forbidden,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    TooManyRequests,
+)
 from werkzeug.wrappers import Response
 
 from digest.render.templates import make_environment
@@ -76,6 +83,26 @@ def error_page(site: Site, exc: HTTPException) -> Response:
         return response
     if isinstance(exc, RequestEntityTooLarge):
         return render(site, "message", 413, title="Request too large", message="That request was too large.")
+    if isinstance(exc, Forbidden):
+        # A form posted from another site (digest.web.guard): say how to do it right.
+        return render(
+            site,
+            "message",
+            403,
+            title="Not allowed",
+            message="This form can only be sent from our own pages. Please open the page again and retry.",
+        )
+    if isinstance(exc, TooManyRequests):
+        response = render(
+            site,
+            "message",
+            429,
+            title="Too many requests",
+            message="That was too many in a short time. Please wait a minute and try again.",
+        )
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     # Malformed form bodies and the like.
     return render(
         site, "message", exc.code or 400, title="Bad request", message="That request could not be understood."

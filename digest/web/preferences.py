@@ -1,8 +1,8 @@
 """``/preferences/<token>``: a reader's own desks and name, from "Manage your desks" in every digest.
 
 ``GET`` shows the list's desks (the reader's choice ticked), their name, and an unsubscribe
-button; it changes nothing. ``POST`` to the same URL, from our own page only (see
-``same_origin``), does what its ``action`` field says:
+button; it changes nothing. ``POST`` to the same URL (from our own page only: the app checks
+every POST with ``digest.web.guard``) does what its ``action`` field says:
 
 - ``save`` (the default): keep the ticked ``desks`` and the ``name``. Every desk ticked is
   stored as "all desks", so a desk the list adds later reaches the reader too. No desk ticked
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
@@ -41,27 +40,6 @@ INVALID = (
 )
 # Names longer than this are cut: the name is only used in the greeting.
 MAX_NAME = 200
-# Browsers that send Sec-Fetch-Site (every current one) tell us exactly where a post came from.
-SAME_SITE_FETCH = frozenset({"same-origin", "none"})
-
-
-def same_origin(site: Site, request: WebRequest) -> bool:
-    """Whether a POST comes from our own pages, not from another site's form.
-
-    Sec-Fetch-Site decides when the browser sends it. Otherwise the Origin header must be
-    [server] base_url's origin, except "null": our pages say Referrer-Policy: no-referrer, and
-    browsers then send "Origin: null" even for a post to the same page. A request with neither
-    header is no browser's cross-site post. (The token in the path is the credential, and there
-    are no cookies: this stops a page that learnt a reader's link from posting with their browser.)
-    """
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None:
-        return fetch_site.strip().lower() in SAME_SITE_FETCH
-    origin = request.headers.get("Origin")
-    if origin is None or origin.strip() == "null":
-        return True
-    base = urlsplit(site.config.settings.server.base_url)
-    return origin.strip().rstrip("/").lower() == f"{base.scheme}://{base.netloc}".lower()
 
 
 def preferences(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response:
@@ -69,10 +47,6 @@ def preferences(site: Site, request: WebRequest, values: Mapping[str, str]) -> R
     mailing_list = site.mailing_list(found[0]) if found else None
     if found is None or mailing_list is None:
         return pages.render(site, "message", 400, title="This link is not valid", message=INVALID)
-    if request.method == "POST" and not same_origin(site, request):
-        return pages.render(
-            site, "message", 403, title="Not sent from this site", message="Please use the form on this page."
-        )
     email = found[1]
     try:
         reader = site.store().readers.get(mailing_list.name, email)
