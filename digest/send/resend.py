@@ -35,6 +35,7 @@ from digest.send.run import Sender, edition_id_for
 from digest.send.transports import create_transport
 from digest.send.transports.base import Outcome
 from digest.state import Store
+from digest.state.imports import import_subscribers
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Claimed, Row
 from digest.state.readers import Reader, ReaderStatus
 from digest.state.resends import Resend
@@ -200,8 +201,9 @@ def resend(
         config, list_name, store, transport_alias=transport_alias, now=now, env=env, edition_id=wanted
     )
     edition = frozen_edition(sender, wanted, today)
-    if not dry_run:  # a reader added to the file since the send is one to resend to
-        sender.import_subscribers([])
+    path = config.subscriber_file(mailing_list)
+    if path is not None and not dry_run:  # a reader added to the file since the send is one to resend to
+        import_subscribers(store, mailing_list.name, path, sender.list_desks, now=sender.clock())
     facts = Facts(
         list_name=sender.list.name,
         edition_id=wanted,

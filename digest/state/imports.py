@@ -92,7 +92,10 @@ def import_subscribers(
         with conn.begin():
             files = schema.subscriber_files
             conn.execute(delete(files).where(files.c.list_name == list_name))
-            conn.execute(insert(files).values(list_name=list_name, fingerprint=printed, imported_at=now))
+            # A file with bad rows is read again next time, so its problems are told every day
+            # (and the readers it lost are removed once it is fixed).
+            if not report.bad:
+                conn.execute(insert(files).values(list_name=list_name, fingerprint=printed, imported_at=now))
     return report
 
 
