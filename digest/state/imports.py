@@ -50,7 +50,7 @@ from sqlalchemy import (
 
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
-from digest.state.queries import chunked, insert_ignoring
+from digest.state.queries import chunked, insert_many_ignoring
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 2000
 _STAGE = "digest_import_keys"
+# A new reader's values, after those every new row of an import shares (``_Importer._write``).
+_NEW_COLUMNS = ("email", "name", "desks", "status", "file_row")
 # The keys the file being imported has, on the importing connection only.
 _stage = Table(_STAGE, MetaData(), Column("email", String(320), primary_key=True))
 
@@ -159,6 +161,7 @@ class _Importer:
     def __init__(self, store: Store, conn: Connection, report: ImportReport, now: dt.datetime) -> None:
         self.conn, self.report, self.now = conn, report, now
         self.list_name = report.list_name
+        self._desk_values: dict[tuple[str, ...] | None, str | None] = {}
         table, sup = schema.subscribers, schema.suppressions
         with conn.begin():
             of_list = table.c.list_name == self.list_name
@@ -184,7 +187,7 @@ class _Importer:
             gone = forgotten.forgotten_among(self.conn, hashes.values()) if hashes else set()
             if self.has_readers:
                 self.conn.execute(insert(_stage), [{"email": key} for key in keys])
-            new: list[dict[str, Any]] = []
+            new: list[tuple[str, str, str | None, str, str]] = []
             changes: list[dict[str, Any]] = []
             for row in rows:
                 current = existing.get(row.key)
@@ -224,25 +227,21 @@ class _Importer:
                     found[email] = reason
         return found
 
-    def _new(self, row: Subscriber, suppression: str | None) -> dict[str, Any]:
+    def _new(self, row: Subscriber, suppression: str | None) -> tuple[str, str, str | None, str, str]:
         self.report.new += 1
         status = row.status if suppression is None else LEFT[Reason(suppression)].value
-        return {
-            "list_name": self.list_name,
-            "email": row.key,
-            "name": row.name,
-            "desks": desks_value(row.desks),
-            "status": status,
-            "source": Source.FILE.value,
-            "file_row": row_hash(row),
-            "created_at": self.now,
-            "updated_at": self.now,
-        }
+        return (row.key, row.name, self._desks(row.desks), status, row_hash(row))
+
+    def _desks(self, desks: tuple[str, ...] | None) -> str | None:
+        """``desks_value``, remembered: a list has a few dozen choices among a million rows."""
+        if desks not in self._desk_values:
+            self._desk_values[desks] = desks_value(desks)
+        return self._desk_values[desks]
 
     def _compare(self, row: Subscriber, current: _Current) -> dict[str, Any] | None:
         """The update a row the editors changed makes (None: nothing to write)."""
         hashed = row_hash(row)
-        desks = desks_value(row.desks)
+        desks = self._desks(row.desks)
         status = current.status
         if row.status == "unsubscribed" and status in (ReaderStatus.ACTIVE, ReaderStatus.PENDING):
             status = ReaderStatus.UNSUBSCRIBED.value
@@ -286,11 +285,17 @@ class _Importer:
             "detail": "; ".join(said),
         }
 
-    def _write(self, new: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
+    def _write(self, new: list[tuple[str, str, str | None, str, str]], changes: list[dict[str, Any]]) -> None:
         table, events = schema.subscribers, schema.subscriber_events
         if new:
             # Ignoring a row already there: another sender on SQLite may import the same file.
-            self.conn.execute(insert_ignoring(self.conn, table, ["list_name", "email"]), new)
+            shared = {
+                "list_name": self.list_name,
+                "source": Source.FILE.value,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+            insert_many_ignoring(self.conn, table, ["list_name", "email"], shared, _NEW_COLUMNS, new)
         if not changes:
             return
         self.conn.execute(

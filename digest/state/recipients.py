@@ -15,20 +15,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, and_, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, String, and_, case, exists, func, literal, or_, select, true
 
 from digest.state import schema
 from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Status
-from digest.state.queries import chunked, insert_ignoring
+from digest.state.queries import insert_ignoring
 from digest.state.readers import ReaderStatus
 from digest.state.suppressions import ALL_LISTS
 
 SKIPPED_ERROR = "no stories in the chosen desks today"
 # The error of a reader who left: "reader unsubscribed", "reader bounced"…
 LEFT_PREFIX = "reader "
+# Desks values in one statement's CASE (two bound parameters each).
+_VALUES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +63,40 @@ def desk_groups(
     return [Group(key, tuple(desks)) for key, desks in sorted(groups.items())]
 
 
-def _of_group(list_name: str, desks: list[str | None]) -> ColumnElement[bool]:
+def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | None]]:
+    """The variant key of each reader as SQL (a CASE on ``desks``), and the desks values it covers."""
     table = schema.subscribers
-    chosen = [value for value in desks if value is not None]
+    whens: list[tuple[ColumnElement[bool], ColumnElement[str]]] = []
+    values: list[str | None] = []
+    for group in groups:
+        for value in group.desks:
+            test = table.c.desks.is_(None) if value is None else table.c.desks == value
+            whens.append((test, literal(group.key)))
+            values.append(value)
+    return case(*whens, else_=literal(None, String())), values
+
+
+def _readers(list_name: str, values: list[str | None]) -> ColumnElement[bool]:
+    table = schema.subscribers
+    chosen = [value for value in values if value is not None]
     either = [table.c.desks.in_(chosen)] if chosen else []
-    if None in desks:
+    if None in values:
         either.append(table.c.desks.is_(None))
     return and_(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value, or_(*either))
+
+
+def _parts(groups: Mapping[Group, Status]) -> Iterator[list[Group]]:
+    """The groups in parts of at most ``_VALUES`` desks values, each part one statement."""
+    part: list[Group] = []
+    size = 0
+    for group in groups:
+        if part and size + len(group.desks) > _VALUES:
+            yield part
+            part, size = [], 0
+        part.append(group)
+        size += len(group.desks)
+    if part:
+        yield part
 
 
 def fill_ledger(
@@ -79,30 +108,47 @@ def fill_ledger(
     now: dt.datetime,
 ) -> None:
     """Add every reader of the list not yet in the edition's ledger; ``groups`` gives each
-    variant's status for its active readers (PENDING, or SKIPPED when it has nothing today)."""
+    variant's status for its active readers (PENDING, or SKIPPED when it has nothing today).
+
+    One statement (for up to ``_VALUES`` desks values): a CASE on the desks gives each
+    reader's variant, and the rows go in by variant, then address.
+    """
     table, ledger = schema.subscribers, schema.ledger
-    active = table.c.status == ReaderStatus.ACTIVE.value
     columns = ["edition_id", "email", "name", "variant", "status", "error", "attempts", "updated_at"]
+    skipped = [group.key for group, status in groups.items() if status == SKIPPED]
     with engine.begin() as conn:
-        for group, status in groups.items():
-            for desks in chunked(group.desks):
-                error = literal(SKIPPED_ERROR) if status == SKIPPED else literal(None, ledger.c.error.type)
-                rows = (
-                    select(
-                        literal(edition_id),
-                        table.c.email,
-                        table.c.name,
-                        literal(group.key),
-                        case((active, literal(status.value)), else_=literal(SUPPRESSED.value)),
-                        case((active, error), else_=literal(LEFT_PREFIX) + table.c.status),
-                        literal(0),
-                        literal(now, schema.UTCDateTime()),
-                    )
-                    .where(_of_group(list_name, desks))
-                    .order_by(table.c.email)
+        for part in _parts(groups):
+            variant, values = _variant(part)
+            readers = (
+                select(table.c.email, table.c.name, table.c.status, variant.label("variant"))
+                .where(_readers(list_name, values))
+                .subquery()
+            )
+            active = readers.c.status == ReaderStatus.ACTIVE.value
+            is_skipped = readers.c.variant.in_(skipped) if skipped else literal(False)
+            rows = (
+                select(
+                    literal(edition_id),
+                    readers.c.email,
+                    readers.c.name,
+                    readers.c.variant,
+                    case(
+                        (~active, literal(SUPPRESSED.value)),
+                        (is_skipped, literal(SKIPPED.value)),
+                        else_=literal(PENDING.value),
+                    ),
+                    case(
+                        (~active, literal(LEFT_PREFIX) + readers.c.status),
+                        (is_skipped, literal(SKIPPED_ERROR)),
+                        else_=literal(None, String()),
+                    ),
+                    literal(0),
+                    literal(now, schema.UTCDateTime()),
                 )
-                statement = insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(columns, rows)
-                conn.execute(statement)
+                .where(true())
+                .order_by(readers.c.variant, readers.c.email)
+            )
+            conn.execute(insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(columns, rows))
 
 
 def dry_counts(
@@ -112,25 +158,35 @@ def dry_counts(
     status they would end with (sent already, suppressed, skipped, pending), and the pending
     ones by variant key."""
     table, ledger, sup = schema.subscribers, schema.ledger, schema.suppressions
-    sent = exists().where(
-        ledger.c.edition_id == edition_id, ledger.c.status == SENT.value, ledger.c.email == table.c.email
-    )
-    suppressed = exists().where(sup.c.email == table.c.email, sup.c.list_name.in_((list_name, ALL_LISTS)))
+    skipped = [group.key for group, status in groups.items() if status == SKIPPED]
     counts: Counter[str] = Counter()
     variants: Counter[str] = Counter()
     with engine.connect() as conn:
-        for group, status in groups.items():
-            whens: list[tuple[ColumnElement[bool], ColumnElement[str]]] = [
+        for part in _parts(groups):
+            variant, values = _variant(part)
+            readers = (
+                select(table.c.email, table.c.status, variant.label("variant"))
+                .where(_readers(list_name, values))
+                .subquery()
+            )
+            sent = exists().where(
+                ledger.c.edition_id == edition_id,
+                ledger.c.status == SENT.value,
+                ledger.c.email == readers.c.email,
+            )
+            suppressed = exists().where(
+                sup.c.email == readers.c.email, sup.c.list_name.in_((list_name, ALL_LISTS))
+            )
+            outcome = case(
                 (sent, literal(SENT.value)),
-                (table.c.status != ReaderStatus.ACTIVE.value, literal(SUPPRESSED.value)),
-            ]
-            if status == PENDING:  # a suppressed reader's row is suppressed when claimed
-                whens.append((suppressed, literal(SUPPRESSED.value)))
-            outcome = case(*whens, else_=literal(status.value))
-            for desks in chunked(group.desks):
-                query = select(outcome, func.count()).where(_of_group(list_name, desks)).group_by(outcome)
-                for found, count in conn.execute(query):
-                    counts[found] += count
-                    if found == PENDING.value:
-                        variants[group.key] += count
+                (readers.c.status != ReaderStatus.ACTIVE.value, literal(SUPPRESSED.value)),
+                (readers.c.variant.in_(skipped) if skipped else literal(False), literal(SKIPPED.value)),
+                (suppressed, literal(SUPPRESSED.value)),  # a suppressed reader's row, once claimed
+                else_=literal(PENDING.value),
+            ).label("outcome")
+            query = select(outcome, readers.c.variant, func.count()).group_by(outcome, readers.c.variant)
+            for found, key, count in conn.execute(query):
+                counts[found] += count
+                if found == PENDING.value:
+                    variants[key] += count
     return counts, variants
