@@ -64,12 +64,11 @@ def forget(engine: Engine, email: str, key: bytes, *, now: dt.datetime) -> Forgo
         erased_events = conn.execute(delete(events).where(events.c.email == email)).rowcount
         rewritten = []
         for table in (ledger, resends):
-            # An error a provider returned may quote the address: it goes with the address.
-            mentions = func.lower(func.coalesce(table.c.error, "")).contains(email, autoescape=True)
-            values: dict[str, object] = {
-                "email": hashed,
-                "error": case((mentions, null()), else_=table.c.error),
-            }
+            # A provider's error or message id (the outbox's is a file name) may quote the address.
+            values: dict[str, object] = {"email": hashed}
+            for column in (table.c.error, table.c.provider_id):
+                mentions = func.lower(func.coalesce(column, "")).contains(email, autoescape=True)
+                values[column.name] = case((mentions, null()), else_=column)
             if table is ledger:
                 values["name"] = ""
             rewritten.append(
