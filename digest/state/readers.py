@@ -196,11 +196,8 @@ class Readers:
         """The list's readers by status."""
         table = schema.subscribers
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(table.c.status, func.count())
-                .where(table.c.list_name == list_name)
-                .group_by(table.c.status)
-            ).all()
+            query = select(table.c.status, func.count()).where(table.c.list_name == list_name)
+            rows = conn.execute(query.group_by(table.c.status)).all()
         return Counter({status: count for status, count in rows})
 
     def of_list(self, list_name: str, *, statuses: Sequence[ReaderStatus] | None = None) -> Iterator[Reader]:

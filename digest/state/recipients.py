@@ -1,9 +1,10 @@
 """An edition's recipients, from the list's readers in the state store, straight into its ledger.
 
-The ledger is filled with one ``INSERT … SELECT`` per variant rather than row by row through
-Python: readers who chose the same desks get the same variant, so the variants are found
-from the distinct ``desks`` values of the list (a few dozen), and each variant's readers are
-copied in address order, side by side in the table (a claim takes one variant's rows).
+The ledger is filled by one ``INSERT … SELECT`` rather than row by row through Python:
+readers who chose the same desks get the same variant, so the variants are found from the
+distinct ``desks`` values of the list (a few dozen), a CASE on ``desks`` gives each reader's,
+and the rows go in by variant, then address, side by side in the table (a claim takes one
+variant's rows).
 
 Every reader but an unconfirmed sign-up is in the ledger: an active one pending (or skipped,
 when their desks have no stories today), one who left (unsubscribed, bounced, complained)
