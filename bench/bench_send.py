@@ -242,8 +242,11 @@ STAGES: dict[str, list[str]] = {
         "digest.send.run:Sender.edition",
         "digest.send.run:Sender.rendered",
     ],
-    "subscribers: read CSV, validate, de-dup": ["*digest.send.run:Sender.entries"],
-    "ledger: insert": ["digest.state.ledger:Ledger.add"],
+    "subscribers: read CSV, validate, de-dup": [
+        "*digest.send.run:Sender.entries",  # before issue 12: the file, read by the send
+        "digest.send.run:import_subscribers",  # since: imported into the state store
+    ],
+    "ledger: insert": ["digest.state.ledger:Ledger.add", "digest.send.run:fill_ledger"],
     "ledger: claim, finish, suppressions": [
         "digest.state.ledger:Ledger.claim",
         "digest.state.ledger:Ledger.finish",
@@ -378,14 +381,15 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     edition = sender.edition(freeze=False)
     jinja = environment(sender.config)
     options = sender.transport_config
-    subscribers = itertools.islice(sender.subscribers([]), sample)
+    sender.import_subscribers([])
+    subscribers = itertools.islice(sender.store.readers.of_list("daily"), sample)
     cpu = time.process_time()
     done = 0
     for n, subscriber in enumerate(subscribers):
         variant = Variant.of(subscriber.desks, sender.list_desks)
         key = variant.key
         content = render_edition(sender.config, variant.select(edition), jinja)
-        envelope = sender.envelope(Claimed(n, subscriber.key, subscriber.name, key, 1))
+        envelope = sender.envelope(Claimed(n, subscriber.email, subscriber.name, key, 1))
         batch = Batch(sender.edition_id, "daily", key, content, sender.sender, sender.now, (envelope,))
         if path == "smtp":
             batch.message(envelope).as_bytes()

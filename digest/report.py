@@ -51,6 +51,15 @@ def feed_table(results: Iterable[FeedResult], zone: ZoneInfo) -> str:
     return text
 
 
+def format_readers(list_name: str, counts: Mapping[str, int]) -> str:
+    """The list's readers in the state store by status: "daily readers: 3 (active 2, …)"."""
+    from digest.state.readers import ReaderStatus
+
+    total = sum(counts.values())
+    each = ", ".join(f"{status.value} {counts.get(status.value, 0):,}" for status in ReaderStatus)
+    return f"{list_name} readers in the state store: {total:,} ({each})"
+
+
 def format_suppressions(list_name: str, counts: Mapping[str, int], shown: Sequence[Suppression]) -> str:
     """Who the state store keeps from a list, by reason, then each address (newest first)."""
     from digest.state.suppressions import ALL_LISTS, by_reason

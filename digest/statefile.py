@@ -7,6 +7,8 @@ only reads uses ``open_reader``, which creates and upgrades nothing.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -31,9 +33,22 @@ def state_url(config: Config) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def open_store(config: Config) -> Store:
-    """The configured store, opened but not migrated: a writer calls ``migrate()`` on it."""
-    return Store(state_url(config))
+def forget_key_from(env: Mapping[str, str]) -> bytes:
+    """The key of forgotten addresses' hashes: derived from $DIGEST_SECRET (the demo secret
+    when it is unset, as for a message that goes to no one: ``signing_secret(env, None)``)."""
+    from digest.send.unsubscribe import signing_secret
+    from digest.state.forgotten import forget_key
+
+    return forget_key(signing_secret(env, None))
+
+
+def open_store(config: Config, env: Mapping[str, str] | None = None) -> Store:
+    """The configured store, opened but not migrated: a writer calls ``migrate()`` on it.
+
+    ``env`` (default: the process's) holds the secret the forgotten addresses are hashed with.
+    """
+    environment = os.environ if env is None else env
+    return Store(state_url(config), forget_key=lambda: forget_key_from(environment))
 
 
 def open_reader(config: Config) -> Store | None:

@@ -24,12 +24,17 @@ from digest.errors import SubscriberError
 from digest.ingest.sanitize import one_line
 
 COLUMNS = ("email", "name", "desks", "status")
+# What `digest subscribers export` adds after COLUMNS: read past quietly, so its file imports back.
+EXPORT_COLUMNS = ("source", "created", "updated", "confirmed")
 MAX_PROBLEMS = 1000
 # The header must be the first line, so a Problem on this line is about the header, not a row.
 HEADER_LINE = 1
 _HEADER_HINT = "the first line must be the header row `email,name,desks,status`"
 
-Status = Literal["active", "unsubscribed"]
+# Editors write active (or nothing) and unsubscribed; an exported file also says what the state
+# store knows (pending, bounced, complained), which an import never takes from a file.
+Status = Literal["active", "unsubscribed", "pending", "bounced", "complained"]
+STATUSES: tuple[Status, ...] = ("active", "unsubscribed", "pending", "bounced", "complained")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +143,11 @@ class _Layout:
                 f"desk {unknown!r} is not one of this list's desks ({', '.join(self.desks.values())}); "
                 "fix the spelling, or leave the cell empty for every desk"
             )
-        if status.casefold() not in ("", "active", "unsubscribed"):
+        state = next((known for known in STATUSES if known == status.casefold()), None)
+        if state is None and status:
             return f"status {status!r} is not active or unsubscribed; use one of those (empty means active)"
         chosen = tuple(desk for folded, desk in self.desks.items() if folded in wanted) or None
-        state: Status = "unsubscribed" if status.casefold() == "unsubscribed" else "active"
-        return Subscriber(email, address_key(email), one_line(name), chosen, state, line)
+        return Subscriber(email, address_key(email), one_line(name), chosen, state or "active", line)
 
 
 def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]) -> _Layout:
@@ -161,7 +166,8 @@ def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]
         separator = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
         hint = f"columns are separated by {separator!r}; save it with commas" if separator else _HEADER_HINT
         raise SubscriberError("the header row has no `email` column", path=path, line=1, hint=hint)
-    unknown = tuple(c.strip() for c, name in zip(header, names, strict=True) if name not in ("", *COLUMNS))
+    known = ("", *COLUMNS, *EXPORT_COLUMNS)
+    unknown = tuple(c.strip() for c, name in zip(header, names, strict=True) if name not in known)
     # Trailing blank header cells are spreadsheet leftovers, not columns rows must fill.
     width = range(max(index for index, name in enumerate(names) if name) + 1, len(names) + 1)
     return _Layout(columns, width, unknown, {desk.casefold(): desk for desk in list_desks})
@@ -256,7 +262,7 @@ def check_subscribers(path: Path, list_desks: tuple[str, ...]) -> CheckReport:
             continue
         report.rows += 1
         report.active += entry.status == "active"
-        report.unsubscribed += entry.status == "unsubscribed"
+        report.unsubscribed += entry.status != "active"
     return report
 
 

@@ -49,6 +49,7 @@ def test_check_shows_who_the_state_store_keeps_from_each_list(make_project: Make
     result = run(project, "subscribers", "check")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:] == [
+        "daily readers in the state store: 0 (pending 0, active 0, unsubscribed 0, bounced 0, complained 0)",
         "daily in the state store: 3 will not be sent this list (unsubscribed 1, bounced 1, complained 1)",
         "  reader@example.org: unsubscribed (daily; editor, 2026-11-25)",
         "  angry@example.org: complained (every list; sendgrid, 2026-11-22)",
@@ -64,7 +65,7 @@ def test_check_caps_the_addresses_it_lists(make_project: MakeProject) -> None:
         )
     result = run(project, "subscribers", "check")
     lines = result.output.splitlines()
-    assert "1,003 will not be sent this list (unsubscribed 0, bounced 1,003, complained 0)" in lines[1]
+    assert "1,003 will not be sent this list (unsubscribed 0, bounced 1,003, complained 0)" in lines[2]
     assert len([line for line in lines if ": bounced (every list;" in line]) == 1000
     assert lines[-1] == "  … and 3 more not shown"
 
@@ -74,7 +75,7 @@ def test_unsubscribing_an_address_not_on_the_list_says_so(project: Path) -> None
     assert stranger.exit_code == 0, stranger.stderr
     assert stranger.stdout == "x@example.org unsubscribed from daily\n"
     assert stranger.stderr == (
-        "warning: x@example.org is not in subscribers/daily.csv; "
+        "warning: x@example.org is not in subscribers/daily.csv nor a reader of daily; "
         "unsubscribed anyway, so it will never be sent this list\n"
     )
     listed = run(project, "subscribers", "unsubscribe", "Reader@example.org", "--list", "daily")

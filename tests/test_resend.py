@@ -171,7 +171,7 @@ def test_a_reader_added_after_the_send_is_resent_once_and_not_sent_again(make_pr
     result = run(project, "send", "--list", "daily", "--resend", "new@example.org")
 
     assert result.exit_code == 0, result.output + result.stderr
-    assert "originally not in the send (added to the subscriber file since)" in result.output
+    assert "originally not in the send (added to the list since)" in result.output
     (resent,) = [p for p in emls(project) if p.name.startswith("new@")]
     resent.unlink()
     later = run(project, "send", "--list", "daily")
@@ -225,11 +225,12 @@ def test_an_earlier_edition_by_id(make_project: MakeProject) -> None:
         ),
         (
             ("--resend", "nobody@example.org"),
-            "error: nobody@example.org is not a subscriber of daily: not in the ledger of daily-2026-11-25 nor in ",
+            "error: nobody@example.org is not a subscriber of daily: not in the ledger of daily-2026-11-25 "
+            "nor among the list's readers",
         ),
         (
             ("--resend", "dave@example.org"),
-            "daily.csv:5: dave@example.org is unsubscribed from daily in the subscriber file",
+            "error: dave@example.org is unsubscribed on daily (since 2026-",
         ),
         (
             ("--resend", "frank@example.org"),

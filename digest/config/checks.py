@@ -143,7 +143,11 @@ def _files(tables: _Tables, root: Path) -> list[Problem]:
                 )
             )
     for index, mailing_list in enumerate(tables.lists):
-        if mailing_list and not resolve(root, mailing_list.subscribers).is_file():
+        if (
+            mailing_list
+            and mailing_list.subscribers
+            and not resolve(root, mailing_list.subscribers).is_file()
+        ):
             problems.append(
                 Problem(
                     ("lists", index, "subscribers"),

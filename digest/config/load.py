@@ -58,6 +58,10 @@ class Config:
         names = ", ".join(m.name for m in self.settings.lists)
         raise ConfigError(f"no list named {name!r} in {self.path} (lists: {names})")
 
+    def subscriber_file(self, mailing_list: MailingList) -> Path | None:
+        """The list's subscriber CSV, resolved; None for a list of web sign-ups only."""
+        return self.resolve(mailing_list.subscribers) if mailing_list.subscribers else None
+
     def list_desks(self, mailing_list: MailingList) -> tuple[str, ...]:
         """The list's desks (all when it names none) in the newsroom's ``[desks] order``."""
         chosen = mailing_list.desks

@@ -143,7 +143,8 @@ class Feed(_Section):
 
 class MailingList(_Section):
     name: Name
-    subscribers: str
+    # The editors' CSV of readers, imported into the state store (none: web sign-ups only).
+    subscribers: str | None = None
     schedule: Annotated[str, Expects('a crontab expression like "0 7 * * *"')] = "0 7 * * *"
     timezone: Timezone | None = None
     desks: Annotated[DeskNames, AfterValidator(_some_desks)] | None = None

@@ -27,6 +27,7 @@ from digest.render import Rendered, environment, render_edition, render_greeting
 from digest.render.message import Recipient, compose, personalize
 from digest.send.unsubscribe import Addresser
 from digest.state.feeds import ReadOnlyFeeds
+from digest.state.readers import Readers
 from digest.subscribers import Problem, Subscriber, read_subscribers
 
 
@@ -133,21 +134,33 @@ def parse_date(text: str | None) -> dt.date | None:
         raise SelectionError(str(exc)) from None
 
 
-def find_subscriber(config: Config, mailing_list: MailingList, address: str) -> Subscriber:
-    """The row of ``address`` in the list's subscriber file (the first, as `digest send` uses)."""
+def find_subscriber(
+    config: Config, mailing_list: MailingList, address: str, readers: Readers | None = None
+) -> Subscriber:
+    """The reader ``address`` as `digest send` would mail them: as the state store has them
+    (``readers``), else as the list's subscriber file has them (the first row, as an import
+    takes it), for a list not imported yet."""
     try:
         key = normalize_address(address)
     except EmailNotValidError:
         key = address_key(address)
-    path = config.resolve(mailing_list.subscribers)
-    rows = read_subscribers(path, config.list_desks(mailing_list))
-    try:
-        for row in rows:
-            if not isinstance(row, Problem) and row.key == key:
-                return row
-    finally:
-        rows.close()  # type: ignore[attr-defined]
-    raise SelectionError(f"{address!r} is not a subscriber of list {mailing_list.name!r} (in {path})")
+    desks = config.list_desks(mailing_list)
+    reader = readers.get(mailing_list.name, key) if readers is not None else None
+    if reader is not None:
+        known = {desk.casefold(): desk for desk in desks}
+        chosen = tuple(known[d.casefold()] for d in reader.desks or () if d.casefold() in known)
+        return Subscriber(reader.email, reader.email, reader.name, chosen or None, reader.status.value, 0)
+    path = config.subscriber_file(mailing_list)
+    if path is not None:
+        rows = read_subscribers(path, desks)
+        try:
+            for row in rows:
+                if not isinstance(row, Problem) and row.key == key:
+                    return row
+        finally:
+            rows.close()  # type: ignore[attr-defined]
+    where = f" (in {path})" if path else ""
+    raise SelectionError(f"{address!r} is not a subscriber of list {mailing_list.name!r}{where}")
 
 
 # -- the preview ---------------------------------------------------------------------------
@@ -194,7 +207,9 @@ class Previewer:
         desks = config.list_desks(mailing_list)
         subscriber = None
         if selection.subscriber:
-            subscriber = find_subscriber(config, mailing_list, selection.subscriber)
+            state = self.state.get(config)
+            readers = state.readers if state is not None else None
+            subscriber = find_subscriber(config, mailing_list, selection.subscriber, readers)
             chosen = subscriber.desks
         else:
             chosen = choose_desks(selection.desks, desks)

@@ -59,7 +59,8 @@ def watched_files(config_path: Path, config: Config | None) -> Signature:
             if not feed.is_remote:
                 _stat(config.resolve(feed.source), found)
         for mailing_list in config.settings.lists:
-            _stat(config.resolve(mailing_list.subscribers), found)
+            if mailing_list.subscribers:
+                _stat(config.resolve(mailing_list.subscribers), found)
     for folder in dict.fromkeys(folder.resolve() for folder in folders):
         _folder(folder, found)
     return found

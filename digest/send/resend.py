@@ -1,7 +1,7 @@
 """`digest send --resend`: one frozen edition once more to one reader, as the original was.
 
 For an editor answering "I never got today's email". Decide, then act: ``decide`` takes what
-the ledger, the subscriber file and the suppressions say about the reader and returns the
+the ledger, the list's readers in the state store and the suppressions say about the reader and returns the
 plan (or refuses, saying why and what to do); ``resend`` gathers those facts, sends the one
 message through the transport and records it. The resend is a row of its own
 (``digest.state.resends``); once it reached the reader, a ledger row that failed (or is
@@ -21,7 +21,6 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from email_validator import EmailNotValidError
 
@@ -36,10 +35,11 @@ from digest.send.run import Sender, edition_id_for
 from digest.send.transports import create_transport
 from digest.send.transports.base import Outcome
 from digest.state import Store
+from digest.state.imports import import_subscribers
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Claimed, Row
+from digest.state.readers import Reader, ReaderStatus
 from digest.state.resends import Resend
 from digest.state.suppressions import ALL_LISTS, Suppression
-from digest.subscribers import Subscriber, read_subscribers
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +49,8 @@ class Facts:
     list_name: str
     edition_id: str
     email: str
-    subscribers: Path
     original: Row | None  # their ledger row: what the original send did
-    subscriber: Subscriber | None  # their row in the subscriber file now
+    subscriber: Reader | None  # the reader as the state store has them now
     suppression: Suppression | None
     earlier: int  # resends of this edition to this reader before
 
@@ -89,33 +88,40 @@ def reader_address(email: str) -> str:
 def describe_original(original: Row | None) -> str:
     """What the original send did for a reader, in a few words."""
     if original is None:
-        return "not in the send (added to the subscriber file since)"
+        return "not in the send (added to the list since)"
     if original.status == SENT and original.sent_at:
         return f"sent {original.sent_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
     return f"{original.status}: {original.error}" if original.error else original.status
 
 
-def decide(facts: Facts, list_desks: tuple[str, ...], rendered: Callable[[str], Rendered | None]) -> Plan:
+def decide(
+    facts: Facts,
+    list_desks: tuple[str, ...],
+    rendered: Callable[[str], Rendered | None],
+    variant_of: Callable[[tuple[str, ...] | None], str],
+) -> Plan:
     """The plan for resending to this reader, or a DigestError saying why not and what to do.
 
-    ``rendered`` gives a variant's content (None when its desks had no stories).
+    ``rendered`` gives a variant's content (None when its desks had no stories); ``variant_of``
+    the variant key of a reader's desks (``Sender.variant_of``).
     """
     who, original, subscriber = facts.email, facts.original, facts.subscriber
     if original is None and subscriber is None:
         raise DigestError(
             f"{who} is not a subscriber of {facts.list_name}: not in the ledger of {facts.edition_id} "
-            f"nor in {facts.subscribers}",
-            hint="check the spelling of the address, or add them to the subscriber file",
-        )
-    if subscriber is not None and subscriber.status != "active":
-        raise DigestError(
-            f"{who} is unsubscribed from {facts.list_name} in the subscriber file",
-            path=facts.subscribers,
-            line=subscriber.line,
-            hint="set their status to active there only if they asked to come back",
+            "nor among the list's readers",
+            hint="check the spelling of the address, or add them to the list",
         )
     if facts.suppression is not None:
         raise DigestError(_suppressed(facts.suppression, facts.list_name), hint=_LIFT)
+    if subscriber is not None and subscriber.status is not ReaderStatus.ACTIVE:
+        since = f"{subscriber.updated_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+        raise DigestError(
+            f"{who} is {subscriber.status} on {facts.list_name} (since {since})",
+            hint="digest sends nothing to them; only they can come back, by signing up again"
+            if subscriber.status is not ReaderStatus.PENDING
+            else "they have not confirmed their sign-up yet",
+        )
     if original is not None and original.status in (PENDING, SENDING):
         raise DigestError(
             f"the send of {facts.edition_id} has not reached {who} yet ({original.status})",
@@ -125,7 +131,7 @@ def decide(facts: Facts, list_desks: tuple[str, ...], rendered: Callable[[str], 
     if original is not None and (original.status in (SENT, FAILED) or subscriber is None):
         key = original.variant
     else:
-        key = Variant.of(subscriber.desks if subscriber else None, list_desks).key
+        key = variant_of(subscriber.desks if subscriber else None)
     variant = Variant.from_key(key)
     content = rendered(key)
     if content is None:
@@ -165,14 +171,6 @@ def frozen_edition(sender: Sender, edition_id: str, today: str) -> Edition:
     return edition
 
 
-def find_subscriber(path: Path, list_desks: tuple[str, ...], key: str) -> Subscriber | None:
-    """The reader's row in the subscriber file: the first, as `digest send` takes duplicates."""
-    for row in read_subscribers(path, list_desks):
-        if isinstance(row, Subscriber) and row.key == key:
-            return row
-    return None
-
-
 def resend(
     config: Config,
     list_name: str,
@@ -203,18 +201,24 @@ def resend(
         config, list_name, store, transport_alias=transport_alias, now=now, env=env, edition_id=wanted
     )
     edition = frozen_edition(sender, wanted, today)
-    path = config.resolve(sender.list.subscribers)
+    path = config.subscriber_file(mailing_list)
+    if path is not None and not dry_run:  # a reader added to the file since the send is one to resend to
+        import_subscribers(store, mailing_list.name, path, sender.list_desks, now=sender.clock())
     facts = Facts(
         list_name=sender.list.name,
         edition_id=wanted,
         email=address,
-        subscribers=path,
         original=store.ledger.row(wanted, address),
-        subscriber=find_subscriber(path, sender.list_desks, address),
+        subscriber=store.readers.get(sender.list.name, address),
         suppression=store.suppressions.is_suppressed(address, sender.list.name),
         earlier=store.resends.count(wanted, address),
     )
-    plan = decide(facts, sender.list_desks, lambda key: sender.rendered(edition, key, freeze=not dry_run))
+    plan = decide(
+        facts,
+        sender.list_desks,
+        lambda key: sender.rendered(edition, key, freeze=not dry_run),
+        sender.variant_of,
+    )
     message_id = make_message_id(f"{wanted}.resend{plan.earlier + 1}", address, sender.sender)
     if dry_run:
         return ResendResult(plan, sender.alias, message_id, None)

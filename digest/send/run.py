@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -34,9 +34,11 @@ from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Entry, Status
+from digest.state.imports import import_subscribers
+from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Status
 from digest.state.owner import owner_id
-from digest.subscribers import Problem, Subscriber, unique_subscribers
+from digest.state.recipients import Group, desk_groups, dry_counts, fill_ledger
+from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
@@ -213,21 +215,26 @@ class Sender:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def subscribers(self, problems: list[str]) -> Iterator[Subscriber]:
-        """The file's valid rows; each bad row is added to ``problems`` and the first ones logged.
+    def import_subscribers(self, problems: list[str]) -> None:
+        """Import the list's subscriber file into the store (skipped when it has not changed
+        since the last import); each bad row is added to ``problems`` and the first ones logged.
 
         Logged here, as they are read, and nowhere else: a scheduled run has no summary to
         print them, and `digest send` must not print them twice.
         """
-        path = self.config.resolve(self.list.subscribers)
-        for row in unique_subscribers(path, self.list_desks):
-            if not isinstance(row, Problem):
-                yield row
-                continue
-            problems.append(str(row))
+        path = self.config.subscriber_file(self.list)
+        if path is None:
+            return
+
+        def logged(problem: Problem) -> None:
+            problems.append(str(problem))
             if len(problems) <= SHOWN_PROBLEMS:
-                event = {"event": "subscriber_problem", "list": self.list.name, "line": row.line}
-                log.warning("%s", row, extra={**event, "path": str(row.path)})
+                event = {"event": "subscriber_problem", "list": self.list.name, "line": problem.line}
+                log.warning("%s", problem, extra={**event, "path": str(problem.path)})
+
+        report = import_subscribers(
+            self.store, self.list.name, path, self.list_desks, now=self.clock(), on_problem=logged
+        )
         if len(problems) > SHOWN_PROBLEMS:
             log.warning(
                 "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",
@@ -235,20 +242,21 @@ class Sender:
                 path,
                 extra={"event": "subscriber_problems_omitted", "list": self.list.name, "path": str(path)},
             )
+        if not report.skipped:
+            log.info("%s", report.describe(), extra={"event": "subscribers_imported", "list": self.list.name})
 
-    def entries(self, edition: Edition, problems: list[str], *, freeze: bool) -> Iterator[Entry]:
-        for subscriber in self.subscribers(problems):
-            key = Variant.of(subscriber.desks, self.list_desks).key
-            if subscriber.status != "active":
-                yield Entry(
-                    subscriber.key, subscriber.name, key, SUPPRESSED, "unsubscribed in the subscriber file"
-                )
-            elif self.rendered(edition, key, freeze=freeze) is None:
-                yield Entry(
-                    subscriber.key, subscriber.name, key, SKIPPED, "no stories in the chosen desks today"
-                )
-            else:
-                yield Entry(subscriber.key, subscriber.name, key)
+    def variant_of(self, desks: tuple[str, ...] | None) -> str:
+        """A reader's variant key: their desks that the list still has (none left: all)."""
+        known = {desk.casefold(): desk for desk in self.list_desks}
+        chosen = [known[desk.casefold()] for desk in desks or () if desk.casefold() in known]
+        return Variant.of(chosen or None, self.list_desks).key
+
+    def groups(self, edition: Edition, *, freeze: bool) -> dict[Group, Status]:
+        """The list's variants, each pending, or skipped when its desks have nothing today."""
+        return {
+            group: PENDING if self.rendered(edition, group.key, freeze=freeze) is not None else SKIPPED
+            for group in desk_groups(self.store.engine, self.list.name, self.variant_of)
+        }
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -271,6 +279,7 @@ class Sender:
 
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
         self._stop = stop
+        self.store.readers.expire_pending(self.clock())
         try:
             edition = self.edition(freeze=True)
         except Held as held:
@@ -281,7 +290,9 @@ class Sender:
             )
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
-        self.store.ledger.add(self.edition_id, self.entries(edition, problems, freeze=True), now=self.now)
+        self.import_subscribers(problems)
+        groups = self.groups(edition, freeze=True)
+        fill_ledger(self.store.engine, self.edition_id, self.list.name, groups, now=self.now)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
         todo = total.get(PENDING, 0) + total.get("sending", 0)
@@ -356,29 +367,13 @@ class Sender:
         if edition.is_empty:
             return SendSummary(self.list.name, self.edition_id, empty=True, dry_run=True)
         problems: list[str] = []
-        counts: Counter[str] = Counter()
+        self.import_subscribers(problems)
+        counts, by_key = dry_counts(
+            self.store.engine, self.edition_id, self.list.name, self.groups(edition, freeze=False)
+        )
         variants: Counter[str] = Counter()
-        chunk: list[Entry] = []
-
-        def flush() -> None:
-            suppressed = self.store.suppressions.suppressed_among((e.email for e in chunk), self.list.name)
-            already = self.store.ledger.sent_among(self.edition_id, (e.email for e in chunk))
-            for entry in chunk:
-                if entry.email in already:
-                    counts[SENT] += 1
-                elif entry.status == PENDING and entry.email in suppressed:
-                    counts[SUPPRESSED] += 1
-                else:
-                    counts[entry.status] += 1
-                    if entry.status == PENDING:
-                        variants[Variant.from_key(entry.variant).label(self.list_desks)] += 1
-            chunk.clear()
-
-        for entry in self.entries(edition, problems, freeze=False):
-            chunk.append(entry)
-            if len(chunk) >= 1000:
-                flush()
-        flush()
+        for key, count in by_key.items():
+            variants[Variant.from_key(key).label(self.list_desks)] += count
         return SendSummary(
             self.list.name,
             self.edition_id,

@@ -282,6 +282,24 @@ class Ledger:
                 ).scalars()
             )
 
+    def of_address(self, email: str) -> list[tuple[str, str, dt.datetime | None, int]]:
+        """(edition, status, sent at, resends) of every edition that had the address (folded)."""
+        table, resends = schema.ledger, schema.resends
+        with self.engine.connect() as conn:
+            again: dict[str, int] = dict(
+                conn.execute(
+                    select(resends.c.edition_id, func.count())
+                    .where(resends.c.email == email, resends.c.status == SENT)
+                    .group_by(resends.c.edition_id)
+                ).all()
+            )
+            rows = conn.execute(
+                select(table.c.edition_id, table.c.status, table.c.sent_at)
+                .where(table.c.email == email)
+                .order_by(table.c.edition_id)
+            ).all()
+        return [(edition, status, sent_at, again.get(edition, 0)) for edition, status, sent_at in rows]
+
     def release(self, edition_id: str, owner: str, *, now: dt.datetime) -> int:
         """Give back rows this owner claimed but did not send (the transport failed outright)."""
         table = schema.ledger

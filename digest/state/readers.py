@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from digest.address import address_key
-from digest.state import schema
+from digest.state import forgotten, schema
 from digest.state.queries import insert_ignoring
 from digest.state.suppressions import ALL_LISTS, Reason
 
@@ -155,8 +156,11 @@ def record_event(
 class Readers:
     """The repository of the ``subscribers`` table and its history."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, forget_key: Callable[[], bytes] | None = None) -> None:
+        """``forget_key`` gives the key of forgotten addresses' hashes (digest.state.forgotten),
+        so that confirming lifts a forgotten address's hashed suppression too."""
         self.engine = engine
+        self.forget_key = forget_key
 
     # -- reading -------------------------------------------------------------------------
 
@@ -187,6 +191,14 @@ class Readers:
                 .order_by(table.c.at, table.c.id)
             )
             return [HistoryEvent(*row) for row in rows]
+
+    def counts(self, list_name: str) -> Counter[str]:
+        """The list's readers by status."""
+        table = schema.subscribers
+        with self.engine.connect() as conn:
+            query = select(table.c.status, func.count()).where(table.c.list_name == list_name)
+            rows = conn.execute(query.group_by(table.c.status)).all()
+        return Counter({status: count for status, count in rows})
 
     def of_list(self, list_name: str, *, statuses: Sequence[ReaderStatus] | None = None) -> Iterator[Reader]:
         """The list's readers in address order (only those of ``statuses``, if given), streamed."""
@@ -317,6 +329,8 @@ class Readers:
             )
             sup = schema.suppressions
             conn.execute(delete(sup).where(sup.c.email == key, sup.c.list_name.in_((list_name, ALL_LISTS))))
+            if self.forget_key is not None:
+                forgotten.lift(conn, self.forget_key(), key)
             record_event(conn, list_name, key, Event.CONFIRMED, now, url)
             return _reader(conn.execute(select(table).where(*where)).one())
 

@@ -52,8 +52,12 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
 class Store:
     """Feed cache, editions, ledger, readers, suppressions, runs, gaps and resends of one database."""
 
-    def __init__(self, url: str) -> None:
-        """Open the store at ``url`` without creating, upgrading or even connecting to it."""
+    def __init__(self, url: str, *, forget_key: Callable[[], bytes] | None = None) -> None:
+        """Open the store at ``url`` without creating, upgrading or even connecting to it.
+
+        ``forget_key``: the key of forgotten addresses' hashes (``digest.state.forgotten``),
+        asked for only when it is needed.
+        """
         self.url = make_url(url)
         if self.url.drivername == "postgresql":
             # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
@@ -80,7 +84,8 @@ class Store:
         self.ledger = Ledger(self.engine)
         self.runs = Runs(self.engine)
         self.resends = Resends(self.engine)
-        self.readers = Readers(self.engine)
+        self.forget_key = forget_key
+        self.readers = Readers(self.engine, forget_key)
 
     @classmethod
     def for_reading(cls, url: str) -> Store | None:

@@ -152,6 +152,15 @@ class Suppressions:
             ).first()
         return Suppression(**row._mapping) if row else None
 
+    def of_address(self, email: str) -> list[Suppression]:
+        """Every suppression of the address (folded), oldest first."""
+        table = schema.suppressions
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table).where(table.c.email == address_key(email)).order_by(table.c.created_at)
+            )
+            return [Suppression(**row._mapping) for row in rows]
+
     def suppressed_among(self, emails: Iterable[str], list_name: str) -> set[str]:
         """Those of ``emails`` (already normalized) that must not get this list."""
         table = schema.suppressions

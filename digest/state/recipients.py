@@ -1,0 +1,193 @@
+"""An edition's recipients, from the list's readers in the state store, straight into its ledger.
+
+The ledger is filled by one ``INSERT … SELECT`` rather than row by row through Python:
+readers who chose the same desks get the same variant, so the variants are found from the
+distinct ``desks`` values of the list (a few dozen), a CASE on ``desks`` gives each reader's,
+and the rows go in by variant, then address, side by side in the table (a claim takes one
+variant's rows).
+
+Every reader but an unconfirmed sign-up is in the ledger: an active one pending (or skipped,
+when their desks have no stories today), one who left (unsubscribed, bounced, complained)
+suppressed, with their status as the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Engine, String, and_, case, exists, func, literal, or_, select, true
+
+from digest.state import schema
+from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Status
+from digest.state.queries import insert_ignoring
+from digest.state.readers import ReaderStatus
+from digest.state.suppressions import ALL_LISTS
+
+SKIPPED_ERROR = "no stories in the chosen desks today"
+# The error of a reader who left: "reader unsubscribed", "reader bounced"…
+LEFT_PREFIX = "reader "
+# Desks values in one statement's CASE (two bound parameters each).
+_VALUES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A variant's readers: the ``desks`` values that mean it (None among them: every desk)."""
+
+    key: str
+    desks: tuple[str | None, ...]
+
+
+def desk_groups(
+    engine: Engine, list_name: str, variant_of: Callable[[tuple[str, ...] | None], str]
+) -> list[Group]:
+    """The list's readers' variants, each with the stored desks values that give it.
+
+    ``variant_of`` turns a reader's desks (None: all) into a variant key.
+    """
+    table = schema.subscribers
+    with engine.connect() as conn:
+        values = conn.execute(
+            select(table.c.desks)
+            .where(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value)
+            .distinct()
+        ).scalars()
+        groups: dict[str, list[str | None]] = {}
+        for value in values:
+            groups.setdefault(variant_of(None if value is None else tuple(json.loads(value))), []).append(
+                value
+            )
+    return [Group(key, tuple(desks)) for key, desks in sorted(groups.items())]
+
+
+def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | None]]:
+    """The variant key of each reader as SQL (a CASE on ``desks``), and the desks values it covers."""
+    table = schema.subscribers
+    whens: list[tuple[ColumnElement[bool], ColumnElement[str]]] = []
+    values: list[str | None] = []
+    for group in groups:
+        for value in group.desks:
+            test = table.c.desks.is_(None) if value is None else table.c.desks == value
+            whens.append((test, literal(group.key)))
+            values.append(value)
+    return case(*whens, else_=literal(None, String())), values
+
+
+def _readers(list_name: str, values: list[str | None]) -> ColumnElement[bool]:
+    table = schema.subscribers
+    chosen = [value for value in values if value is not None]
+    either = [table.c.desks.in_(chosen)] if chosen else []
+    if None in values:
+        either.append(table.c.desks.is_(None))
+    return and_(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value, or_(*either))
+
+
+def _parts(groups: Mapping[Group, Status]) -> Iterator[list[Group]]:
+    """The groups in parts of at most ``_VALUES`` desks values, each part one statement."""
+    part: list[Group] = []
+    size = 0
+    for group in groups:
+        if part and size + len(group.desks) > _VALUES:
+            yield part
+            part, size = [], 0
+        part.append(group)
+        size += len(group.desks)
+    if part:
+        yield part
+
+
+def fill_ledger(
+    engine: Engine,
+    edition_id: str,
+    list_name: str,
+    groups: Mapping[Group, Status],
+    *,
+    now: dt.datetime,
+) -> None:
+    """Add every reader of the list not yet in the edition's ledger; ``groups`` gives each
+    variant's status for its active readers (PENDING, or SKIPPED when it has nothing today).
+
+    One statement (for up to ``_VALUES`` desks values): a CASE on the desks gives each
+    reader's variant, and the rows go in by variant, then address.
+    """
+    table, ledger = schema.subscribers, schema.ledger
+    columns = ["edition_id", "email", "name", "variant", "status", "error", "attempts", "updated_at"]
+    skipped = [group.key for group, status in groups.items() if status == SKIPPED]
+    with engine.begin() as conn:
+        for part in _parts(groups):
+            variant, values = _variant(part)
+            readers = (
+                select(table.c.email, table.c.name, table.c.status, variant.label("variant"))
+                .where(_readers(list_name, values))
+                .subquery()
+            )
+            active = readers.c.status == ReaderStatus.ACTIVE.value
+            is_skipped = readers.c.variant.in_(skipped) if skipped else literal(False)
+            rows = (
+                select(
+                    literal(edition_id),
+                    readers.c.email,
+                    readers.c.name,
+                    readers.c.variant,
+                    case(
+                        (~active, literal(SUPPRESSED.value)),
+                        (is_skipped, literal(SKIPPED.value)),
+                        else_=literal(PENDING.value),
+                    ),
+                    case(
+                        (~active, literal(LEFT_PREFIX) + readers.c.status),
+                        (is_skipped, literal(SKIPPED_ERROR)),
+                        else_=literal(None, String()),
+                    ),
+                    literal(0),
+                    literal(now, schema.UTCDateTime()),
+                )
+                .where(true())
+                .order_by(readers.c.variant, readers.c.email)
+            )
+            conn.execute(insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(columns, rows))
+
+
+def dry_counts(
+    engine: Engine, edition_id: str, list_name: str, groups: Mapping[Group, Status]
+) -> tuple[Counter[str], Counter[str]]:
+    """What ``fill_ledger`` and the send would do now, changing nothing: recipients by the
+    status they would end with (sent already, suppressed, skipped, pending), and the pending
+    ones by variant key."""
+    table, ledger, sup = schema.subscribers, schema.ledger, schema.suppressions
+    skipped = [group.key for group, status in groups.items() if status == SKIPPED]
+    counts: Counter[str] = Counter()
+    variants: Counter[str] = Counter()
+    with engine.connect() as conn:
+        for part in _parts(groups):
+            variant, values = _variant(part)
+            readers = (
+                select(table.c.email, table.c.status, variant.label("variant"))
+                .where(_readers(list_name, values))
+                .subquery()
+            )
+            sent = exists().where(
+                ledger.c.edition_id == edition_id,
+                ledger.c.status == SENT.value,
+                ledger.c.email == readers.c.email,
+            )
+            suppressed = exists().where(
+                sup.c.email == readers.c.email, sup.c.list_name.in_((list_name, ALL_LISTS))
+            )
+            outcome = case(
+                (sent, literal(SENT.value)),
+                (readers.c.status != ReaderStatus.ACTIVE.value, literal(SUPPRESSED.value)),
+                (readers.c.variant.in_(skipped) if skipped else literal(False), literal(SKIPPED.value)),
+                (suppressed, literal(SUPPRESSED.value)),  # a suppressed reader's row, once claimed
+                else_=literal(PENDING.value),
+            ).label("outcome")
+            query = select(outcome, readers.c.variant, func.count()).group_by(outcome, readers.c.variant)
+            for found, key, count in conn.execute(query):
+                counts[found] += count
+                if found == PENDING.value:
+                    variants[key] += count
+    return counts, variants
