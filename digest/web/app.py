@@ -200,4 +200,4 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     environment = os.environ if env is None else env
     secret = checking_secret(environment)
     loaded = config or load_config()
-    return make_app(loaded, lambda: open_store(loaded).migrate(), secret, env=environment)
+    return make_app(loaded, lambda: open_store(loaded, environment).migrate(), secret, env=environment)
