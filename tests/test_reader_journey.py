@@ -23,11 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import NOW, MakeProject
+from tests.conftest import NOW, REPO, MakeProject
 
 pytest_plugins = ["tests.browser"]
+
+AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 
 SECRET = "journey-secret-0123456789abcdef"
 READER = "olena.marchuk@example.net"
@@ -46,6 +48,30 @@ DAY_2_STORIES = {
     "Business": "Hryvnia steadies as the central bank holds rates",
     "Culture": "A Lviv choir records its first album in a bomb shelter",
 }
+
+
+@pytest.fixture
+def reader_page(chromium: Browser) -> Iterator[Page]:
+    """A phone-sized page whose context lets axe-core in: our pages' CSP allows no script at all."""
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _audit(page: Page) -> None:
+    """axe-core's WCAG 2 A/AA audit of the page: no serious or critical violation, nothing to
+    scroll sideways on a phone."""
+    assert AXE.exists(), "axe-core is missing: run `make test` (npm ci installs it)"
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})"
+        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length})))"
+    )
+    serious = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert serious == [], f"{page.url}: {serious}"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.url
 
 
 def _free_port() -> int:
@@ -161,13 +187,14 @@ ALL_DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
 
 
 def test_sign_up_confirm_choose_desks_change_them_and_leave(
-    served: tuple[Path, str], browser_page: Page
+    served: tuple[Path, str], reader_page: Page
 ) -> None:
     project, base = served
-    page = browser_page
+    page = reader_page
 
     # 1. Sign up on the page, keeping two desks.
     page.goto(f"{base}/subscribe/daily")
+    _audit(page)
     page.get_by_label("Email").fill(READER)
     page.get_by_label("Name").fill("Olena")
     for desk in ALL_DESKS:
@@ -179,8 +206,10 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     (confirmation,) = _wait_for(lambda: _outbox_messages(project, "*"))
     confirm_url = _link(_text(confirmation), "confirm")
     page.goto(confirm_url)
+    _audit(page)
     page.get_by_role("button").click()
     expect(page.locator("main")).to_contain_text("Business")
+    _audit(page)
 
     # 4. The send includes the reader with exactly the chosen desks.
     _send(project, NOW)
@@ -189,6 +218,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
 
     # 5. The preference link of that email changes the desks.
     page.goto(_link(_text(first), "preferences"))
+    _audit(page)
     for desk in ALL_DESKS:
         page.get_by_label(desk, exact=True).set_checked(desk in ("Ukraine", "Business"))
     page.get_by_role("button", name=re.compile("save", re.I)).click()
@@ -213,6 +243,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     if page.get_by_role("button", name=re.compile("unsubscribe", re.I)).count():
         page.get_by_role("button", name=re.compile("unsubscribe", re.I)).click()
     expect(page.locator("main")).to_contain_text("unsubscribed")
+    _audit(page)
     day_3 = DAY_2_STORIES | {"Business": "Exporters count the cost of a cold snap"}
     items = "".join(
         ITEM.format(
@@ -230,5 +261,8 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     # 8. The archive page shows the first edition's headlines.
     page.goto(f"{base}/archive/daily/2026-11-25")
     archive_text = page.locator("body").inner_text()
+    page.goto(f"{base}/archive/daily/")
+    _audit(page)
+    expect(page.locator("main")).to_contain_text("2026")
     assert _headlines(first) and all(headline in archive_text for headline in _headlines(first))
     assert READER not in page.content() and "Olena" not in page.content()

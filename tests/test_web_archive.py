@@ -131,6 +131,8 @@ def test_the_archive_page_has_the_whole_edition_and_nobodys_data(site: Site) -> 
     assert all(url.startswith("https://") for url in loaded)
     assert response.headers["Cache-Control"].startswith("public, max-age=")
     assert response.headers["ETag"] and response.headers["Last-Modified"] == http_date(NOW)
+    # Public, so listable by search engines; the pages with a token are not.
+    assert "X-Robots-Tag" not in response.headers and 'content="noindex"' not in page
 
 
 def test_pages_are_rendered_once(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -255,7 +255,9 @@ class Readers:
         table = schema.subscribers
         where = (table.c.list_name == list_name, table.c.email == key)
         with self.engine.begin() as conn:
-            row = conn.execute(select(table).where(*where)).first()
+            # Locked (PostgreSQL; SQLite's writer lock already serializes): two sign-ups of one
+            # address at once must not both decide to send a confirmation.
+            row = conn.execute(select(table).where(*where).with_for_update()).first()
             if row is None:
                 conn.execute(
                     insert(table).values(
@@ -310,7 +312,7 @@ class Readers:
         table = schema.subscribers
         where = (table.c.list_name == list_name, table.c.email == key)
         with self.engine.begin() as conn:
-            row = conn.execute(select(table).where(*where)).first()
+            row = conn.execute(select(table).where(*where).with_for_update()).first()
             if row is None:
                 return None
             reader = _reader(row)

@@ -116,6 +116,8 @@ def _answer(
 ) -> Response:
     response = Response(body, 200, mimetype=mimetype, headers={**pages.SECURITY_HEADERS, **headers})
     response.headers["Cache-Control"] = CACHE_CONTROL
+    # Published for anyone: unlike the pages that carry a token, search engines may list these.
+    del response.headers["X-Robots-Tag"]
     response.add_etag()
     if modified is not None:
         response.last_modified = modified
