@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
@@ -35,6 +35,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     5: (),  # only new tables: feed_gaps, resends
     6: (),  # only new tables: subscribers, subscriber_events, subscriber_files, rate_limits
+    7: (),  # only new tables: delivery_events, unattributed_mail, list_holds
 }
 
 
@@ -279,4 +280,54 @@ rate_limits = Table(
     Column("window_start", UTCDateTime, nullable=False),
     Column("hits", Integer, nullable=False),
     PrimaryKeyConstraint("key", "window_start"),
+)
+
+
+# -- version 7: what happens after sending ----------------------------------------------------
+
+# One row per thing a provider or a mail server told us about a message already sent: a
+# delivery, an open, a click, a bounce, a complaint, an unsubscribe. ``event_id`` makes each
+# report count once however often it is delivered (SendGrid's sg_event_id; for a bounce
+# message, a hash of its Message-ID and recipient). ``email`` is the address key.
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("list_name", String(200)),
+    Column("edition_id", String(200)),
+    Column("email", String(320)),
+    Column("url", Text),
+    Column("detail", Text, nullable=False, default=""),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", name="uq_delivery_events_event_id"),
+    Index("ix_delivery_events_edition", "edition_id", "kind"),
+    Index("ix_delivery_events_email", "email", "kind", "occurred_at"),
+)
+
+# A bounce or report digest could not tie to a recipient: kept whole, and reported, never
+# dropped without a word.
+unattributed_mail = Table(
+    "unattributed_mail",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", Text),
+    Column("origin", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+# A list held by the guardrail (its last edition's complaint or bounce rate was too high):
+# no edition goes out until an editor runs `digest lists resume`.
+list_holds = Table(
+    "list_holds",
+    metadata,
+    Column("list_name", String(200), primary_key=True),
+    Column("edition_id", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("held_at", UTCDateTime, nullable=False),
 )

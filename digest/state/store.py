@@ -18,6 +18,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from digest.errors import NoStateError, StateError
 from digest.state.editions import Editions
+from digest.state.events import Events
 from digest.state.feeds import Feeds
 from digest.state.gaps import Gaps
 from digest.state.ledger import Ledger
@@ -86,6 +87,7 @@ class Store:
         self.resends = Resends(self.engine)
         self.forget_key = forget_key
         self.readers = Readers(self.engine, forget_key)
+        self.events = Events(self.engine)
 
     @classmethod
     def for_reading(cls, url: str) -> Store | None:
