@@ -36,13 +36,19 @@ def test_every_config_key_is_in_the_reference(key: str) -> None:
     assert re.search(pattern, README) or f"[{table}.{name}]" in README, f"README lacks {key}"
 
 
-@pytest.mark.parametrize("path", [p for p in commands(cli) if p], ids=" ".join)
-def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
+def _command(path: tuple[str, ...]) -> click.Command:
     command: click.Command = cli
     for name in path:
         command = command.commands[name]  # type: ignore[attr-defined]
-    if isinstance(command, click.Group):
-        return
+    return command
+
+
+# Groups (`digest subscribers`) are documented through their commands, each checked here.
+LEAF_COMMANDS = [p for p in commands(cli) if p and not isinstance(_command(p), click.Group)]
+
+
+@pytest.mark.parametrize("path", LEAF_COMMANDS, ids=" ".join)
+def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
     assert f"`digest {' '.join(path)}" in README
 
 

@@ -128,8 +128,30 @@ def feed_check(warnings: tuple[str, ...]) -> Check:
 
 _SCORE = re.compile(r"score=(-?\d+(?:\.\d+)?)\s+required=(-?\d+(?:\.\d+)?)")
 _TESTS = re.compile(r"tests=(\S+)")
-_spam_lock = threading.Lock()
-_spam_results: dict[str, Check] = {}
+
+
+class SpamResults:
+    """SpamAssassin's verdicts by content, so a reload of an unchanged edition does not run it
+    again; bounded, and safe for the preview's threads."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, Check] = {}
+        self._limit = limit
+
+    def get(self, key: str) -> Check | None:
+        with self._lock:
+            return self._results.get(key)
+
+    def put(self, key: str, result: Check) -> None:
+        with self._lock:
+            if len(self._results) >= self._limit:
+                self._results.clear()
+            self._results[key] = result
+
+
+# The preview server's: one process, reloaded many times.
+PREVIEW_SPAM_RESULTS = SpamResults()
 
 Runner = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -140,20 +162,21 @@ def spam_check(
     key: str | None = None,
     which: Callable[[str], str | None] = shutil.which,
     run: Runner = subprocess.run,
+    results: SpamResults | None = None,
 ) -> Check:
     """The score of a local ``spamassassin -L -t`` (local tests only); ok None when not run.
 
-    Results are remembered by ``key`` (the content, not the Date header), so a reload of an
-    unchanged edition does not run SpamAssassin again.
+    With ``results``, verdicts are remembered there by ``key`` (the content, not the Date
+    header), so a reload of an unchanged edition does not run SpamAssassin again.
     """
     name = "Spam score"
     program = which("spamassassin")
     if program is None:
         return check("spam", name, None, SPAM_NOT_INSTALLED)
     key = key or hashlib.sha256(message).hexdigest()
-    with _spam_lock:
-        if key in _spam_results:
-            return _spam_results[key]
+    known = results.get(key) if results is not None else None
+    if known is not None:
+        return known
     try:
         done = run([program, "-L", "-t"], input=message, capture_output=True, timeout=SPAM_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -174,10 +197,8 @@ def spam_check(
     if tests and tests.group(1) != "none":
         detail += f" (tests: {tests.group(1).replace(',', ', ')})"
     result = check("spam", name, score < required, detail)
-    with _spam_lock:
-        if len(_spam_results) > 64:
-            _spam_results.clear()
-        _spam_results[key] = result
+    if results is not None:
+        results.put(key, result)
     return result
 
 
@@ -208,5 +229,7 @@ def run_checks(preview: Preview, *, spam: Callable[[bytes, str], Check] | None =
         ),
         size_check(preview.html_bytes),
         feed_check(preview.warnings),
-        (spam or (lambda message, k: spam_check(message, key=k)))(preview.message, key),
+        (spam or (lambda message, k: spam_check(message, key=k, results=PREVIEW_SPAM_RESULTS)))(
+            preview.message, key
+        ),
     ]
