@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from digest.web.webhooks import MAX_BODY as WEBHOOK_MAX_BODY
 from tests.conftest import NOW, MakeProject
 from tests.test_cli_send import free_port
 from tests.test_send import run
+
+pytest_plugins = ["tests.pgserver"]
 
 SECRET = b"0123456789abcdef-test-secret"
 URL = "/webhooks/sendgrid"
@@ -122,9 +125,20 @@ def _app(make_project: MakeProject, store: Store, env: dict[str, str]) -> Client
     return Client(make_app(config, lambda: store, SECRET, clock=lambda: NOW, env=env))
 
 
+@pytest.fixture(params=["sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite; a test parametrized with ``indirect=True`` runs on PostgreSQL too."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/s.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+BOTH = pytest.mark.parametrize("url", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def hook(tmp_path: Path, make_project: MakeProject) -> Iterator[Hook]:
-    store = Store(f"sqlite:///{tmp_path}/s.db").migrate()
+def hook(url: str, make_project: MakeProject) -> Iterator[Hook]:
+    store = Store(url).migrate()
     for list_name in ("daily", "weekly"):
         for email in (ANNA, BORIS, CHEN):
             store.readers.add(list_name, email, name="", desks=None, now=NOW - dt.timedelta(days=9))
@@ -132,6 +146,7 @@ def hook(tmp_path: Path, make_project: MakeProject) -> Iterator[Hook]:
     store.close()
 
 
+@BOTH
 def test_a_valid_batch_is_stored_tied_to_its_edition_and_its_effects_applied(hook: Hook) -> None:
     story = "https://news.example.org/2026/11/25/grain-corridor"
     batch = [
@@ -166,6 +181,7 @@ def test_a_valid_batch_is_stored_tied_to_its_edition_and_its_effects_applied(hoo
     assert found is not None and (found.list_name, found.source) == ("*", "sendgrid")
 
 
+@BOTH
 def test_a_retried_delivery_counts_once(hook: Hook) -> None:
     batch = [event("bounce", BORIS, type="bounce"), event("click", ANNA, url="https://news.example.org/a")]
     assert hook.post([*batch, batch[1]]) == 200  # the same event twice in one batch
@@ -179,6 +195,28 @@ def test_a_retried_delivery_counts_once(hook: Hook) -> None:
         "daily",
         "weekly",
     ]
+
+
+@BOTH
+def test_a_retry_that_arrives_while_the_first_delivery_is_storing_counts_once(hook: Hook) -> None:
+    # SendGrid retries a batch whose answer was slow: both deliveries can be in flight at once.
+    batch = [event("bounce", f"r{n}@example.org", n, type="bounce") for n in range(1500)]
+    batch += [event("unsubscribe", ANNA), event("spamreport", BORIS)]
+    body = body_of(batch)
+    statuses: list[int] = []
+
+    def deliver() -> None:
+        statuses.append(hook.client.post(URL, data=body, headers=SIGNER.headers(body)).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200, 200, 200]
+    assert hook.count(schema.delivery_events) == 1502
+    assert hook.store.suppressions.count() == {"bounced": 1500, "unsubscribed": 1, "complained": 1}
+    assert [e.event for e in hook.store.readers.history(BORIS)].count("complained") == 2
 
 
 def _refusals() -> dict[str, tuple[dict[str, str], bytes]]:
