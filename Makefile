@@ -65,6 +65,7 @@ bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_build.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_webhook.py --postgresql
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(STAMP)

@@ -193,7 +193,8 @@ def subscribers_forget(obj: Context, email: str) -> None:
     lists = ", ".join(erased.lists) or "no list"
     click.echo(
         f"forgotten, kept as {erased.hashed}: erased from {lists}, {erased.events:,} history events; "
-        f"{erased.ledger:,} ledger rows and {erased.resends:,} resends now carry the hash"
+        f"{erased.ledger:,} ledger rows, {erased.resends:,} resends and {erased.deliveries:,} "
+        "delivery events now carry the hash"
     )
     for where in lines_in_files(config, key):
         click.secho(f"warning: {where}", fg="yellow", err=True)

@@ -10,11 +10,11 @@ editors' results are counted from.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from digest.address import address_key
 from digest.state import schema
@@ -52,10 +52,20 @@ class Events:
         self.engine = engine
 
     def record(
-        self, events: Iterable[DeliveryEvent], *, now: dt.datetime, chunk: int = 1000
+        self,
+        events: Iterable[DeliveryEvent],
+        *,
+        now: dt.datetime,
+        chunk: int = 1000,
+        then: Callable[[Connection, list[DeliveryEvent]], object] | None = None,
     ) -> list[DeliveryEvent]:
         """Store the events not stored before (by ``event_id``); returns those that were new,
-        so their effects are applied once however often a report arrives."""
+        so their effects are applied once however often a report arrives.
+
+        ``then`` is called with each chunk's new events in the transaction that stores them:
+        effects applied there are kept if and only if their events are, so a failure between
+        the two cannot leave an event stored (and so never new again) without its effect.
+        """
         new: list[DeliveryEvent] = []
         batch: dict[str, DeliveryEvent] = {}
 
@@ -80,7 +90,10 @@ class Events:
                 stored = set(
                     conn.execute(statement.returning(schema.delivery_events.c.event_id), rows).scalars()
                 )
-            new.extend(event for key, event in batch.items() if key[:200] in stored)
+                fresh = [event for key, event in batch.items() if key[:200] in stored]
+                if then is not None and fresh:
+                    then(conn, fresh)
+            new.extend(fresh)
             batch.clear()
 
         for event in events:

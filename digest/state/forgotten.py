@@ -50,6 +50,7 @@ class Forgotten:
     ledger: int
     resends: int
     suppressions: int
+    deliveries: int = 0  # delivery events (bounces, opens, clicks…) that now carry the hash
 
 
 def forget(engine: Engine, email: str, key: bytes, *, now: dt.datetime) -> Forgotten:
@@ -74,6 +75,7 @@ def forget(engine: Engine, email: str, key: bytes, *, now: dt.datetime) -> Forgo
             rewritten.append(
                 conn.execute(update(table).where(table.c.email == email).values(values)).rowcount
             )
+        deliveries = _hash_deliveries(conn, email, hashed)
         dropped = conn.execute(delete(sup).where(sup.c.email == email)).rowcount
         conn.execute(
             insert_ignoring(conn, sup).values(
@@ -87,7 +89,21 @@ def forget(engine: Engine, email: str, key: bytes, *, now: dt.datetime) -> Forgo
         limits = schema.rate_limits
         conn.execute(delete(limits).where(func.lower(limits.c.key).contains(email, autoescape=True)))
     _wipe_free_space(engine)
-    return Forgotten(hashed, lists, erased_events, rewritten[0], rewritten[1], dropped)
+    return Forgotten(hashed, lists, erased_events, rewritten[0], rewritten[1], dropped, deliveries)
+
+
+def _hash_deliveries(conn: Connection, email: str, hashed: str) -> int:
+    """The address's delivery events keep the hash, so an edition's results stay right; a
+    bounce's diagnostic or a clicked URL that quotes the address loses that text."""
+    table = schema.delivery_events
+    detail = func.lower(table.c.detail).contains(email, autoescape=True)
+    url = func.lower(func.coalesce(table.c.url, "")).contains(email, autoescape=True)
+    values = {
+        "email": hashed,
+        "detail": case((detail, literal("")), else_=table.c.detail),
+        "url": case((url, null()), else_=table.c.url),
+    }
+    return conn.execute(update(table).where(table.c.email == email).values(values)).rowcount
 
 
 def _wipe_free_space(engine: Engine) -> None:
@@ -101,7 +117,14 @@ def _wipe_free_space(engine: Engine) -> None:
             driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
         else:
             driver.autocommit = True  # type: ignore[union-attr]
-            for table in ("subscribers", "subscriber_events", "send_ledger", "resends", "suppressions"):
+            for table in (
+                "subscribers",
+                "subscriber_events",
+                "send_ledger",
+                "resends",
+                "suppressions",
+                "delivery_events",
+            ):
                 driver.execute(f"VACUUM {table}")  # type: ignore[union-attr]
             driver.autocommit = False  # type: ignore[union-attr]
     finally:

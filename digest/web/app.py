@@ -98,15 +98,23 @@ Handler = Callable[[Site, WebRequest, Mapping[str, str]], Response]
 
 
 def _routes() -> list[tuple[Rule, Handler]]:
-    from digest.web import archive, preferences, signup, unsubscribe
+    from digest.web import archive, preferences, signup, unsubscribe, webhooks
 
     return [
         *unsubscribe.ROUTES,
         *signup.ROUTES,
         *preferences.ROUTES,
         *archive.ROUTES,
+        *webhooks.ROUTES,
         (Rule("/healthz", endpoint="healthz", methods=["GET"]), _healthz),
     ]
+
+
+def _body_limits() -> dict[str, int]:
+    """Endpoints that take bodies bigger than MAX_BODY (a provider's batch of events), and how big."""
+    from digest.web import webhooks
+
+    return dict(webhooks.BODY_LIMITS)
 
 
 def _healthz(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response:
@@ -128,6 +136,7 @@ class App:
         self.site = site
         routes = _routes()
         self._handlers: dict[str, Handler] = {}
+        self._body_limits = _body_limits()
         for rule, handler in routes:
             self._handlers[str(rule.endpoint)] = handler
         self._urls = Map(
@@ -150,7 +159,10 @@ class App:
         if request.method not in METHODS:
             raise MethodNotAllowed(valid_methods=list(METHODS))
         endpoint, values = self._urls.bind_to_environ(request.environ).match()
-        too_big = (request.content_length or 0) > MAX_BODY or len(request.get_data(cache=True)) > MAX_BODY
+        # Each route's own cap, set before the body is read (once, here; handlers get the cache).
+        limit = self._body_limits.get(str(endpoint), MAX_BODY)
+        request.max_content_length = limit + 1
+        too_big = (request.content_length or 0) > limit or len(request.get_data(cache=True)) > limit
         if request.method == "POST" and too_big:
             raise RequestEntityTooLarge()
         if request.method == "POST":
