@@ -150,7 +150,7 @@ def test_the_guardrail_holds_and_an_editor_resumes(project: Path, kind: Kind, co
     )
     assert f"daily: results of {DAY_ONE}: sent {READERS} · bounces" in jobs.output
     listed = run(project, 1, "lists", "held")
-    assert listed.exit_code == 0 and listed.output.startswith(f"daily: held by the guardrail since")
+    assert listed.exit_code == 0 and listed.output.startswith("daily: held by the guardrail since")
 
     with time_machine.travel(NOW + dt.timedelta(days=1), tick=False):
         shown = Previewer().preview(config, "daily", None, Selection())
