@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from digest.config import Guardrail
+from digest.errors import DigestError
 from digest.results import EditionResults, edition_results
 from digest.results.format import percent
 from digest.state import Store
@@ -82,7 +83,11 @@ def check_guardrail(
     previous = previous_edition(store, list_name, edition_id)
     if previous is None or (stored is not None and stored.edition_id == previous):
         return None  # nothing sent before, or an editor resumed this very edition's hold
-    reason = over_the_line(edition_results(store, previous), guard)
+    try:
+        results = edition_results(store, previous)
+    except DigestError:
+        return None  # an edition frozen before editions kept their content: nothing to judge it by
+    reason = over_the_line(results, guard)
     if reason is None:
         return None
     if not write:
