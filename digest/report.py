@@ -144,6 +144,7 @@ def _jobs(config: Config, store: Store | None, now: dt.datetime) -> str:
             upcoming = f"{both_times(would, zone)}, once `digest schedule` runs"
         edition = last_edition(store, mailing_list.name, zone)
         rows.append([mailing_list.name, f"{mailing_list.schedule} {zone}", upcoming, edition])
+        details.extend(_results_and_hold(store, mailing_list.name))
         run = store.runs.last(mailing_list.name) if store else None
         if run:
             when = both_times(run.scheduled_for or run.started_at, zone)
@@ -157,3 +158,30 @@ def _jobs(config: Config, store: Store | None, now: dt.datetime) -> str:
         seen = f"{holder.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
         return text + f"\n\nscheduler: running ({holder.owner}, last seen {seen})"
     return text + "\n\nscheduler: not running"
+
+
+def last_result(store: Store | None, list_name: str) -> str | None:
+    """The one-line result of the list's latest edition that sent anything (jobs, the preview)."""
+    from digest.results import edition_results
+    from digest.results.format import one_line
+
+    if store is None:
+        return None
+    for edition_id in store.editions.ids(list_name, limit=2):
+        if store.ledger.last_sent(edition_id) is not None:
+            return f"{edition_id}: {one_line(edition_results(store, edition_id))}"
+    return None
+
+
+def _results_and_hold(store: Store | None, list_name: str) -> list[str]:
+    """`digest jobs` lines under the table: the last edition's results, and a guardrail hold."""
+    from digest.results.guardrail import GuardrailHold
+
+    lines = []
+    result = last_result(store, list_name)
+    if result:
+        lines.append(f"{list_name}: results of {result}")
+    hold = store.holds.get(list_name) if store else None
+    if hold is not None and hold.active:
+        lines.append(f"{list_name}: HELD: {GuardrailHold.of(hold).describe()}")
+    return lines

@@ -30,6 +30,8 @@ READERS = {
     "build --date": ("build", "--date", "2026-11-25", "--out", "out"),
     "subscribers check": ("subscribers", "check"),
     "jobs": ("jobs",),
+    "report": ("report",),
+    "lists held": ("lists", "held"),
 }
 
 

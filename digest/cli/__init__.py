@@ -11,7 +11,9 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, Day, DigestGroup, now, setup_logging
+from digest.cli.lists import lists
 from digest.cli.preview import preview
+from digest.cli.report import report
 from digest.cli.schedule import jobs, schedule
 from digest.cli.send import send
 from digest.cli.serve import serve
@@ -132,6 +134,8 @@ cli.add_command(serve)
 cli.add_command(schedule)
 cli.add_command(jobs)
 cli.add_command(preview)
+cli.add_command(report)
+cli.add_command(lists)
 
 
 def main() -> None:

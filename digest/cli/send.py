@@ -21,6 +21,9 @@ from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRES
 
 # EX_TEMPFAIL: nothing is wrong to fix, but the list waits for a required feed; try again later.
 EXIT_HELD = 75
+# EX_NOPERM: the guardrail holds the list; trying again changes nothing until an editor resumes
+# it, so a wrapper that retries on 75 must not take this for a passing hold.
+EXIT_GUARDRAIL = 77
 
 
 @contextmanager
@@ -147,6 +150,11 @@ def send(
         where = transport_label(config, sender.alias)
         if dry_run:
             preview = sender.dry_run()
+            if preview.guardrail:
+                click.echo(
+                    f"{preview.edition_id}: dry run, nothing sent: would be {preview.guardrail.describe()}"
+                )
+                return
             if preview.held:
                 held = preview.held.describe(sender.timezone)
                 click.echo(f"{preview.edition_id}: dry run, nothing sent: would be {held}")
@@ -165,6 +173,13 @@ def send(
                 raise
             finally:
                 progress.end()
+    if summary.guardrail:
+        click.echo(f"{summary.edition_id}: {summary.guardrail.describe()}")
+        guard = summary.guardrail
+        click.echo(
+            f"  nothing sent; `digest report --edition {guard.edition_id}` shows that edition's results"
+        )
+        sys.exit(EXIT_GUARDRAIL)
     if summary.held:
         click.echo(f"{summary.edition_id}: {summary.held.describe(sender.timezone)}")
         click.echo("  nothing sent; run `digest send` again later (`digest schedule` retries by itself)")

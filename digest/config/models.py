@@ -260,6 +260,15 @@ class Server(_Section):
     confirm_expiry: Annotated[Duration, AfterValidator(_at_least_a_second)] = 48 * 3600
 
 
+class Guardrail(_Section):
+    # A list whose edition reaches either rate is held before its next edition: Gmail throttles
+    # and rejects senders whose spam reports pass 0.3%, and many hard bounces mark a stale list.
+    complaint_rate: Annotated[float, Expects("a share like 0.003 (0.3%)")] = Field(default=0.003, gt=0, le=1)
+    bounce_rate: Annotated[float, Expects("a share like 0.05 (5%)")] = Field(default=0.05, gt=0, le=1)
+    # Fewer messages than this make a rate noise (one complaint in 50 is 2%): not judged.
+    min_sent: int = Field(default=100, ge=1)
+
+
 class Settings(_Section):
     newsroom: Newsroom
     desks: Desks
@@ -271,6 +280,7 @@ class Settings(_Section):
     state: State = State()
     render: Render = Render()
     server: Server = Server()
+    guardrail: Guardrail = Guardrail()
 
     def feed(self, reference: str) -> Feed | None:
         """The feed a list names (``required_feeds``): by its name, else by its source."""

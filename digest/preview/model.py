@@ -76,6 +76,9 @@ class Preview:
     message: bytes
     items: tuple[PreviewItem, ...]
     demo_secret: bool
+    # The list's last sent edition's one-line result, and the guardrail's hold, if any.
+    last_result: str | None = None
+    held: str | None = None
 
     @property
     def html_bytes(self) -> int:
@@ -244,7 +247,20 @@ class Previewer:
             message=wire,
             items=self.items(config, mailing_list.name, variant),
             demo_secret=addresser.demo,
+            **self.results(config, mailing_list.name),
         )
+
+    def results(self, config: Config, list_name: str) -> dict[str, str | None]:
+        """How the list's last edition did, and whether the guardrail holds the list."""
+        from digest.report import last_result
+        from digest.results.guardrail import GuardrailHold
+
+        state = self.state.get(config)
+        hold = state.holds.get(list_name) if state is not None else None
+        return {
+            "last_result": last_result(state, list_name),
+            "held": GuardrailHold.of(hold).describe() if hold is not None and hold.active else None,
+        }
 
     def mailing_list(self, config: Config, name: str | None) -> MailingList:
         if not name:

@@ -100,6 +100,8 @@ class Shown(Controls):
     demo_secret: bool
     transports: list[str]
     transport: str | None
+    last_result: str | None
+    held: str | None
 
 
 def _problem(exc: DigestError) -> Problem:
@@ -185,4 +187,6 @@ def shown(base: Controls, preview: Preview, config: Config | None) -> Shown:
         "demo_secret": preview.demo_secret,
         "transports": list(config.settings.transports) if config else [],
         "transport": mailing_list.transport if mailing_list else None,
+        "last_result": preview.last_result,
+        "held": preview.held,
     }

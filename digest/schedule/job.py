@@ -45,7 +45,10 @@ def run_list(config_path: str, list_name: str) -> str:
         result, detail = FAILED, ""
         try:
             summary = _send_unless_held(config, list_name, store, now)
-            if summary.held:
+            if summary.guardrail:
+                # No retry: only an editor's `digest lists resume` ends it; the next run tries again.
+                result, detail = HELD, summary.guardrail.describe()
+            elif summary.held:
                 result, detail = HELD, summary.held.describe(config.list_timezone(mailing_list))
             elif summary.empty:
                 result, detail = EMPTY, "empty edition: no new stories, nothing sent"

@@ -28,6 +28,7 @@ from digest.ingest.collect import Retry
 from digest.model import Edition, Variant
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
+from digest.results.guardrail import GuardrailHold, check_guardrail
 from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
@@ -280,6 +281,9 @@ class Sender:
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
         self._stop = stop
         self.store.readers.expire_pending(self.clock())
+        # Before the edition is built: a held list freezes nothing, marks no story seen.
+        if (guard := self._guardrail(write=True)) is not None:
+            return SendSummary(self.list.name, self.edition_id, guardrail=guard)
         try:
             edition = self.edition(freeze=True)
         except Held as held:
@@ -358,8 +362,14 @@ class Sender:
         self.store.ledger.finish(owner, results, now=self.clock())
         return sum(status == SENT for _, status, _, _ in results)
 
+    def _guardrail(self, *, write: bool) -> GuardrailHold | None:
+        guard, name = self.config.settings.guardrail, self.list.name
+        return check_guardrail(self.store, guard, name, self.edition_id, now=self.clock(), write=write)
+
     def dry_run(self) -> SendSummary:
         """What a send would do now, changing nothing."""
+        if (guard := self._guardrail(write=False)) is not None:
+            return SendSummary(self.list.name, self.edition_id, guardrail=guard, dry_run=True)
         try:
             edition = self.edition(freeze=False)
         except Held as held:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from digest.config import Config, OutboxOptions
+from digest.results.guardrail import GuardrailHold
 from digest.send.hold import Hold
 from digest.state.ledger import FAILED, SENT, SKIPPED, SUPPRESSED
 
@@ -28,6 +29,8 @@ class SendSummary:
     # The list waits for a required feed (nothing was sent); feeds the edition went out without.
     held: Hold | None = None
     missing_feeds: tuple[str, ...] = ()
+    # The list is held by the guardrail (nothing was frozen or sent) until an editor resumes it.
+    guardrail: GuardrailHold | None = None
 
     @property
     def failed(self) -> int:

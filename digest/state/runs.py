@@ -22,7 +22,7 @@ class Result(StrEnum):
     MISSED = "missed"
     FAILED = "failed"
     STOPPED = "stopped"
-    HELD = "held"  # stopped while waiting for a required feed
+    HELD = "held"  # stopped while waiting for a required feed, or held by the guardrail
 
 
 RUNNING, SENT, EMPTY, MISSED = Result.RUNNING, Result.SENT, Result.EMPTY, Result.MISSED

@@ -322,7 +322,9 @@ unattributed_mail = Table(
 )
 
 # A list held by the guardrail (its last edition's complaint or bounce rate was too high):
-# no edition goes out until an editor runs `digest lists resume`.
+# no edition goes out until an editor runs `digest lists resume`. The row stays after the
+# resume (``resumed_at`` set) so the same edition's rates do not hold the list again; a later
+# edition over the line replaces it.
 list_holds = Table(
     "list_holds",
     metadata,
@@ -330,4 +332,6 @@ list_holds = Table(
     Column("edition_id", String(200), nullable=False),
     Column("reason", Text, nullable=False),
     Column("held_at", UTCDateTime, nullable=False),
+    Column("resumed_at", UTCDateTime),
+    Column("resumed_by", String(200)),
 )

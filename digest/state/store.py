@@ -21,8 +21,10 @@ from digest.state.editions import Editions
 from digest.state.events import Events
 from digest.state.feeds import Feeds
 from digest.state.gaps import Gaps
+from digest.state.holds import Holds
 from digest.state.ledger import Ledger
 from digest.state.migrate import migrate_schema, verify_schema
+from digest.state.outcomes import Outcomes
 from digest.state.readers import Readers
 from digest.state.resends import Resends
 from digest.state.runs import Runs
@@ -88,6 +90,8 @@ class Store:
         self.forget_key = forget_key
         self.readers = Readers(self.engine, forget_key)
         self.events = Events(self.engine)
+        self.outcomes = Outcomes(self.engine)
+        self.holds = Holds(self.engine)
 
     @classmethod
     def for_reading(cls, url: str) -> Store | None:

@@ -199,6 +199,7 @@
     showChecks(Array.isArray(data.checks) ? data.checks : []);
     showWarnings(Array.isArray(data.warnings) ? data.warnings : []);
     showItems(Array.isArray(data.items) ? data.items : [], data.new_count);
+    showResults(data);
     showHeaders(data);
     $("text").textContent = data.text || "";
     loadFrames(q, data.version);
@@ -247,6 +248,13 @@
       }),
     );
     if (!checks.length) $("checks").append(el("li", { class: "hint", text: "No checks." }));
+  }
+
+  function showResults(data) {
+    // The list's last sent edition, in one line, and the guardrail's hold (the next send waits).
+    $("last-result").textContent = data.last_result ? String(data.last_result) : "No edition sent yet.";
+    $("held").hidden = !data.held;
+    $("held").textContent = data.held ? `Held: ${String(data.held)}` : "";
   }
 
   function showWarnings(warnings) {
