@@ -150,6 +150,9 @@ class SchedulerService:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.store.runs.release(self.owner)
+        # No job runs any more: a send in this process after the scheduler (a test, an embedding
+        # program) must not find itself told to stop.
+        STOP.clear()
 
     # -- events ----------------------------------------------------------------------------
 
