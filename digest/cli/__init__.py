@@ -11,6 +11,7 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, Day, DigestGroup, now, setup_logging
+from digest.cli.bounces import bounces
 from digest.cli.preview import preview
 from digest.cli.schedule import jobs, schedule
 from digest.cli.send import send
@@ -132,6 +133,7 @@ cli.add_command(serve)
 cli.add_command(schedule)
 cli.add_command(jobs)
 cli.add_command(preview)
+cli.add_command(bounces)
 
 
 def main() -> None:

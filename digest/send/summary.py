@@ -28,10 +28,15 @@ class SendSummary:
     # The list waits for a required feed (nothing was sent); feeds the edition went out without.
     held: Hold | None = None
     missing_feeds: tuple[str, ...] = ()
+    # Of counts[FAILED]: refused for good at send time, so suppressed and never tried again.
+    bounced: int = 0
 
     @property
     def failed(self) -> int:
-        return self.counts.get(FAILED, 0)
+        """Failures a later run tries again: what makes `digest send` exit 1. A recipient
+        refused for good is not one: it is handled (suppressed as a hard bounce), and counting
+        it would make every later run of the edition fail for something no one can fix."""
+        return self.counts.get(FAILED, 0) - self.bounced
 
     def describe(self) -> str:
         """The counts in one line, e.g. "sent 0 now (11 earlier), skipped 0, suppressed 1, failed 0".
@@ -47,7 +52,10 @@ class SendSummary:
             if count
         ]
         sent = f"sent {self.sent_now:,} now ({', '.join(elsewhere)})" if elsewhere else f"sent {total:,}"
-        rest = (f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED, FAILED))
+        rest = [f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED)]
+        rest.append(f"failed {self.failed:,}")
+        if self.bounced:
+            rest.append(f"bounced {self.bounced:,} (refused for good, now suppressed)")
         return ", ".join([sent, *rest])
 
 
