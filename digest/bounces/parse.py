@@ -91,7 +91,7 @@ def read(raw: bytes) -> Report:
     found = _UNSUBSCRIBE.match(subject)
     if found:
         return Report(Category.UNSUBSCRIBE, message_id, unsubscribe_token=found.group(1), detail=subject)
-    if _auto_reply(message, subject):
+    if _auto_reply(message, subject) and not _from_a_mailer(message):
         return Report(Category.AUTO_REPLY, message_id, detail=subject)
     return _loose_bounce(message, message_id, texts, subject)
 
@@ -192,6 +192,14 @@ def _auto_reply(message: Message, subject: str) -> bool:
         )
         or precedence in ("auto_reply", "bulk", "junk")
         or bool(_AUTO_SUBJECT.match(subject))
+    )
+
+
+def _from_a_mailer(message: Message) -> bool:
+    """A mail system's own notice (Exim and others mark their bounces auto-replied too)."""
+    sender = " ".join(a for _n, a in getaddresses([_header(message, "From")])).lower()
+    return message.get("X-Failed-Recipients") is not None or any(
+        sender.startswith(who) for who in ("mailer-daemon@", "postmaster@", "mail-daemon@")
     )
 
 
