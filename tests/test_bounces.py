@@ -7,6 +7,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import time_machine
@@ -21,9 +22,12 @@ from digest.config import load_config
 from digest.send.unsubscribe import Purpose, make_token
 from digest.state import Store
 from tests.conftest import NOW, MakeProject
-from tests.postfix import BOUNCE_DOMAIN, PostfixServer
+
+if TYPE_CHECKING:
+    from tests.postfix import PostfixServer
 
 pytest_plugins = ["tests.postfix"]
+BOUNCE_DOMAIN = "bounces.example.org"  # the domain the test Postfix delivers to its Maildir
 
 SECRET = "test-secret-for-unsubscribe-links-0123"
 RETURN_PATH = f"bounces+{{token}}@{BOUNCE_DOMAIN}"
@@ -204,7 +208,7 @@ def run(project: Path, *args: str, when: dt.datetime = NOW) -> Result:
 
 def test_postfix_bounces_an_unknown_user_and_the_import_suppresses_them(
     make_project: MakeProject,
-    postfix: PostfixServer,  # noqa: F811
+    postfix: PostfixServer,
 ) -> None:
     project = make_project(
         replace={'transport = "outbox"': 'transport = "mail"'},
