@@ -222,7 +222,9 @@ def test_postfix_bounces_an_unknown_user_and_the_import_suppresses_them(
     sent = run(project, "send", "--list", "daily")
     assert sent.exit_code == 0, sent.stderr
     assert "sent 1" in sent.output
-    postfix.wait_for_mail(before + 1)
+    (dsn,) = postfix.wait_for_mail(before + 1)[before:]
+    # The DSN went to the message's own VERP envelope sender, not to the From address.
+    assert "Delivered-To: bounces+1-" in dsn.read_text()
     imported = run(project, "bounces", "import", str(postfix.maildir))
     assert imported.exit_code == 0, imported.stderr
     assert "hard bounces 1" in imported.output
@@ -235,3 +237,32 @@ def test_postfix_bounces_an_unknown_user_and_the_import_suppresses_them(
     # The next day's edition leaves the bounced reader out.
     dry = run(project, "send", "--list", "daily", "--dry-run", when=NOW + dt.timedelta(days=1))
     assert "would send 0 messages" in dry.output, dry.output
+
+
+def test_the_mailto_is_advertised_only_where_a_mailbox_reads_it(make_project: MakeProject) -> None:
+    from digest.send.unsubscribe import Addresser
+
+    env = {"DIGEST_SECRET": SECRET}
+    plain = load_config(make_project())
+    (daily,) = plain.settings.lists
+    assert (
+        "mailto:"
+        not in Addresser(plain, daily, env=env, backend="smtp").recipient("a@example.org", "")[1][
+            "List-Unsubscribe"
+        ]
+    )
+    verp_config = load_config(
+        make_project(
+            replace={'transport = "outbox"': 'transport = "mail"'},
+            extra=f'\n[transports.mail]\nbackend = "smtp"\nreturn_path = "{RETURN_PATH}"\n',
+        )
+    )
+    (daily,) = verp_config.settings.lists
+    addresser = Addresser(verp_config, daily, env=env, backend="smtp")
+    _recipient, headers = addresser.recipient("a@example.org", "")
+    assert (
+        f"<mailto:bounces+unsubscribe@{BOUNCE_DOMAIN}?subject=unsubscribe%20" in headers["List-Unsubscribe"]
+    )
+    envelope = addresser.envelope("a@example.org", "", "<id@x>", bounce=("daily-2026-12-01", 7))
+    assert envelope.return_path is not None and envelope.return_path.startswith("bounces+7-")
+    assert addresser.envelope("a@example.org", "", "<id@x>").return_path is None  # no ledger row

@@ -8,7 +8,8 @@ RFC 2919, RFC 8058) that carry it.
 A one-click POST arrives with no cookies and no login, so the link itself must prove who
 it is for: a token is its purpose, the list and the address, signed with HMAC-SHA256 under a
 secret only the newsroom holds. A token made for one purpose (unsubscribing) is refused for
-any other (the preferences, confirmation and bounce addresses to come), so no link can be
+any other (preferences, confirmation; VERP bounce addresses have tokens of their own, made in
+digest.bounces.verp with the same secret), so no link can be
 turned into another. The address is encoded, not encrypted — anyone holding the link can
 read it, which is fine because the link only ever appears in that recipient's own mail.
 
