@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench lock clean postgresql
+.PHONY: demo test lint bench lock clean postgresql postfix
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,7 +51,14 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql
+# A real Postfix turns a message to an unknown user into a real DSN in the bounce tests (a
+# private instance in a temporary folder); "No configuration": the package sets up no system mail.
+postfix:
+	@test -x /usr/sbin/postfix || { \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
+
+test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql postfix
 	$(BIN)/ruff check digest tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest

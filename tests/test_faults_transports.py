@@ -67,7 +67,9 @@ SMTP_CASES = {
     "dropped@example.org": "sent",  # the connection drops at DATA, then accepted on a new one
     "late@example.org": "sent",  # accepted, then the server hangs up: sent once, never again
     "slow@example.org": "sent",  # answers after the timeout once, then in time
-    "nouser@example.org": "failed",  # 550: permanent, not retried
+    # 550 5.7.1: permanent, not retried in this run; about the sender, not the address, so it
+    # is no hard bounce (a 5.1.1 would be: see test_send's refused-for-good test).
+    "nouser@example.org": "failed",
     "stuck@example.org": "failed",  # 451 every time: retries exhausted
     "gone@example.org": "failed",  # dropped on every attempt: retries exhausted
 }
@@ -84,7 +86,7 @@ def test_smtp_faults_are_retried_as_configured_recorded_per_recipient_and_finish
     server.drop(to="dropped@example.org", times=1)
     server.drop(to="late@example.org", times=1, after_reply=True)
     server.slow(2.0, to="slow@example.org", times=1)
-    server.reply("550 5.1.1 No such user", to="nouser@example.org")
+    server.reply("550 5.7.1 Refused by policy", to="nouser@example.org")
     server.reply("451 4.2.1 Mailbox busy", to="stuck@example.org")
     server.drop(to="gone@example.org", times=3)  # the first try and both retries
 
@@ -94,12 +96,12 @@ def test_smtp_faults_are_retried_as_configured_recorded_per_recipient_and_finish
     assert f"{EDITION}: sent 6, skipped 0, suppressed 0, failed 3 (via mail)" in first.output
     assert "Traceback" not in first.stderr and "error:" not in first.stderr
     # The summary says why each one failed, in the provider's words.
-    assert "  failed nouser@example.org: 550 5.1.1 No such user\n" in first.stderr
+    assert "  failed nouser@example.org: 550 5.7.1 Refused by policy\n" in first.stderr
     assert "  failed stuck@example.org: 451 4.2.1 Mailbox busy (gave up after 3 attempts)\n" in first.stderr
     assert "  failed gone@example.org: connection lost" in first.stderr
     rows = ledger_rows(project)
     assert {email: row.status for email, row in rows.items()} == SMTP_CASES
-    assert rows["nouser@example.org"].error == "550 5.1.1 No such user"
+    assert rows["nouser@example.org"].error == "550 5.7.1 Refused by policy"
     assert rows["stuck@example.org"].error == "451 4.2.1 Mailbox busy (gave up after 3 attempts)"
     assert (rows["gone@example.org"].error or "").startswith("connection lost")
     # A sent row carries the Message-ID the server received, and nothing else went out.
@@ -142,14 +144,14 @@ def test_the_summary_says_how_many_failures_it_does_not_list(
 ) -> None:
     refused = [f"gone{n:02d}@example.org" for n in range(25)]
     project = smtp_project(make_project, server, csv=csv_of(["kept@example.org", *refused]))
-    server.reply("550 5.1.1 No such user", to=refused)
+    server.reply("550 5.7.1 Refused by policy", to=refused)
 
     result = run(project, "send", "--list", "daily")
 
     assert result.exit_code == 1
     assert f"{EDITION}: sent 1, skipped 0, suppressed 0, failed 25 (via mail)" in result.output
     listed = [line for line in result.stderr.splitlines() if line.startswith("  failed ")]
-    assert listed == [f"  failed {email}: 550 5.1.1 No such user" for email in refused[:20]]
+    assert listed == [f"  failed {email}: 550 5.7.1 Refused by policy" for email in refused[:20]]
     assert "  … and 5 more failed (the next `digest send` tries them again)" in result.stderr
     assert statuses(project) == {"kept@example.org": "sent", **dict.fromkeys(refused, "failed")}
 

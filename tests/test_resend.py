@@ -108,7 +108,7 @@ def test_a_failed_original_resent_counts_as_sent_and_is_not_retried(
     make_project: MakeProject, server: SmtpServer
 ) -> None:
     project = smtp_project(make_project, server)
-    server.reply("550 5.1.1 mailbox unavailable", to="erin@example.org")
+    server.reply("550 5.7.1 Refused by policy", to="erin@example.org")
     first = run(project, "send", "--list", "daily")
     assert first.exit_code == 1
     assert "sent 3, skipped 0, suppressed 1, failed 1" in first.output
@@ -133,7 +133,7 @@ def test_a_failed_resend_of_a_failed_original_leaves_it_to_the_next_send(
     make_project: MakeProject, server: SmtpServer
 ) -> None:
     project = smtp_project(make_project, server)
-    server.reply("550 5.1.1 mailbox unavailable", to="erin@example.org")
+    server.reply("550 5.7.1 Refused by policy", to="erin@example.org")
     assert run(project, "send", "--list", "daily").exit_code == 1
     assert run(project, "send", "--list", "daily", "--resend", "erin@example.org").exit_code == 1
     with store_of(project) as store:

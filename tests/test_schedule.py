@@ -194,3 +194,19 @@ def test_jobs_shows_next_and_last_runs(config: Config) -> None:
         in after
     )
     assert "scheduler: not running" in after
+
+
+def test_the_bounce_mailbox_is_fetched_every_interval_when_configured(config: Config) -> None:
+    from digest.schedule.service import BOUNCE_JOB
+
+    path = config.path
+    path.write_text(
+        path.read_text()
+        + '\n[bounces]\nimap_host = "imap.example.org"\nimap_user = "bounces"\ninterval = "10m"\n'
+    )
+    with running(load_config(path)) as service:
+        job = service.scheduler.get_job(BOUNCE_JOB)
+        assert job is not None and job.trigger.interval.total_seconds() == 600
+        assert [p.list_name for p in service.sync_jobs()] == ["daily"]  # the lists' jobs are untouched
+    with running(config) as service:  # without a mailbox, no job
+        assert service.scheduler.get_job(BOUNCE_JOB) is None

@@ -134,20 +134,44 @@ def test_suppressed_and_unsubscribed_addresses_are_never_sent(
     assert "dave@example.org" not in received(server)
 
 
-def test_a_permanent_failure_is_recorded_and_retried_on_the_next_run(
+def test_a_recipient_refused_for_good_is_suppressed_and_never_retried(
     make_project: MakeProject, server: SmtpServer
 ) -> None:
+    # Retrying a "no such user" made every later run fail (exit 1) for ever. Now the refusal
+    # is a hard bounce: recorded, the address suppressed for every list, the row not retried,
+    # and, being handled, it does not make the send fail.
     project = smtp_project(make_project, server)
     server.reply("550 5.1.1 No such user", to="erin@example.org", times=1)
     result = run(project, "send", "--list", "daily")
+    assert result.exit_code == 0, result.stderr
+    assert "failed 0, bounced 1 (refused for good, now suppressed)" in result.output
+    again = run(project, "send", "--list", "daily")
+    assert again.exit_code == 0, again.stderr
+    assert "sent 0 now (3 earlier), skipped 0, suppressed 1, failed 0, bounced 1" in again.output
+    assert Counter(a for m in server.messages for a in m.rcpt_tos)["erin@example.org"] == 0
+    assert len(server.messages) == 3
+    with sqlite3.connect(project.parent / "state" / "digest.sqlite3") as db:
+        rows = db.execute(
+            "SELECT reason, list_name FROM suppressions WHERE email = 'erin@example.org'"
+        ).fetchall()
+        assert rows == [("bounced", "*")]
+        events = db.execute("SELECT source, kind, edition_id FROM delivery_events").fetchall()
+        assert [(source, kind) for source, kind, _ in events] == [("smtp", "hard_bounce")]
+
+
+def test_a_refusal_about_the_sender_is_retried_and_suppresses_no_one(
+    make_project: MakeProject, server: SmtpServer
+) -> None:
+    # 5.7.1 (relaying denied, policy) is about us, not the address: suppressing readers for
+    # it could empty a list in one send.
+    project = smtp_project(make_project, server)
+    server.reply("554 5.7.1 Relay access denied", to="erin@example.org", times=1)
+    result = run(project, "send", "--list", "daily")
     assert result.exit_code == 1
-    assert "failed 1" in result.output
-    assert "failed erin@example.org: 550 5.1.1 No such user" in result.stderr
+    assert "failed erin@example.org: 554 5.7.1 Relay access denied" in result.stderr
     retry = run(project, "send", "--list", "daily")
     assert retry.exit_code == 0, retry.stderr
     assert "sent 1 now (3 earlier), skipped 0, suppressed 1, failed 0" in retry.output
-    assert Counter(a for m in server.messages for a in m.rcpt_tos)["erin@example.org"] == 1
-    assert len(server.messages) == 4
 
 
 def test_dry_run_changes_nothing(make_project: MakeProject, server: SmtpServer) -> None:

@@ -184,6 +184,7 @@ def test_a_permanent_refusal_fails_at_once(smtp_server: SmtpServer) -> None:
     outcomes = send(smtp_server, make_batch(4), connections=2)
     assert [o.accepted for o in outcomes] == [True, True, False, True]
     assert outcomes[2].error == "550 5.1.1 No such user"
+    assert outcomes[2].permanent  # the address itself refused: a hard bounce at send time
     assert len(smtp_server.attempts_for(reader(2))) == 1
     assert len(smtp_server.messages) == 3
 

@@ -11,6 +11,7 @@ import click
 
 from digest import __version__
 from digest.cli.base import Context, Day, DigestGroup, now, setup_logging
+from digest.cli.bounces import bounces
 from digest.cli.lists import lists
 from digest.cli.preview import preview
 from digest.cli.report import report
@@ -136,6 +137,7 @@ cli.add_command(jobs)
 cli.add_command(preview)
 cli.add_command(report)
 cli.add_command(lists)
+cli.add_command(bounces)
 
 
 def main() -> None:

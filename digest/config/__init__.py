@@ -11,6 +11,7 @@ plain words, ``load`` reads the file.
 
 from digest.config.load import DEFAULT_CONFIG, Config, config_path, load_config
 from digest.config.models import (
+    Bounces,
     Desks,
     Duration,
     Feed,
@@ -30,6 +31,7 @@ from digest.config.transports import BACKENDS, OutboxOptions, SendGridOptions, S
 __all__ = [
     "BACKENDS",
     "DEFAULT_CONFIG",
+    "Bounces",
     "Config",
     "Desks",
     "Duration",

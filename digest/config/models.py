@@ -16,7 +16,15 @@ from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from digest.config.problems import Expects, shown
 from digest.config.transports import TransportConfig
@@ -269,6 +277,31 @@ class Guardrail(_Section):
     min_sent: int = Field(default=100, ge=1)
 
 
+class Bounces(_Section):
+    """``[bounces]``: where bounce reports and mailed unsubscribes are read, and what they do."""
+
+    # The mailbox a List-Unsubscribe mailto: points at (read by `digest bounces`); unset, a
+    # transport's return_path with the token "unsubscribe" stands in, else no mailto: at all.
+    unsubscribe_address: Annotated[str, AfterValidator(_sender)] | None = None
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_user: str | None = None
+    password_env: str = "DIGEST_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    # How often `digest schedule` fetches (0: never; `digest bounces fetch` still does).
+    interval: Duration = 5 * 60
+    # A soft bounce (4.x.x) suppresses the address once it is the soft_limit-th in soft_days.
+    soft_limit: int = Field(default=3, ge=1, le=100)
+    soft_days: int = Field(default=14, ge=1, le=365)
+
+    @model_validator(mode="after")
+    def _imap_needs_a_user(self) -> Bounces:
+        if self.imap_host and not self.imap_user:
+            raise ValueError("imap_host needs imap_user (the password comes from password_env)")
+        return self
+
+
 class Settings(_Section):
     newsroom: Newsroom
     desks: Desks
@@ -281,6 +314,7 @@ class Settings(_Section):
     render: Render = Render()
     server: Server = Server()
     guardrail: Guardrail = Guardrail()
+    bounces: Bounces = Bounces()
 
     def feed(self, reference: str) -> Feed | None:
         """The feed a list names (``required_feeds``): by its name, else by its source."""

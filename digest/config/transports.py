@@ -52,6 +52,8 @@ class SmtpOptions(_Options):
     retries: int = Field(default=3, ge=0, le=20)
     backoff: float = Field(default=1.0, ge=0)
     helo: str | None = None
+    # VERP: each message's envelope sender (MAIL FROM), so that its bounce names its recipient.
+    return_path: str | None = None
     # Last, so that an unknown key's message lists the backend's own options first.
     backend: Literal["smtp"] = "smtp"
 
@@ -60,6 +62,14 @@ class SmtpOptions(_Options):
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("set both username_env and password_env, or neither")
         return self
+
+    @field_validator("return_path")
+    @classmethod
+    def _verp_template(cls, value: str | None) -> str | None:
+        # Imported here: the transports import their options from this module.
+        from digest.bounces.verp import check_template
+
+        return None if value is None else check_template(value)
 
 
 class SendGridOptions(_Options):

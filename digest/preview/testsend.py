@@ -73,7 +73,9 @@ def send_test(
         names = ", ".join(config.settings.transports)
         raise Refused(400, f"no transport named {alias!r} (transports: {names})")
     try:
-        addresser = Addresser(config, mailing_list, env=env, backend=transport_config.backend)
+        addresser = Addresser(
+            config, mailing_list, env=env, backend=transport_config.backend, transport=alias
+        )
     except DigestError as exc:
         raise Refused(400, f"nothing sent through {alias!r}: {exc}") from None
     sender = config.settings.newsroom.sender

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import Callable
 
@@ -110,3 +111,22 @@ def _batch_logger(list_name: str) -> Callable[[int, int], None]:
         )
 
     return progress
+
+
+def fetch_bounces(config_path: str) -> str:
+    """The scheduled `digest bounces fetch`: read the [bounces] IMAP mailbox; an error is
+    logged (the next run tries again), never raised into the scheduler."""
+    from digest.bounces.run import describe, fetch_mailbox
+
+    try:
+        config = load_config(config_path)
+        with open_store(config) as store:
+            store.migrate()
+            tally = fetch_mailbox(config, store, env=os.environ, now=dt.datetime.now(dt.UTC))
+            lines = describe(tally, store)
+    except Exception as exc:
+        log.error("bounce fetch failed: %s", exc, extra={"event": "bounces_failed"})
+        return "failed"
+    for line in lines:
+        log.info("bounces: %s", line, extra={"event": "bounces_fetched"})
+    return "fetched"

@@ -26,11 +26,12 @@ from apscheduler.events import (
 )
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.config import Config
 from digest.cron import parse_cron
 from digest.errors import DigestError
-from digest.schedule.job import STOP, run_list
+from digest.schedule.job import STOP, fetch_bounces, run_list
 from digest.state import Store
 from digest.state.owner import owner_id
 from digest.state.runs import JOB_TABLE
@@ -40,6 +41,10 @@ log = logging.getLogger("digest.schedule")
 HEARTBEAT = dt.timedelta(seconds=15)
 # A scheduler that has not renewed its lock for this long is taken to be gone.
 LOCK_STALE = dt.timedelta(minutes=2)
+
+
+# The job that reads the bounce mailbox ("list:" ids are the lists').
+BOUNCE_JOB = "bounces"
 
 
 def job_id(list_name: str) -> str:
@@ -99,7 +104,10 @@ class SchedulerService:
     def sync_jobs(self) -> list[Planned]:
         """One job per list; an unchanged job keeps its stored next run (overdue or not)."""
         wanted = {job_id(m.name): m for m in self.config.settings.lists}
+        self._sync_bounce_job()
         for job in self.scheduler.get_jobs():
+            if job.id == BOUNCE_JOB:
+                continue
             if job.id not in wanted:
                 self.scheduler.remove_job(job.id)
                 log.info(
@@ -134,6 +142,25 @@ class SchedulerService:
                 job = self.scheduler.modify_job(ident, args=args, misfire_grace_time=self.grace)
             planned.append(Planned(mailing_list.name, job.next_run_time, timezone, change))
         return planned
+
+    def _sync_bounce_job(self) -> None:
+        """`digest bounces fetch` every [bounces] interval while an IMAP mailbox is configured."""
+        bounces = self.config.settings.bounces
+        if not bounces.imap_host or not bounces.interval:
+            if self.scheduler.get_job(BOUNCE_JOB) is not None:
+                self.scheduler.remove_job(BOUNCE_JOB)
+            return
+        self.scheduler.add_job(
+            fetch_bounces,
+            IntervalTrigger(seconds=bounces.interval, timezone=dt.UTC),
+            id=BOUNCE_JOB,
+            name="bounces",
+            args=[str(self.config.path)],
+            replace_existing=True,  # nothing is lost by restarting its interval
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=bounces.interval,
+        )
 
     # -- running ---------------------------------------------------------------------------
 

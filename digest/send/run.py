@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from digest.bounces.process import suppress_refused
 from digest.config import Config, MailingList
 from digest.edition import build_edition
 from digest.edition.frozen import freeze_edition, frozen_edition
@@ -36,7 +37,7 @@ from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
 from digest.state.imports import import_subscribers
-from digest.state.ledger import FAILED, PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Status
+from digest.state.ledger import FAILED, PENDING, REFUSED, SENT, SKIPPED, SUPPRESSED, Claimed, Status
 from digest.state.owner import owner_id
 from digest.state.recipients import Group, desk_groups, dry_counts, fill_ledger
 from digest.subscribers import Problem
@@ -107,7 +108,9 @@ class Sender:
         self.timezone = config.list_timezone(self.list)
         self.list_desks = config.list_desks(self.list)
         self.sender = config.settings.newsroom.sender
-        self.addresser = Addresser(config, self.list, env=self.env, backend=self.transport_config.backend)
+        self.addresser = Addresser(
+            config, self.list, env=self.env, backend=self.transport_config.backend, transport=self.alias
+        )
         base_url = config.settings.server.base_url
         if self.transport_config.backend != "outbox" and not base_url.startswith("https://"):
             log.warning(
@@ -263,7 +266,10 @@ class Sender:
 
     def envelope(self, row: Claimed) -> Envelope:
         message_id = make_message_id(self.edition_id, row.email, self.sender)
-        return self.addresser.envelope(row.email, row.name, message_id, self.greeting.to(row.name))
+        greeting = self.greeting.to(row.name)
+        return self.addresser.envelope(
+            row.email, row.name, message_id, greeting, bounce=(self.edition_id, row.id)
+        )
 
     def batch(self, key: str, content: Rendered, envelopes: list[Envelope]) -> Batch:
         """One variant of this edition, to these recipients, with the list's headers."""
@@ -338,6 +344,7 @@ class Sender:
             missing_feeds=edition.missing_feeds,
             sent_now=sent_now,
             sent_before=sent_before,
+            bounced=self.store.ledger.refused(self.edition_id),
         )
 
     def _send_claimed(
@@ -348,6 +355,7 @@ class Sender:
         results: list[tuple[int, Status, str | None, str | None]] = [
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
         ]
+        refused: list[tuple[str, str]] = []
         sendable = sorted(
             (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
         )
@@ -359,7 +367,13 @@ class Sender:
                 continue
             outcomes = transport.send(self.batch(key, content, [self.envelope(row) for row in rows]))
             results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+            refused += [
+                (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
+            ]
         self.store.ledger.finish(owner, results, now=self.clock())
+        # After the ledger: a crash in between leaves a row that says why, and no event lost
+        # for good (the row is not retried, but `digest bounces` events are idempotent anyway).
+        suppress_refused(self.store, self.list.name, self.edition_id, refused, now=self.clock())
         return sum(status == SENT for _, status, _, _ in results)
 
     def _guardrail(self, *, write: bool) -> GuardrailHold | None:
@@ -397,4 +411,4 @@ class Sender:
 def _result(row: Claimed, outcome: Outcome) -> tuple[int, Status, str | None, str | None]:
     if outcome.accepted:
         return (row.id, SENT, outcome.provider_id, None)
-    return (row.id, FAILED, None, outcome.error)
+    return (row.id, FAILED, None, f"{REFUSED}{outcome.error}" if outcome.permanent else outcome.error)

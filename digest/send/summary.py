@@ -31,10 +31,15 @@ class SendSummary:
     missing_feeds: tuple[str, ...] = ()
     # The list is held by the guardrail (nothing was frozen or sent) until an editor resumes it.
     guardrail: GuardrailHold | None = None
+    # Of counts[FAILED]: refused for good at send time, so suppressed and never tried again.
+    bounced: int = 0
 
     @property
     def failed(self) -> int:
-        return self.counts.get(FAILED, 0)
+        """Failures a later run tries again: what makes `digest send` exit 1. A recipient
+        refused for good is not one: it is handled (suppressed as a hard bounce), and counting
+        it would make every later run of the edition fail for something no one can fix."""
+        return self.counts.get(FAILED, 0) - self.bounced
 
     def describe(self) -> str:
         """The counts in one line, e.g. "sent 0 now (11 earlier), skipped 0, suppressed 1, failed 0".
@@ -50,7 +55,10 @@ class SendSummary:
             if count
         ]
         sent = f"sent {self.sent_now:,} now ({', '.join(elsewhere)})" if elsewhere else f"sent {total:,}"
-        rest = (f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED, FAILED))
+        rest = [f"{name} {self.counts.get(name, 0):,}" for name in (SKIPPED, SUPPRESSED)]
+        rest.append(f"failed {self.failed:,}")
+        if self.bounced:
+            rest.append(f"bounced {self.bounced:,} (refused for good, now suppressed)")
         return ", ".join([sent, *rest])
 
 

@@ -8,7 +8,8 @@ RFC 2919, RFC 8058) that carry it.
 A one-click POST arrives with no cookies and no login, so the link itself must prove who
 it is for: a token is its purpose, the list and the address, signed with HMAC-SHA256 under a
 secret only the newsroom holds. A token made for one purpose (unsubscribing) is refused for
-any other (the preferences, confirmation and bounce addresses to come), so no link can be
+any other (preferences, confirmation; VERP bounce addresses have tokens of their own, made in
+digest.bounces.verp with the same secret), so no link can be
 turned into another. The address is encoded, not encrypted — anyone holding the link can
 read it, which is fine because the link only ever appears in that recipient's own mail.
 
@@ -35,6 +36,7 @@ from enum import StrEnum
 from urllib.parse import quote
 
 from digest.address import address_key
+from digest.bounces import verp
 from digest.config import Config, MailingList
 from digest.errors import DigestError
 from digest.render.message import Recipient, list_id
@@ -230,16 +232,21 @@ def mailto_unsubscribe(sender_address: str, token: str) -> str:
     return f"mailto:{quote(address, safe='@+!$*')}?subject=unsubscribe%20{token}"
 
 
-def list_unsubscribe_headers(base_url: str, sender: str, token: str) -> dict[str, str]:
-    """List-Unsubscribe (https first, then mailto) and, for an https URL, List-Unsubscribe-Post.
+def list_unsubscribe_headers(base_url: str, mailbox: str | None, token: str) -> dict[str, str]:
+    """List-Unsubscribe (https first, then a mailto: to ``mailbox`` if there is one) and, for
+    an https URL, List-Unsubscribe-Post.
 
-    ``sender`` may be a bare address or "Name <address>". RFC 8058 only allows one-click on
-    an https URI, so with an http ``base_url`` (a local preview) the Post header is left out
-    rather than advertising something Gmail and Yahoo would reject. The DKIM signature of
-    the message must cover both headers.
+    ``mailbox`` may be a bare address or "Name <address>": one that `digest bounces` reads, or
+    None. A mailto: nobody reads would quietly lose a reader's request, so it is left out
+    until there is a mailbox. RFC 8058 only allows one-click on an https URI, so with an http
+    ``base_url`` (a local preview) the Post header is left out rather than advertising
+    something Gmail and Yahoo would reject. The DKIM signature must cover both headers.
     """
     url = unsubscribe_url(base_url, token)
-    headers = {"List-Unsubscribe": f"<{url}>, <{mailto_unsubscribe(sender, token)}>"}
+    links = [f"<{url}>"]
+    if mailbox is not None:
+        links.append(f"<{mailto_unsubscribe(mailbox, token)}>")
+    headers = {"List-Unsubscribe": ", ".join(links)}
     if url.startswith("https://"):
         headers["List-Unsubscribe-Post"] = ONE_CLICK
     return headers
@@ -277,13 +284,26 @@ class Addresser:
     """Addresses the messages of one list: each recipient's own link, and the list's headers."""
 
     def __init__(
-        self, config: Config, mailing_list: MailingList, *, env: Mapping[str, str], backend: str | None
+        self,
+        config: Config,
+        mailing_list: MailingList,
+        *,
+        env: Mapping[str, str],
+        backend: str | None,
+        transport: str | None = None,
     ) -> None:
-        """Signs with the secret ``signing_secret`` allows for ``backend`` (None: a preview)."""
+        """Signs with the secret ``signing_secret`` allows for ``backend`` (None: a preview).
+
+        ``transport`` (default: the list's) is the alias the mail goes out through: its
+        ``return_path`` gives each message its VERP envelope sender.
+        """
         self.secret = signing_secret(env, backend)
         self.list_name = mailing_list.name
         self.base_url = config.settings.server.base_url
         self.sender = config.settings.newsroom.sender
+        options = config.settings.transports.get(transport or mailing_list.transport)
+        self.return_path: str | None = getattr(options, "return_path", None)
+        self.mailbox = mailto_mailbox(config.settings.bounces.unsubscribe_address, self.return_path)
         # The same for every message of the list: a transport writes them once per batch.
         self.list_headers = {"List-Id": list_id(self.sender, mailing_list.name, mailing_list.display_title)}
         self._template = self._header_template()
@@ -300,7 +320,7 @@ class Addresser:
         if self._template:
             headers = {header: value.replace(_TOKEN_MARK, token) for header, value in self._template.items()}
         else:
-            headers = list_unsubscribe_headers(self.base_url, self.sender, token)
+            headers = list_unsubscribe_headers(self.base_url, self.mailbox, token)
         # A token of its own purpose: the preferences page must not be able to act as one-click.
         preferences = make_token(self.secret, self.list_name, email, purpose=Purpose.PREFERENCES)
         preferences_url = f"{self.base_url.rstrip('/')}/preferences/{preferences}"
@@ -313,10 +333,23 @@ class Addresser:
         recipient, headers = self.recipient(email, name, greeting)
         return recipient, {**self.list_headers, **headers}
 
-    def envelope(self, email: str, name: str, message_id: str, greeting: str = "") -> Envelope:
-        """One recipient of a batch, for a transport."""
+    def envelope(
+        self,
+        email: str,
+        name: str,
+        message_id: str,
+        greeting: str = "",
+        *,
+        bounce: tuple[str, int] | None = None,
+    ) -> Envelope:
+        """One recipient of a batch, for a transport; ``bounce`` (edition id, ledger row id)
+        gives it a VERP return path when the transport has one."""
         recipient, headers = self.recipient(email, name, greeting)
-        return Envelope(recipient=recipient, message_id=message_id, headers=headers)
+        return_path = None
+        if self.return_path is not None and bounce is not None and bounce[1] > 0:
+            token = verp.make_token(self.secret, self.list_name, bounce[0], email, bounce[1])
+            return_path = verp.address(self.return_path, token)
+        return Envelope(recipient=recipient, message_id=message_id, headers=headers, return_path=return_path)
 
     def _header_template(self) -> dict[str, str]:
         """``list_unsubscribe_headers`` made once with a stand-in for the token ({} if it cannot be).
@@ -324,8 +357,17 @@ class Addresser:
         Parsing the sender's address costs more than the rest of an envelope, and the token
         is the only thing that differs between recipients.
         """
-        template = list_unsubscribe_headers(self.base_url, self.sender, _TOKEN_MARK)
+        template = list_unsubscribe_headers(self.base_url, self.mailbox, _TOKEN_MARK)
         # The stand-in must come out exactly where a token would, else build them one by one.
         sample = "sample.token"
         filled = {header: value.replace(_TOKEN_MARK, sample) for header, value in template.items()}
-        return template if filled == list_unsubscribe_headers(self.base_url, self.sender, sample) else {}
+        return template if filled == list_unsubscribe_headers(self.base_url, self.mailbox, sample) else {}
+
+
+def mailto_mailbox(unsubscribe_address: str | None, return_path: str | None) -> str | None:
+    """Where a List-Unsubscribe mailto: goes: ``[bounces] unsubscribe_address``, else the
+    return path's mailbox (token "unsubscribe"), which `digest bounces` reads anyway; None
+    when neither is set."""
+    if unsubscribe_address is not None:
+        return unsubscribe_address
+    return verp.address(return_path, "unsubscribe") if return_path is not None else None

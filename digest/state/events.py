@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, select
 
 from digest.address import address_key
 from digest.state import schema
@@ -103,3 +103,41 @@ class Events:
         if batch:
             flush()
         return new
+
+    def count(self, email: str, kind: Kind, *, since: dt.datetime) -> int:
+        """How many ``kind`` events the address had since then (soft bounces, for the policy)."""
+        table = schema.delivery_events
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        table.c.email == address_key(email),
+                        table.c.kind == kind.value,
+                        table.c.occurred_at >= since,
+                    )
+                ).scalar_one()
+            )
+
+    def recipient_of(self, ledger_row: int) -> tuple[str, str, str] | None:
+        """(list, edition, address) of a send ledger row: whom a bounce token names."""
+        ledger, editions = schema.ledger, schema.editions
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(editions.c.list_name, ledger.c.edition_id, ledger.c.email)
+                .join(editions, editions.c.id == ledger.c.edition_id)
+                .where(ledger.c.id == ledger_row)
+            ).first()
+        return (found[0], found[1], found[2]) if found else None
+
+    def last_sent_to(self, email: str) -> tuple[str, str] | None:
+        """(list, edition) of the latest edition sent to the address; None: digest never mailed it."""
+        ledger, editions = schema.ledger, schema.editions
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(editions.c.list_name, ledger.c.edition_id)
+                .join(editions, editions.c.id == ledger.c.edition_id)
+                .where(ledger.c.email == address_key(email), ledger.c.sent_at.is_not(None))
+                .order_by(ledger.c.sent_at.desc())
+                .limit(1)
+            ).first()
+        return (found[0], found[1]) if found else None

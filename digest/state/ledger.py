@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, bindparam, func, or_, select, true, update
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
@@ -36,6 +36,9 @@ class Status(StrEnum):
 
 PENDING, SENDING, SENT, FAILED = Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
 SKIPPED, SUPPRESSED = Status.SKIPPED, Status.SUPPRESSED
+# The error of a failed row whose address the receiving server refused for good (a hard
+# bounce at send time): it stays failed, and no later run tries it again.
+REFUSED = "refused permanently: "
 # finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
 _GROUP_MIN = 8
 # A finish() outcome: (status, provider id, error).
@@ -127,13 +130,14 @@ class Ledger:
         """A new run sends again to those a previous run failed to reach.
 
         Not to those an editor has since reached with `digest send --resend`: their row says
-        sent (``Resends.record``).
+        sent (``Resends.record``). Nor to those refused for good (``REFUSED``): they are
+        suppressed, and trying them again only made every later run fail.
         """
         table = schema.ledger
         with self.engine.begin() as conn:
             return conn.execute(
                 update(table)
-                .where(table.c.edition_id == edition_id, table.c.status == FAILED)
+                .where(table.c.edition_id == edition_id, table.c.status == FAILED, _retryable(table))
                 .values(status=PENDING, updated_at=now)
             ).rowcount
 
@@ -328,18 +332,35 @@ class Ledger:
                 select(func.max(table.c.sent_at)).where(table.c.edition_id == edition_id)
             ).scalar()
 
+    def refused(self, edition_id: str) -> int:
+        """How many of the edition's recipients were refused for good (``REFUSED``)."""
+        table = schema.ledger
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        table.c.edition_id == edition_id, table.c.status == FAILED, ~_retryable(table)
+                    )
+                ).scalar_one()
+            )
+
     def failures(self, edition_id: str, limit: int = 20) -> list[tuple[str, str]]:
+        """The failed recipients a later run tries again, with why they failed."""
         table = schema.ledger
         with self.engine.connect() as conn:
             return [
                 (email, error or "")
                 for email, error in conn.execute(
                     select(table.c.email, table.c.error)
-                    .where(table.c.edition_id == edition_id, or_(table.c.status == FAILED))
+                    .where(table.c.edition_id == edition_id, table.c.status == FAILED, _retryable(table))
                     .order_by(table.c.id)
                     .limit(limit)
                 )
             ]
+
+
+def _retryable(table: Table) -> ColumnElement[bool]:
+    return or_(table.c.error.is_(None), ~table.c.error.startswith(REFUSED, autoescape=True))
 
 
 def _plan_finish(

@@ -29,6 +29,7 @@ from digest.state.readers import Readers
 from digest.state.resends import Resends
 from digest.state.runs import Runs
 from digest.state.suppressions import Suppressions
+from digest.state.unattributed import Unattributed
 
 # Every hint about replacing a damaged database says what a new one would not have, and how to
 # carry over the one part that must never be lost.
@@ -92,6 +93,7 @@ class Store:
         self.events = Events(self.engine)
         self.outcomes = Outcomes(self.engine)
         self.holds = Holds(self.engine)
+        self.unattributed = Unattributed(self.engine)
 
     @classmethod
     def for_reading(cls, url: str) -> Store | None:

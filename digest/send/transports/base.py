@@ -24,6 +24,8 @@ class Envelope:
     recipient: Recipient
     message_id: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The envelope sender (MAIL FROM) of this message alone, for VERP; None: the batch's sender.
+    return_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +62,17 @@ class Outcome:
     accepted: bool
     provider_id: str | None = None
     error: str | None = None
+    # The receiving server refused the address itself for good (5xx to RCPT, "no such user"):
+    # trying again cannot help, and the address must be suppressed like a hard bounce.
+    permanent: bool = False
 
     @classmethod
     def ok(cls, email: str, provider_id: str | None = None) -> Outcome:
         return cls(email, True, provider_id)
 
     @classmethod
-    def failed(cls, email: str, error: str) -> Outcome:
-        return cls(email, False, None, error)
+    def failed(cls, email: str, error: str, *, permanent: bool = False) -> Outcome:
+        return cls(email, False, None, error, permanent)
 
 
 class Transport(Protocol):

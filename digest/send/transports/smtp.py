@@ -256,15 +256,17 @@ class SmtpTransport:
         except (ValueError, TypeError) as exc:
             return Outcome.failed(email, f"cannot compose the message: {exc}")
         attempt = 0
+        # VERP: this message's own envelope sender, so that its bounce names its recipient.
+        mail_from = envelope.return_path or sender
         while True:
-            failure = self._attempt(slot, data, sender, email, international)
+            failure = self._attempt(slot, data, mail_from, email, international)
             if failure is None:
                 return Outcome.ok(email, message_id)
-            if failure.kind == "permanent" or attempt >= self.options.retries:
+            if failure.kind in ("permanent", "rejected") or attempt >= self.options.retries:
                 if failure.kind == "unreachable":
                     raise _Unreachable(failure.reason)
-                if failure.kind == "permanent":
-                    return Outcome.failed(email, failure.reason)
+                if failure.kind in ("permanent", "rejected"):
+                    return Outcome.failed(email, failure.reason, permanent=failure.kind == "rejected")
                 return Outcome.failed(email, f"{failure.reason} (gave up after {attempt + 1} attempts)")
             attempt += 1
             log.info("retrying %s (%d/%d): %s", email, attempt, self.options.retries, failure.reason)

@@ -23,7 +23,8 @@ class Failure:
     """Why an attempt failed, and what that means: retry (temporary, dropped) or not."""
 
     reason: str
-    kind: Literal["temporary", "permanent", "dropped", "unreachable"]
+    kind: Literal["temporary", "permanent", "rejected", "dropped", "unreachable"]
+    """"rejected": permanent, and about the address itself (a hard bounce at send time)."""
 
 
 class RateLimiter:
@@ -82,7 +83,10 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         # One recipient per message, so one reply.
         code, text = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
-        return _from_reply(code, text)
+        failure = _from_reply(code, text)
+        if failure.kind == "permanent" and _about_the_address(failure.reason):
+            return Failure(failure.reason, "rejected")
+        return failure
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return Failure(f"connection lost: {exc}", "dropped")
     if isinstance(exc, smtplib.SMTPResponseException):
@@ -91,6 +95,20 @@ def classify(exc: BaseException) -> Failure:
         # SMTPNotSupportedError and the like: this message cannot go over this server.
         return Failure(str(exc), "permanent")
     return Failure(f"connection lost: {describe(exc)}", "dropped")
+
+
+# An enhanced status (RFC 3463) of another class than 5.1 (address) or 5.2 (mailbox) says
+# the refusal is about us, the message or the server (5.7.1 relaying denied, 5.3.4 too big,
+# 5.7.26 DMARC): suppressing the reader for that could empty a list in one send.
+_ENHANCED = re.compile(r"\d{3} ([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _about_the_address(reason: str) -> bool:
+    found = _ENHANCED.match(reason)
+    if found is None:
+        # No enhanced status: 550, 551 and 553 at RCPT are "no such mailbox" in RFC 5321.
+        return reason[:3] in ("550", "551", "553") and not re.search(r"relay|spam|block|polic", reason, re.I)
+    return found.group(2) == "1" or (found.group(2) == "2" and found.group(3) == "1")
 
 
 def _from_reply(code: int, text: bytes | str) -> Failure:
