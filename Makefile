@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench lock clean postgresql
+.PHONY: demo test lint bench mutation lock clean postgresql
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,13 +52,13 @@ postgresql:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql
-	$(BIN)/ruff check digest tests bench examples
+	$(BIN)/ruff check digest tests bench examples tools
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check digest tests bench examples
-	$(BIN)/ruff format --check digest tests bench examples
+	$(BIN)/ruff check digest tests bench examples tools
+	$(BIN)/ruff format --check digest tests bench examples tools
 	$(BIN)/mypy
 
 bench: $(STAMP) postgresql
@@ -66,6 +66,12 @@ bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
 	$(BIN)/python bench/bench_webhook.py --postgresql
+
+# mutmut on the exactly-once core (ledger, tokens, subscribers, edition), each module against
+# the tests that exercise it; writes the scores to docs/testing.md. Slow: minutes per module.
+# One module: $(BIN)/python tools/mutation.py digest/subscribers.py
+mutation: $(STAMP) postgresql
+	$(BIN)/python tools/mutation.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(STAMP)
