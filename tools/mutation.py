@@ -117,7 +117,10 @@ def run(module: str) -> tuple[Counter[str], list[str], float]:
 def table_row(module: str, statuses: Counter[str], elapsed: float) -> str:
     total = sum(statuses.values())
     killed = statuses["killed"] + statuses["timeout"] + statuses["segfault"]
-    score = f"{100 * killed / total:.1f}%" if total else "n/a"
+    checked = total - statuses["not checked"]
+    score = f"{100 * killed / checked:.1f}%" if checked else "n/a"
+    if checked < total:  # an interrupted run: the score is of the mutants it got to
+        score += f" of {checked} checked"
     others = ", ".join(
         f"{status} {count}"
         for status, count in sorted(statuses.items())
