@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench lock clean postgresql postfix
+.PHONY: demo test lint bench mutation lock clean postgresql postfix
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,13 +59,13 @@ postfix:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 
 test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql postfix
-	$(BIN)/ruff check digest tests bench examples
+	$(BIN)/ruff check digest tests bench examples tools
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check digest tests bench examples
-	$(BIN)/ruff format --check digest tests bench examples
+	$(BIN)/ruff check digest tests bench examples tools
+	$(BIN)/ruff format --check digest tests bench examples tools
 	$(BIN)/mypy
 
 bench: $(STAMP) postgresql
@@ -73,6 +73,12 @@ bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
 	$(BIN)/python bench/bench_webhook.py --postgresql
+
+# mutmut on the exactly-once core (ledger, tokens, subscribers, edition), each module against
+# the tests that exercise it; writes the scores to docs/testing.md. Slow: minutes per module.
+# One module: $(BIN)/python tools/mutation.py digest/subscribers.py
+mutation: $(STAMP) postgresql
+	$(BIN)/python tools/mutation.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(STAMP)

@@ -274,18 +274,6 @@ class Ledger:
                     single,
                 )
 
-    def sent_among(self, edition_id: str, emails: Iterable[str]) -> set[str]:
-        table = schema.ledger
-        wanted = list(dict.fromkeys(emails))
-        with self.engine.connect() as conn:
-            return set(
-                conn.execute(
-                    select(table.c.email).where(
-                        table.c.edition_id == edition_id, table.c.status == SENT, table.c.email.in_(wanted)
-                    )
-                ).scalars()
-            )
-
     def of_address(self, email: str) -> list[tuple[str, str, dt.datetime | None, int]]:
         """(edition, status, sent at, resends) of every edition that had the address (folded)."""
         table, resends = schema.ledger, schema.resends
