@@ -12,6 +12,9 @@ own. The runs (sizes are comma-separated lists):
 - ``--smtp`` (100,000): to a local SMTP server with 4 connections; by default a bare asyncio
   server that takes each message and drops it (``--smtp-sink aiosmtpd``: a real aiosmtpd
   server, which spends about 1.2 ms of CPU per message and so sets the pace on a small machine);
+- ``--dkim`` (none, ed25519, rsa): the SMTP runs once per way of signing, back to back: unsigned,
+  an Ed25519 key, an RSA-2048 key (``both``: the two together); the difference in CPU per
+  recipient from the unsigned run of the same size is the cost of signing;
 - ``--postgresql`` (100,000) × ``--senders`` (1 and 2): the SendGrid path with the ledger on a
   local PostgreSQL server (Debian's, as in the tests, but syncing to disk), the senders
   started together and sharing the list;
@@ -83,6 +86,8 @@ SECRET = "bench-secret-for-unsubscribe-links-0123456789"
 API_KEY = "SG.bench-key"
 SMTP_CONNECTIONS = 4
 PATHS = ("sendgrid", "smtp")
+# The keys each --dkim mode signs with ([[transports.bench.dkim]] tables).
+DKIM_MODES = {"none": (), "ed25519": ("ed25519",), "rsa": ("rsa",), "both": ("rsa", "ed25519")}
 
 
 # -- the project -----------------------------------------------------------------------------
@@ -101,7 +106,34 @@ def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
             out.writerow([email, name, ";".join(desks), status])
 
 
-def write_project(folder: Path, rows: int, path: str, port: int, state_url: str | None = None) -> Path:
+def dkim_tables(folder: Path, mode: str) -> str:
+    """Fresh keys in ``folder`` and the SMTP transport's [[…dkim]] tables that name them."""
+    import base64
+
+    import nacl.signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    tables = ""
+    for kind in DKIM_MODES[mode]:
+        if kind == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        else:  # as dknewkey --ktype ed25519 writes it: the base64 seed
+            pem = base64.b64encode(bytes(nacl.signing.SigningKey.generate()))
+        (folder / f"dkim-{kind}.key").write_bytes(pem)
+        tables += (
+            f'\n[[transports.bench.dkim]]\ndomain = "news.example.org"\nselector = "bench-{kind}"\n'
+            f'key_file = "dkim-{kind}.key"\n'
+        )
+    return tables
+
+
+def write_project(
+    folder: Path, rows: int, path: str, port: int, state_url: str | None = None, dkim: str = "none"
+) -> Path:
     """config.toml, today's feeds and the subscriber CSV for one path, in ``folder``."""
     for sub in ("feeds", "subscribers", "templates"):
         (folder / sub).mkdir(parents=True)
@@ -122,7 +154,8 @@ def write_project(folder: Path, rows: int, path: str, port: int, state_url: str 
     assert config.count('"Film"') == 3, "tests/conftest.py's BASE_CONFIG changed: update the bench"
     if state_url:
         config = config.replace('url = "sqlite:///state/digest.sqlite3"', f'url = "{state_url}"')
-    config += f'\n[transports.bench]\n{transport}\n[server]\nbase_url = "https://news.example.org"\n'
+    config += f"\n[transports.bench]\n{transport}{dkim_tables(folder, dkim)}"
+    config += '\n[server]\nbase_url = "https://news.example.org"\n'
     (folder / "config.toml").write_text(config, encoding="utf-8")
     return folder / "config.toml"
 
@@ -478,16 +511,17 @@ def send(
     smtp_sink: str = "raw",
     state_url: str | None = None,
     senders: int = 1,
+    dkim: str = "none",
 ) -> dict[str, Any]:
     """Set up a project, start the sink, send in fresh processes; their numbers.
 
     With several senders (on a shared PostgreSQL ledger) they start together; the wall time
     runs from the first start to the last end, the CPU is theirs summed, the peak the highest.
     """
-    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}"
+    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}-{dkim}"
     profile_out = project / "send.prof"
     with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
-        config = write_project(project, rows, path, port, state_url)
+        config = write_project(project, rows, path, port, state_url, dkim)
         env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
         command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
         children = [
@@ -581,6 +615,13 @@ def main(argv: list[str] | None = None) -> int:
         default="raw",
         help="raw (default): a bare asyncio server that parses nothing; aiosmtpd: a real one (slower)",
     )
+    parser.add_argument(
+        "--dkim",
+        type=lambda text: [mode for mode in text.split(",") if mode],
+        default=["none", "ed25519", "rsa"],
+        metavar="MODE,MODE",
+        help=f"the SMTP runs, each signed so ({', '.join(DKIM_MODES)}; default none,ed25519,rsa)",
+    )
     parser.add_argument("--sink", choices=[*PATHS, "raw-smtp"], help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -590,8 +631,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(Path(args.child[0]), args.child[1], Path(args.child[2]))
         return 0
-    runs = [("sendgrid", n, 1, False) for n in args.sendgrid] + [("smtp", n, 1, False) for n in args.smtp]
-    runs += [("sendgrid", n, senders, True) for n in args.postgresql for senders in args.senders]
+    if unknown := set(args.dkim) - set(DKIM_MODES):
+        parser.error(f"--dkim: unknown mode(s) {', '.join(sorted(unknown))} (known: {', '.join(DKIM_MODES)})")
+    runs = [("sendgrid", n, 1, False, "none") for n in args.sendgrid]
+    runs += [("smtp", n, 1, False, dkim) for n in args.smtp for dkim in args.dkim]
+    runs += [("sendgrid", n, senders, True, "none") for n in args.postgresql for senders in args.senders]
     paths = list(dict.fromkeys(path for path, *_ in runs))
 
     from importlib.metadata import version
@@ -602,27 +646,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SQLAlchemy {version('sqlalchemy')}, SQLite {__import__('sqlite3').sqlite_version}, ", end="")
     print(f"email-validator {version('email-validator')}, sendgrid {version('sendgrid')}, ", end="")
     print(f"aiosmtpd {version('aiosmtpd')}; SMTP sink: {args.smtp_sink}, {SMTP_CONNECTIONS} connections\n")
-    print(f"{'path, ledger':<24}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}", end="")
+    print(f"{'path, ledger':<30}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}", end="")
     print(f"{'CPU µs/recipient':>17}", end="")
     print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  variants, render ms first / median")
     fast: dict[str, float] = {}
+    signed: dict[tuple[int, str], float] = {}  # (recipients, --dkim mode) → CPU s per recipient
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as name, postgresql(args.postgresql) as database:
         folder = Path(name)
-        for path, n, senders, shared in runs:
+        for path, n, senders, shared, dkim in runs:
             url = database(f"bench_{path}_{n}_{senders}") if shared else None
-            result = send(folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders)
-            if not shared:
+            result = send(
+                folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders, dkim=dkim
+            )
+            if not shared and (dkim == "none" or path not in fast):
                 fast[path] = result["cpu"] / n
+            if path == "smtp":
+                signed[n, dkim] = result["cpu"] / n
             renders = result["renders"]
             label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
+            label += "" if dkim == "none" else f", DKIM {dkim}"
             print(
-                f"{label:<24}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
+                f"{label:<30}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
                 f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
                 f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
                 f"  {result['variants']} sent, {len(renders)} rendered: {renders[0] * 1e3:.0f} / "
                 f"{statistics.median(renders[1:] or renders) * 1e3:.1f}  {result['counts']}",
                 flush=True,
             )
+        for (n, dkim), each in signed.items():
+            if dkim != "none" and (n, "none") in signed:
+                extra = (each - signed[n, "none"]) * 1e6
+                print(
+                    f"\nDKIM {dkim}: {extra:.1f} µs more CPU per message than unsigned (SMTP, {n:,})", end=""
+                )
+        print()
         for path in paths if args.naive else ():
             result = send(folder, path, 1_000, f"naive:{path}:{args.naive}", args.smtp_sink)
             each = result["cpu"] / result["recipients"]

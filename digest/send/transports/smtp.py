@@ -26,6 +26,7 @@ from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
 from digest.render.message import Composer, make_message_id
 from digest.retry import RetryPolicy
+from digest.send.dkim import Signer, create_signer
 from digest.send.transports.base import Batch, Envelope, Outcome
 from digest.send.transports.smtp_wire import (
     Connection,
@@ -70,10 +71,16 @@ class SmtpTransport:
         options: SmtpOptions,
         credentials: Credentials | None = None,
         tls_context: ssl.SSLContext | None = None,
+        signer: Signer | None = None,
     ) -> None:
-        """``tls_context`` is for "starttls" and "ssl"; by default the system's CAs and host name checks."""
+        """``tls_context`` is for "starttls" and "ssl"; by default the system's CAs and host name checks.
+
+        ``signer`` DKIM-signs each message's bytes as they go on the wire (``create`` makes it from
+        the options' ``dkim`` keys).
+        """
         self.options = options
         self.credentials = credentials
+        self.signer = signer
         self.max_batch = BATCH_PER_CONNECTION * options.connections
         self.where = f"{options.host}:{options.port}"
         # None marks a slot whose connection was lost; its worker reopens it when it needs it.
@@ -253,6 +260,8 @@ class SmtpTransport:
         international = not (sender.isascii() and email.isascii())
         try:
             data, message_id = _message_bytes(batch, composer, envelope, international)
+            if self.signer is not None:  # the exact bytes sent, after every per-recipient change
+                data = self.signer.sign(data)
         except (ValueError, TypeError) as exc:
             return Outcome.failed(email, f"cannot compose the message: {exc}")
         attempt = 0
@@ -375,7 +384,7 @@ def create(options: SmtpOptions, env: Mapping[str, str], root: Path) -> SmtpTran
             password=_variable(env, options.password_env),
             source=f"${options.username_env} and ${options.password_env}",
         )
-    return SmtpTransport(options, credentials)
+    return SmtpTransport(options, credentials, signer=create_signer(options.dkim, env, root))
 
 
 def _variable(env: Mapping[str, str], name: str) -> str:
