@@ -294,6 +294,7 @@ STAGES: dict[str, list[str]] = {
         "json:dumps",
         "digest.send.transports.smtp:SmtpTransport._composer",
         "digest.send.transports.smtp:_message_bytes",
+        "digest.send.dkim:Signer.sign",
     ],
     "HTTP / SMTP I/O": [
         "digest.send.transports.sendgrid:SendGridTransport._post",

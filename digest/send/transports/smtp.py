@@ -259,9 +259,7 @@ class SmtpTransport:
         # Non-ASCII addresses need SMTPUTF8, and the message its headers in UTF-8.
         international = not (sender.isascii() and email.isascii())
         try:
-            data, message_id = _message_bytes(batch, composer, envelope, international)
-            if self.signer is not None:  # the exact bytes sent, after every per-recipient change
-                data = self.signer.sign(data)
+            data, message_id = _message_bytes(batch, composer, envelope, international, self.signer)
         except (ValueError, TypeError) as exc:
             return Outcome.failed(email, f"cannot compose the message: {exc}")
         attempt = 0
@@ -354,25 +352,27 @@ class SmtpTransport:
 
 
 def _message_bytes(
-    batch: Batch, composer: Composer | None, envelope: Envelope, international: bool
+    batch: Batch, composer: Composer | None, envelope: Envelope, international: bool, signer: Signer | None
 ) -> tuple[bytes, str | None]:
     """The message as it goes over the wire, and its Message-ID.
 
     The same bytes as ``batch.message(envelope).as_bytes()``; the composer makes them without
     composing the whole message when it can. (Not ``smtplib``'s ``send_message``: its generator
-    would turn every body line starting with "From " into ">From ".)
+    would turn every body line starting with "From " into ">From ".) ``signer`` DKIM-signs these
+    exact bytes, after every per-recipient change; the composer's pieces make that quicker.
     """
     recipient = envelope.recipient
     if composer is not None and not international:
         message_id = envelope.message_id or make_message_id(batch.edition_id, recipient.email, batch.sender)
-        data = composer.message_bytes(recipient, message_id, envelope.headers)
-        if data is not None:
-            return data, message_id
+        pieces = composer.message_pieces(recipient, message_id, envelope.headers)
+        if pieces is not None:
+            data = b"".join(pieces)
+            return (signer.sign(data, pieces) if signer else data), message_id
     message = batch.message(envelope)
     # Batch messages are made under an EmailPolicy (SMTP's), the kind that knows utf8.
     policy = cast(EmailPolicy, message.policy).clone(utf8=True) if international else None
-    message_id = message["Message-ID"]
-    return message.as_bytes(policy=policy), str(message_id) if message_id else None
+    message_id, data = message["Message-ID"], message.as_bytes(policy=policy)
+    return (signer.sign(data) if signer else data), str(message_id) if message_id else None
 
 
 def create(options: SmtpOptions, env: Mapping[str, str], root: Path) -> SmtpTransport:
