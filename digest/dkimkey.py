@@ -107,8 +107,8 @@ def _from_pem(text: bytes) -> PrivateKey:
         )
         return _ed25519_key(raw)
     if not isinstance(key, rsa.RSAPrivateKey):
-        kind = type(key).__name__.removesuffix("PrivateKey").lstrip("_") or "another kind of"
-        raise KeyProblem(f"is a {kind} key; DKIM signs with RSA or Ed25519")
+        kind = type(key).__name__.removesuffix("PrivateKey").lstrip("_")
+        raise KeyProblem(f"holds a key of another kind ({kind}); DKIM signs with RSA or Ed25519")
     if key.key_size < MIN_RSA_BITS:
         raise KeyProblem(
             f"is an RSA key of {key.key_size} bits, too weak: receivers ignore DKIM signatures under "
