@@ -106,24 +106,27 @@ def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
             out.writerow([email, name, ";".join(desks), status])
 
 
-def dkim_tables(folder: Path, mode: str) -> str:
-    """Fresh keys in ``folder`` and the SMTP transport's [[…dkim]] tables that name them."""
+def dkim_key(kind: str) -> bytes:
+    """A fresh key: RSA-2048 as PEM, Ed25519 as dknewkey --ktype ed25519 writes it (base64 seed)."""
     import base64
 
     import nacl.signing
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
+    if kind == "ed25519":
+        return base64.b64encode(bytes(nacl.signing.SigningKey.generate()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def dkim_tables(folder: Path, mode: str) -> str:
+    """Fresh keys in ``folder`` and the SMTP transport's [[…dkim]] tables that name them."""
     tables = ""
     for kind in DKIM_MODES[mode]:
-        if kind == "rsa":
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        else:  # as dknewkey --ktype ed25519 writes it: the base64 seed
-            pem = base64.b64encode(bytes(nacl.signing.SigningKey.generate()))
-        (folder / f"dkim-{kind}.key").write_bytes(pem)
+        (folder / f"dkim-{kind}.key").write_bytes(dkim_key(kind))
         tables += (
             f'\n[[transports.bench.dkim]]\ndomain = "news.example.org"\nselector = "bench-{kind}"\n'
             f'key_file = "dkim-{kind}.key"\n'
@@ -434,6 +437,63 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     return {"cpu": time.process_time() - cpu, "recipients": done}
 
 
+def signing(sender: Any, sample: int) -> dict[str, Any]:
+    """CPU per message of DKIM signing alone, on ``sample`` of the list's real messages (the
+    all-desks variant, composed as the SMTP transport composes them): digest's Signer with each
+    key, and dkimpy's own ``dkim.sign`` for comparison."""
+    import dkim
+
+    from digest.dkimkey import load_key
+    from digest.model import Variant
+    from digest.render import environment, render_edition
+    from digest.render.message import Composer
+    from digest.send.dkim import Signature, Signer, signed_names
+    from digest.state.ledger import Claimed
+
+    edition = sender.edition(freeze=False)
+    sender.import_subscribers([])
+    readers = list(itertools.islice(sender.store.readers.of_list("daily"), sample))
+    variant = Variant.of(None, sender.list_desks)  # every desk: the longest message
+    content = render_edition(sender.config, variant.select(edition), environment(sender.config))
+    envelopes = [sender.envelope(Claimed(n, r.email, r.name, variant.key, 1)) for n, r in enumerate(readers)]
+    batch = sender.batch(variant.key, content, envelopes)
+    composer = Composer(
+        content, sender=batch.sender, edition_id=batch.edition_id, date=batch.date, headers=batch.headers
+    )
+    pieces = [composer.message_pieces(e.recipient, e.message_id or "", e.headers) for e in envelopes]
+    messages = [(b"".join(p), p) for p in pieces if p is not None]
+    keys = {kind: dkim_key(kind) for kind in ("ed25519", "rsa")}
+    include = list(signed_names(name for name, _value in dkim.rfc822_parse(messages[0][0])[0]))
+
+    def per_message(sign: Callable[[bytes, list[bytes]], object], reps: int, count: int) -> float:
+        cpu = time.process_time()
+        for _ in range(reps):
+            for data, parts in messages[:count]:
+                sign(data, parts)
+        return (time.process_time() - cpu) / (reps * min(count, len(messages)))
+
+    def signer(*kinds: str) -> Signer:
+        return Signer([Signature(b"news.example.org", k.encode(), load_key(keys[k])) for k in kinds])
+
+    def stock(kind: str) -> Callable[[bytes, list[bytes]], object]:
+        algorithm = b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256"
+        return lambda data, _parts: dkim.sign(
+            data, kind.encode(), b"news.example.org", keys[kind], include_headers=include,
+            canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=algorithm,
+        )  # fmt: skip
+
+    ed, rsa, both = signer("ed25519"), signer("rsa"), signer("rsa", "ed25519")
+    return {
+        "bytes": statistics.mean(len(data) for data, _parts in messages),
+        "Ed25519": per_message(ed.sign, 3, sample),
+        "RSA-2048": per_message(rsa.sign, 3, sample),
+        "RSA-2048 and Ed25519": per_message(both.sign, 3, sample),
+        "Ed25519, from the bytes alone": per_message(lambda data, _parts: ed.sign(data), 1, sample),
+        "dkimpy's dkim.sign, Ed25519": per_message(stock("ed25519"), 1, 50),
+        "dkimpy's dkim.sign, RSA-2048": per_message(stock("rsa"), 1, 20),
+    }
+
+
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     from digest.config import load_config
     from digest.send.run import Sender
@@ -444,6 +504,9 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     sender = Sender(config, "daily", store, now=dt.datetime.now(dt.UTC))
     if mode.startswith("naive"):
         print(json.dumps(naive(sender, mode.split(":")[1], int(mode.split(":")[2]))))
+        return
+    if mode.startswith("sign:"):
+        print(json.dumps(signing(sender, int(mode.split(":")[1]))))
         return
     renders = _timed_renders()
     meter = Meter() if mode == "breakdown" else None
@@ -681,6 +744,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"\nDKIM {dkim}: {extra:.1f} µs more CPU per message than unsigned (SMTP, {n:,})", end=""
                 )
         print()
+        if args.smtp and any(dkim != "none" for dkim in args.dkim):
+            result = send(folder, "smtp", 1_000, "sign:200", args.smtp_sink)
+            size = result["bytes"]
+            print(f"\nDKIM signing alone, CPU per message ({size / 1024:.0f} KB messages, one thread):")
+            for label, seconds in result.items():
+                if label not in ("bytes", "sink_cpu"):
+                    print(f"  {label:<34}{seconds * 1e6:>9.1f} µs")
         for path in paths if args.naive else ():
             result = send(folder, path, 1_000, f"naive:{path}:{args.naive}", args.smtp_sink)
             each = result["cpu"] / result["recipients"]
