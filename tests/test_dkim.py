@@ -193,6 +193,14 @@ def test_signing_a_composers_pieces_gives_the_same_header() -> None:
     assert signing._pieces, "the variant's long pieces are remembered"
 
 
+def test_odd_line_ends_are_read_as_dkimpy_reads_them() -> None:
+    # Bare LFs (not what digest composes): signed as a verifier will read them, pieces or not.
+    odd = b"From: a@news.example.org\nSubject: x\n\nline one \n\tline two\r\n\r\n"
+    signing = signer("ed25519")
+    assert dns("ed25519").verify(signing.sign(odd))
+    assert signing.sign(odd, [odd[:28], odd[28:]]) == signing.sign(odd)
+
+
 def test_relaxed_headers_equal_dkimpys() -> None:
     headers = dkim.rfc822_parse(
         b"From:  A  <a@x.org> \r\nSubject: folded\r\n\tover  two\r\nTo:b@x.org\r\nX-Tab:\tv\r\n\r\n"
