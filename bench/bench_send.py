@@ -12,6 +12,9 @@ own. The runs (sizes are comma-separated lists):
 - ``--smtp`` (100,000): to a local SMTP server with 4 connections; by default a bare asyncio
   server that takes each message and drops it (``--smtp-sink aiosmtpd``: a real aiosmtpd
   server, which spends about 1.2 ms of CPU per message and so sets the pace on a small machine);
+- ``--dkim`` (none, ed25519, rsa): the SMTP runs once per way of signing, back to back: unsigned,
+  an Ed25519 key, an RSA-2048 key (``both``: the two together); the difference in CPU per
+  recipient from the unsigned run of the same size is the cost of signing;
 - ``--postgresql`` (100,000) × ``--senders`` (1 and 2): the SendGrid path with the ledger on a
   local PostgreSQL server (Debian's, as in the tests, but syncing to disk), the senders
   started together and sharing the list;
@@ -83,6 +86,8 @@ SECRET = "bench-secret-for-unsubscribe-links-0123456789"
 API_KEY = "SG.bench-key"
 SMTP_CONNECTIONS = 4
 PATHS = ("sendgrid", "smtp")
+# The keys each --dkim mode signs with ([[transports.bench.dkim]] tables).
+DKIM_MODES = {"none": (), "ed25519": ("ed25519",), "rsa": ("rsa",), "both": ("rsa", "ed25519")}
 
 
 # -- the project -----------------------------------------------------------------------------
@@ -101,7 +106,37 @@ def write_subscribers(path: Path, rows: int, seed: int = 11) -> None:
             out.writerow([email, name, ";".join(desks), status])
 
 
-def write_project(folder: Path, rows: int, path: str, port: int, state_url: str | None = None) -> Path:
+def dkim_key(kind: str) -> bytes:
+    """A fresh key: RSA-2048 as PEM, Ed25519 as dknewkey --ktype ed25519 writes it (base64 seed)."""
+    import base64
+
+    import nacl.signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if kind == "ed25519":
+        return base64.b64encode(bytes(nacl.signing.SigningKey.generate()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def dkim_tables(folder: Path, mode: str) -> str:
+    """Fresh keys in ``folder`` and the SMTP transport's [[…dkim]] tables that name them."""
+    tables = ""
+    for kind in DKIM_MODES[mode]:
+        (folder / f"dkim-{kind}.key").write_bytes(dkim_key(kind))
+        tables += (
+            f'\n[[transports.bench.dkim]]\ndomain = "news.example.org"\nselector = "bench-{kind}"\n'
+            f'key_file = "dkim-{kind}.key"\n'
+        )
+    return tables
+
+
+def write_project(
+    folder: Path, rows: int, path: str, port: int, state_url: str | None = None, dkim: str = "none"
+) -> Path:
     """config.toml, today's feeds and the subscriber CSV for one path, in ``folder``."""
     for sub in ("feeds", "subscribers", "templates"):
         (folder / sub).mkdir(parents=True)
@@ -122,7 +157,8 @@ def write_project(folder: Path, rows: int, path: str, port: int, state_url: str 
     assert config.count('"Film"') == 3, "tests/conftest.py's BASE_CONFIG changed: update the bench"
     if state_url:
         config = config.replace('url = "sqlite:///state/digest.sqlite3"', f'url = "{state_url}"')
-    config += f'\n[transports.bench]\n{transport}\n[server]\nbase_url = "https://news.example.org"\n'
+    config += f"\n[transports.bench]\n{transport}{dkim_tables(folder, dkim)}"
+    config += '\n[server]\nbase_url = "https://news.example.org"\n'
     (folder / "config.toml").write_text(config, encoding="utf-8")
     return folder / "config.toml"
 
@@ -261,6 +297,7 @@ STAGES: dict[str, list[str]] = {
         "json:dumps",
         "digest.send.transports.smtp:SmtpTransport._composer",
         "digest.send.transports.smtp:_message_bytes",
+        "digest.send.dkim:Signer.sign",
     ],
     "HTTP / SMTP I/O": [
         "digest.send.transports.sendgrid:SendGridTransport._post",
@@ -400,6 +437,63 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     return {"cpu": time.process_time() - cpu, "recipients": done}
 
 
+def signing(sender: Any, sample: int) -> dict[str, Any]:
+    """CPU per message of DKIM signing alone, on ``sample`` of the list's real messages (the
+    all-desks variant, composed as the SMTP transport composes them): digest's Signer with each
+    key, and dkimpy's own ``dkim.sign`` for comparison."""
+    import dkim
+
+    from digest.dkimkey import load_key
+    from digest.model import Variant
+    from digest.render import environment, render_edition
+    from digest.render.message import Composer
+    from digest.send.dkim import Signature, Signer, signed_names
+    from digest.state.ledger import Claimed
+
+    edition = sender.edition(freeze=False)
+    sender.import_subscribers([])
+    readers = list(itertools.islice(sender.store.readers.of_list("daily"), sample))
+    variant = Variant.of(None, sender.list_desks)  # every desk: the longest message
+    content = render_edition(sender.config, variant.select(edition), environment(sender.config))
+    envelopes = [sender.envelope(Claimed(n, r.email, r.name, variant.key, 1)) for n, r in enumerate(readers)]
+    batch = sender.batch(variant.key, content, envelopes)
+    composer = Composer(
+        content, sender=batch.sender, edition_id=batch.edition_id, date=batch.date, headers=batch.headers
+    )
+    pieces = [composer.message_pieces(e.recipient, e.message_id or "", e.headers) for e in envelopes]
+    messages = [(b"".join(p), p) for p in pieces if p is not None]
+    keys = {kind: dkim_key(kind) for kind in ("ed25519", "rsa")}
+    include = list(signed_names(name for name, _value in dkim.rfc822_parse(messages[0][0])[0]))
+
+    def per_message(sign: Callable[[bytes, list[bytes]], object], reps: int, count: int) -> float:
+        cpu = time.process_time()
+        for _ in range(reps):
+            for data, parts in messages[:count]:
+                sign(data, parts)
+        return (time.process_time() - cpu) / (reps * min(count, len(messages)))
+
+    def signer(*kinds: str) -> Signer:
+        return Signer([Signature(b"news.example.org", k.encode(), load_key(keys[k])) for k in kinds])
+
+    def stock(kind: str) -> Callable[[bytes, list[bytes]], object]:
+        algorithm = b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256"
+        return lambda data, _parts: dkim.sign(
+            data, kind.encode(), b"news.example.org", keys[kind], include_headers=include,
+            canonicalize=(b"relaxed", b"relaxed"), signature_algorithm=algorithm,
+        )  # fmt: skip
+
+    ed, rsa, both = signer("ed25519"), signer("rsa"), signer("rsa", "ed25519")
+    return {
+        "bytes": statistics.mean(len(data) for data, _parts in messages),
+        "Ed25519": per_message(ed.sign, 3, sample),
+        "RSA-2048": per_message(rsa.sign, 3, sample),
+        "RSA-2048 and Ed25519": per_message(both.sign, 3, sample),
+        "Ed25519, from the bytes alone": per_message(lambda data, _parts: ed.sign(data), 1, sample),
+        "dkimpy's dkim.sign, Ed25519": per_message(stock("ed25519"), 1, 50),
+        "dkimpy's dkim.sign, RSA-2048": per_message(stock("rsa"), 1, 20),
+    }
+
+
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     from digest.config import load_config
     from digest.send.run import Sender
@@ -410,6 +504,9 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     sender = Sender(config, "daily", store, now=dt.datetime.now(dt.UTC))
     if mode.startswith("naive"):
         print(json.dumps(naive(sender, mode.split(":")[1], int(mode.split(":")[2]))))
+        return
+    if mode.startswith("sign:"):
+        print(json.dumps(signing(sender, int(mode.split(":")[1]))))
         return
     renders = _timed_renders()
     meter = Meter() if mode == "breakdown" else None
@@ -478,16 +575,17 @@ def send(
     smtp_sink: str = "raw",
     state_url: str | None = None,
     senders: int = 1,
+    dkim: str = "none",
 ) -> dict[str, Any]:
     """Set up a project, start the sink, send in fresh processes; their numbers.
 
     With several senders (on a shared PostgreSQL ledger) they start together; the wall time
     runs from the first start to the last end, the CPU is theirs summed, the peak the highest.
     """
-    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}"
+    project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}-{dkim}"
     profile_out = project / "send.prof"
     with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
-        config = write_project(project, rows, path, port, state_url)
+        config = write_project(project, rows, path, port, state_url, dkim)
         env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
         command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
         children = [
@@ -581,6 +679,13 @@ def main(argv: list[str] | None = None) -> int:
         default="raw",
         help="raw (default): a bare asyncio server that parses nothing; aiosmtpd: a real one (slower)",
     )
+    parser.add_argument(
+        "--dkim",
+        type=lambda text: [mode for mode in text.split(",") if mode],
+        default=["none", "ed25519", "rsa"],
+        metavar="MODE,MODE",
+        help=f"the SMTP runs, each signed so ({', '.join(DKIM_MODES)}; default none,ed25519,rsa)",
+    )
     parser.add_argument("--sink", choices=[*PATHS, "raw-smtp"], help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -590,8 +695,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(Path(args.child[0]), args.child[1], Path(args.child[2]))
         return 0
-    runs = [("sendgrid", n, 1, False) for n in args.sendgrid] + [("smtp", n, 1, False) for n in args.smtp]
-    runs += [("sendgrid", n, senders, True) for n in args.postgresql for senders in args.senders]
+    if unknown := set(args.dkim) - set(DKIM_MODES):
+        parser.error(f"--dkim: unknown mode(s) {', '.join(sorted(unknown))} (known: {', '.join(DKIM_MODES)})")
+    runs = [("sendgrid", n, 1, False, "none") for n in args.sendgrid]
+    runs += [("smtp", n, 1, False, dkim) for n in args.smtp for dkim in args.dkim]
+    runs += [("sendgrid", n, senders, True, "none") for n in args.postgresql for senders in args.senders]
     paths = list(dict.fromkeys(path for path, *_ in runs))
 
     from importlib.metadata import version
@@ -602,27 +710,47 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SQLAlchemy {version('sqlalchemy')}, SQLite {__import__('sqlite3').sqlite_version}, ", end="")
     print(f"email-validator {version('email-validator')}, sendgrid {version('sendgrid')}, ", end="")
     print(f"aiosmtpd {version('aiosmtpd')}; SMTP sink: {args.smtp_sink}, {SMTP_CONNECTIONS} connections\n")
-    print(f"{'path, ledger':<24}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}", end="")
+    print(f"{'path, ledger':<30}{'recipients':>11}{'wall s':>8}{'recipients/s':>13}", end="")
     print(f"{'CPU µs/recipient':>17}", end="")
     print(f"{'peak RSS MiB':>13}{'growth MiB':>11}{'sink CPU s':>11}  variants, render ms first / median")
     fast: dict[str, float] = {}
+    signed: dict[tuple[int, str], float] = {}  # (recipients, --dkim mode) → CPU s per recipient
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as name, postgresql(args.postgresql) as database:
         folder = Path(name)
-        for path, n, senders, shared in runs:
+        for path, n, senders, shared, dkim in runs:
             url = database(f"bench_{path}_{n}_{senders}") if shared else None
-            result = send(folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders)
-            if not shared:
+            result = send(
+                folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders, dkim=dkim
+            )
+            if not shared and (dkim == "none" or path not in fast):
                 fast[path] = result["cpu"] / n
+            if path == "smtp":
+                signed[n, dkim] = result["cpu"] / n
             renders = result["renders"]
             label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
+            label += "" if dkim == "none" else f", DKIM {dkim}"
             print(
-                f"{label:<24}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
+                f"{label:<30}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
                 f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
                 f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
                 f"  {result['variants']} sent, {len(renders)} rendered: {renders[0] * 1e3:.0f} / "
                 f"{statistics.median(renders[1:] or renders) * 1e3:.1f}  {result['counts']}",
                 flush=True,
             )
+        for (n, dkim), each in signed.items():
+            if dkim != "none" and (n, "none") in signed:
+                extra = (each - signed[n, "none"]) * 1e6
+                print(
+                    f"\nDKIM {dkim}: {extra:.1f} µs more CPU per message than unsigned (SMTP, {n:,})", end=""
+                )
+        print()
+        if args.smtp and any(dkim != "none" for dkim in args.dkim):
+            result = send(folder, "smtp", 1_000, "sign:200", args.smtp_sink)
+            size = result["bytes"]
+            print(f"\nDKIM signing alone, CPU per message ({size / 1024:.0f} KB messages, one thread):")
+            for label, seconds in result.items():
+                if label not in ("bytes", "sink_cpu"):
+                    print(f"  {label:<34}{seconds * 1e6:>9.1f} µs")
         for path in paths if args.naive else ():
             result = send(folder, path, 1_000, f"naive:{path}:{args.naive}", args.smtp_sink)
             each = result["cpu"] / result["recipients"]

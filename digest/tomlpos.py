@@ -63,6 +63,10 @@ class TomlPositions:
         """The line of ``loc``, or of the nearest enclosing key or table that has one."""
         for cut in range(len(loc), 0, -1):
             line = self._lines.get(tuple(loc[:cut]))
+            if line is None and 0 in loc[:cut]:
+                # A key that takes one table or an array of them (``dkim``), written as one
+                # table: validation numbers it 0, the file does not.
+                line = self._lines.get(tuple(part for part in loc[:cut] if part != 0))
             if line is not None:
                 return line
         return None

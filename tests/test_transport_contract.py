@@ -23,6 +23,7 @@ from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Purpose, list_unsubscribe_headers, make_token, unsubscribe_url
 from tests.conftest import greeted
+from tests.dkimkeys import DOMAIN, Dns, ed25519_seed, rsa_pem
 from tests.sendgrid_sink import SendGridSink
 from tests.smtpd import SmtpServer
 
@@ -88,7 +89,7 @@ def from_sendgrid(body: dict) -> Iterator[Delivered]:
         )
 
 
-@pytest.fixture(params=["outbox", "smtp", "sendgrid"])
+@pytest.fixture(params=["outbox", "smtp", "smtp-dkim", "sendgrid"])
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Transport, Inbox]]:
     if request.param == "outbox":
         folder = tmp_path / "outbox"
@@ -100,6 +101,21 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
             yield (
                 create_transport(options, tmp_path),
                 lambda: [from_mime(m.data) for m in server.messages],
+            )
+    elif request.param == "smtp-dkim":
+        # Signed with RSA and Ed25519: the same contract, and every message as it arrived verifies.
+        (tmp_path / "rsa.pem").write_bytes(rsa_pem())
+        signers = [
+            {"domain": DOMAIN, "selector": "rsa", "key_file": "rsa.pem"},
+            {"domain": DOMAIN, "selector": "ed", "key_env": "DKIM_ED25519"},
+        ]
+        published = Dns().publish("rsa", rsa_pem()).publish("ed", ed25519_seed())
+        with SmtpServer() as server:
+            settings = {"port": server.port, "connections": 2, "backoff": 0.01, "dkim": signers}
+            env = {"DKIM_ED25519": ed25519_seed().decode()}
+            yield (
+                create_transport(SmtpOptions.model_validate(settings), tmp_path, env),
+                lambda: [from_mime(m.data) for m in server.messages if published.verify_all(m.data)],
             )
     else:
         with SendGridSink() as sink:

@@ -6,6 +6,7 @@ every problem: a feed's unknown desk is found next to a misspelled ``[fetch]`` k
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from digest.config.models import Desks, Feed, MailingList, Render, find_feed
 from digest.config.problems import Problem
+from digest.tomlpos import Loc
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -60,13 +62,19 @@ def _salvage(model: type[Model], raw: object) -> Model | None:
         return None  # a required key is wrong: its own error is reported
 
 
-def check(data: Mapping[str, Any], root: Path) -> list[Problem]:
+def check(data: Mapping[str, Any], root: Path, env: Mapping[str, str] | None = None) -> list[Problem]:
     """The problems of ``data`` (parsed config.toml) that its models cannot see on their own.
 
-    ``root`` is the config file's folder, against which relative paths are resolved.
+    ``root`` is the config file's folder, against which relative paths are resolved; ``env``
+    (default: the process's environment) holds the keys that key_env settings name.
     """
     tables = _Tables.salvage(data)
-    return [*_desk_names(tables), *_list_references(tables), *_files(tables, root)]
+    return [
+        *_desk_names(tables),
+        *_list_references(tables),
+        *_files(tables, root),
+        *_dkim_keys(data, root, os.environ if env is None else env),
+    ]
 
 
 def unknown_desk(desk: str, order: tuple[str, ...]) -> str:
@@ -164,3 +172,54 @@ def _files(tables: _Tables, root: Path) -> list[Problem]:
 def resolve(root: Path, relative: str) -> Path:
     """A path from the config, relative to the config file's folder ``root``."""
     return (root / Path(relative).expanduser()).resolve()
+
+
+def _dkim_keys(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> list[Problem]:
+    """Every DKIM key an SMTP transport names can sign: read, parsed, strong enough.
+
+    A key_env that is not set is no problem here: commands that send nothing (build, preview,
+    serve) need no key, and the SMTP transport refuses to start without it.
+    """
+    transports = data.get("transports")
+    problems: list[Problem] = []
+    for alias, table in transports.items() if isinstance(transports, Mapping) else ():
+        if not isinstance(table, Mapping) or table.get("backend") != "smtp":
+            continue
+        raw = table.get("dkim")
+        for index, signer in enumerate([raw] if isinstance(raw, Mapping) else _array(raw)):
+            # A single [transports.x.dkim] table has its keys' lines without an index.
+            where = ("transports", alias, "dkim", *((index,) if isinstance(raw, list) else ()))
+            if isinstance(signer, Mapping):
+                problems += _dkim_key(signer, where, root, env)
+    return problems
+
+
+def _dkim_key(signer: Mapping[str, Any], where: Loc, root: Path, env: Mapping[str, str]) -> list[Problem]:
+    # Imported here: reading a config without DKIM never loads the cryptography libraries.
+    from digest.dkimkey import RECOMMENDED_RSA_BITS, KeyProblem, load_key
+
+    key_file, key_env = signer.get("key_file"), signer.get("key_env")
+    if isinstance(key_file, str) and key_file and key_env is None:
+        loc, what, path = (*where, "key_file"), f"key file {key_file!r}", resolve(root, key_file)
+        try:
+            key_bytes = path.read_bytes()
+        except FileNotFoundError:
+            message = f"{what} not found (looked in {path})"
+            return [Problem(loc, message, hint=f"fix the path (relative to config.toml); {_MAKE_KEY}")]
+        except OSError as exc:
+            return [Problem(loc, f"cannot read {what}: {exc.strerror or exc}")]
+    elif isinstance(key_env, str) and key_env and key_file is None and env.get(key_env):
+        loc, what, key_bytes = (*where, "key_env"), f"${key_env}", env[key_env].encode("utf-8", "replace")
+    else:
+        return []  # no key, both, or a wrong type: the model reports it
+    try:
+        key = load_key(key_bytes)
+    except KeyProblem as exc:
+        return [Problem(loc, f"{what} {exc}", hint=_MAKE_KEY)]
+    if key.weak:
+        message = f"{what} is an RSA key of {key.bits} bits; RFC 8301 asks for {RECOMMENDED_RSA_BITS}"
+        return [Problem(loc, message, hint="some receivers may ignore the signature", warning=True)]
+    return []
+
+
+_MAKE_KEY = "make one with `openssl genrsa -out dkim-rsa.pem 2048` or `dknewkey --ktype ed25519 dkim-ed`"

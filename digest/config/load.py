@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -15,6 +16,8 @@ from digest.config.models import MailingList, Settings, slugify
 from digest.config.problems import Problem, problems_from
 from digest.errors import ConfigError
 from digest.tomlpos import Loc, TomlPositions
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_TEMPLATES = "templates"
@@ -99,6 +102,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except ValidationError as exc:
         problems += problems_from(exc, Settings)
     problems += check(data, file.resolve().parent)
+    for warning in [problem for problem in problems if problem.warning]:
+        log.warning("%s", warning.error(file, positions))
+    problems = [problem for problem in problems if not problem.warning]
     if problems or settings is None:
         errors = [problem.error(file, positions) for problem in problems]
         # In the file's order; a problem with no line of its own (a missing table) comes last.

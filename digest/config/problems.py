@@ -37,6 +37,8 @@ class Problem(NamedTuple):
     hint: str | None = None
     # What the message is prefixed with, when not the key itself (an unknown key's table).
     label: str | None = None
+    # Logged when the config is loaded, not refused (a DKIM key under the recommended size).
+    warning: bool = False
 
     def error(self, path: str | os.PathLike[str], positions: TomlPositions) -> ConfigError:
         """This problem as a ConfigError at its line: ``path:line: key: message``."""

@@ -14,7 +14,9 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from digest.config.problems import Expects
 
 if TYPE_CHECKING:
     from digest.send.transports.base import Transport
@@ -37,6 +39,43 @@ class OutboxOptions(_Options):
     backend: Literal["outbox"] = "outbox"
 
 
+# A DNS label (RFC 1035 letters, digits, hyphens), for domains and DKIM selectors.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+
+
+class DkimOptions(_Options):
+    """One ``[transports.<alias>.dkim]`` signer: the key at ``<selector>._domainkey.<domain>``."""
+
+    domain: Annotated[
+        str,
+        Field(pattern=rf"^{_LABEL}(?:\.{_LABEL})+$", max_length=253),
+        Expects('a domain name like "news.example.org" (the d= of the signature)'),
+    ]
+    selector: Annotated[
+        str,
+        Field(pattern=rf"^{_LABEL}(?:\.{_LABEL})*$", max_length=63),
+        Expects('a selector like "2026-ed" (letters, digits, hyphens)'),
+    ]
+    key_file: str | None = Field(None, min_length=1)
+    """A PEM file (or dknewkey's Ed25519 key), relative to config.toml."""
+    key_env: str | None = Field(None, min_length=1)
+    """The name of an environment variable holding the key, as the file would."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> DkimOptions:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("give the private key as key_file or as key_env (one of them)")
+        return self
+
+
+def _tables(value: object) -> object:
+    # One signer may be written as a table ([transports.x.dkim]), several as an array of
+    # tables ([[transports.x.dkim]], e.g. RSA and Ed25519 together, RFC 8463).
+    if isinstance(value, Mapping):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
 class SmtpOptions(_Options):
     """``backend = "smtp"``; secrets are named (environment variables), never given."""
 
@@ -54,6 +93,8 @@ class SmtpOptions(_Options):
     helo: str | None = None
     # VERP: each message's envelope sender (MAIL FROM), so that its bounce names its recipient.
     return_path: str | None = None
+    dkim: Annotated[tuple[DkimOptions, ...], BeforeValidator(_tables)] = ()
+    """DKIM signers; every message carries one DKIM-Signature per signer."""
     # Last, so that an unknown key's message lists the backend's own options first.
     backend: Literal["smtp"] = "smtp"
 
@@ -70,6 +111,14 @@ class SmtpOptions(_Options):
         from digest.bounces.verp import check_template
 
         return None if value is None else check_template(value)
+
+    @model_validator(mode="after")
+    def _one_key_per_selector(self) -> SmtpOptions:
+        # A selector's TXT record publishes one public key: two keys under it cannot both verify.
+        seen = [(signer.selector.lower(), signer.domain.lower()) for signer in self.dkim]
+        if len(set(seen)) < len(seen):
+            raise ValueError("dkim: each signer needs its own selector (one DNS record holds one key)")
+        return self
 
 
 class SendGridOptions(_Options):

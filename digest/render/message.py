@@ -185,6 +185,17 @@ class Composer:
         self, recipient: Recipient, message_id: str, headers: Mapping[str, str] | None = None
     ) -> bytes | None:
         """The message for one recipient, or None when only ``compose`` can make it."""
+        pieces = self.message_pieces(recipient, message_id, headers)
+        return None if pieces is None else b"".join(pieces)
+
+    def message_pieces(
+        self, recipient: Recipient, message_id: str, headers: Mapping[str, str] | None = None
+    ) -> list[bytes] | None:
+        """``message_bytes`` in the pieces it is joined from, each ending with CRLF.
+
+        The body's pieces without a placeholder are the same objects for every recipient, so a
+        DKIM signer can canonicalize each of them once per variant (``digest.send.dkim``).
+        """
         if not self.usable:
             return None
         try:
@@ -226,9 +237,12 @@ class Composer:
 
     def _matches(self, probe: Recipient) -> bool:
         message_id = f"<probe.{len(probe.name)}@probe.invalid>"
-        return self._message(probe, message_id, {}) == self.compose(probe, message_id).as_bytes()
+        pieces = self._message(probe, message_id, {})
+        return pieces is not None and b"".join(pieces) == self.compose(probe, message_id).as_bytes()
 
-    def _message(self, recipient: Recipient, message_id: str, headers: Mapping[str, str]) -> bytes | None:
+    def _message(
+        self, recipient: Recipient, message_id: str, headers: Mapping[str, str]
+    ) -> list[bytes] | None:
         merged = {**self.headers, **headers}
         names = {name.lower() for name in merged}
         if len(names) < len(merged) or any(
@@ -260,7 +274,7 @@ class Composer:
                     return None  # a value that breaks the line would change the line structure
                 out.append(_qp_line(line) + b"\r\n")
         out.append(self._end)
-        return b"".join(out)
+        return out
 
 
 def _part_headers(part: MIMEPart) -> bytes:
