@@ -469,7 +469,7 @@ def _serve(project: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], s
             time.sleep(0.05)
 
 
-def test_through_digest_serve_a_forgery_changes_nothing_and_the_next_send_skips_who_bounced_or_complained(
+def test_through_digest_serve_a_forgery_changes_nothing_the_next_send_skips_who_bounced_or_complained_and_the_report_counts_the_click(
     make_project: MakeProject,
 ) -> None:
     project = make_project()
@@ -493,13 +493,32 @@ def test_through_digest_serve_a_forgery_changes_nothing_and_the_next_send_skips_
         with Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}") as store:
             assert Hook(Client(lambda *a: None), store).nothing_stored()
         assert httpx.post(f"{base}{URL}", content=body, headers=SIGNER.headers(body, now)).status_code == 200
+
+        sent = run(project, "send", "--list", "daily", secret=SECRET.decode())
+        assert sent.exit_code == 0, sent.output + sent.stderr
+        assert "sent 1," in sent.output and "suppressed 2" in sent.output
+        outbox = list((project.parent / "outbox" / "daily-2026-11-25").glob("*.eml"))
+        assert len(outbox) == 1 and CHEN in outbox[0].read_text()
+
+        # The reader clicks the first story of the edition they got; SendGrid reports it.
+        with Store(f"sqlite:///{project.parent / 'state' / 'digest.sqlite3'}") as store:
+            story = json.loads(store.editions.contents([EDITION])[EDITION])
+        first = next(item for desk in story["desks"] for item in desk["items"])
+        click = body_of([event("click", CHEN, 9, url=first["url"])])
+        assert (
+            httpx.post(f"{base}{URL}", content=click, headers=SIGNER.headers(click, now)).status_code == 200
+        )
     finally:
         process.terminate()
         _, err = process.communicate(timeout=10)
     assert "sendgrid webhook: refused a signature that does not verify" in err
     assert ANNA not in err and BORIS not in err
-    sent = run(project, "send", "--list", "daily", secret=SECRET.decode())
-    assert sent.exit_code == 0, sent.output + sent.stderr
-    assert "sent 1," in sent.output and "suppressed 2" in sent.output
-    outbox = list((project.parent / "outbox" / "daily-2026-11-25").glob("*.eml"))
-    assert len(outbox) == 1 and CHEN in outbox[0].read_text()
+    report = run(project, "report", "--list", "daily", "--format", "json", secret=SECRET.decode())
+    assert report.exit_code == 0, report.output
+    (results,) = json.loads(report.output)["editions"]
+    assert results["edition"] == EDITION and results["sent"] == 1
+    # The first batch named this edition in its custom args too: its bounce, complaint and
+    # click (on a link that is no story) count for it, beside the story click.
+    assert (results["hard_bounces"], results["complaints"]) == (1, 1)
+    assert (results["clicks"], results["other_clicks"]) == (2, 1)
+    assert [(s["url"], s["clicks"]) for s in results["top_stories"]] == [(first["url"], 1)]
