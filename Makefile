@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench mutation lock clean postgresql postfix
+.PHONY: demo test lint bench mutation lock clean postgresql postfix dovecot
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,7 +58,13 @@ postfix:
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 
-test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql postfix
+# A real Dovecot serves the bounce mailbox over IMAPS in `digest bounces fetch`'s tests (a
+# private instance in a temporary folder, with a self-signed certificate made by the test).
+dovecot:
+	@test -x /usr/sbin/dovecot || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
+
+test: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql postfix dovecot
 	$(BIN)/ruff check digest tests bench examples tools
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -106,7 +106,8 @@ class ImapMailbox:
             pass
 
 
-def open_imap(options: Bounces, env: Mapping[str, str]) -> ImapMailbox:
+def open_imap(options: Bounces, env: Mapping[str, str], root: Path | None = None) -> ImapMailbox:
+    """Log in to the ``[bounces]`` mailbox; ``root`` is config.toml's folder (for imap_ca_file)."""
     if not options.imap_host:
         raise DigestError("no bounce mailbox: set [bounces] imap_host and imap_user in the config")
     password = env.get(options.password_env)
@@ -115,7 +116,21 @@ def open_imap(options: Bounces, env: Mapping[str, str]) -> ImapMailbox:
             f"${options.password_env} is not set",
             hint="`digest bounces fetch` reads the IMAP password from it",
         )
-    return ImapMailbox(options, password)
+    return ImapMailbox(options, password, context=tls_context(options, root or Path.cwd()))
+
+
+def tls_context(options: Bounces, root: Path) -> ssl.SSLContext:
+    """The system's trust store, or ``imap_ca_file``'s CAs: the certificate is always checked."""
+    if not options.imap_ca_file:
+        return ssl.create_default_context()
+    path = (root / Path(options.imap_ca_file).expanduser()).resolve()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise DigestError(
+            f"cannot read the IMAP CA file {path}: {exc}",
+            hint="[bounces] imap_ca_file names PEM certificates, relative to config.toml",
+        ) from None
 
 
 def fetch(client: MailboxClient, handle: Callable[[bytes, str], object]) -> int:

@@ -46,7 +46,7 @@ def fetch_mailbox(
     """Handle every message of the ``[bounces]`` IMAP mailbox, moving each out once handled."""
     processor = Processor(config, store, checking_secret(env), now=now)
     tally = Tally()
-    mailbox = client or open_imap(config.settings.bounces, env)
+    mailbox = client or open_imap(config.settings.bounces, env, config.root)
     fetch(mailbox, lambda raw, origin: processor.handle(raw, origin, tally))
     return tally
 

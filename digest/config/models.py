@@ -286,6 +286,9 @@ class Bounces(_Section):
     imap_host: str | None = None
     imap_port: int = Field(default=993, ge=1, le=65535)
     imap_user: str | None = None
+    # A PEM file of CA certificates the server's is checked against instead of the system's
+    # (a private CA, or a self-signed server), relative to config.toml; never unchecked.
+    imap_ca_file: str | None = Field(default=None, min_length=1)
     password_env: str = "DIGEST_IMAP_PASSWORD"
     folder: str = "INBOX"
     processed_folder: str = "Processed"
