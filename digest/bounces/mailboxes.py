@@ -73,11 +73,14 @@ class ImapMailbox:
             self.imap.login(options.imap_user, password)
             _ok(self.imap.select(_quoted(options.folder)), f"select {options.folder}")
             self.imap.create(_quoted(options.processed_folder))  # "already exists" is fine
+            # Servers (Dovecot) list MOVE only once logged in; imaplib keeps what they said before.
+            _typ, listed = self.imap.capability()
         except (imaplib.IMAP4.error, OSError) as exc:
             raise DigestError(f"cannot read the bounce mailbox {self.where}: {exc}") from None
+        after_login = listed[0].decode("ascii", "replace").upper().split() if listed and listed[0] else []
         # RFC 6851 MOVE is one atomic step; without it, a crash between COPY and EXPUNGE only
         # means the message is read again next time, which changes nothing.
-        self.move = "MOVE" in self.imap.capabilities
+        self.move = "MOVE" in {*self.imap.capabilities, *after_login}
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         _typ, data = self.imap.uid("SEARCH", "ALL")
