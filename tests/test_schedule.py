@@ -210,3 +210,24 @@ def test_the_bounce_mailbox_is_fetched_every_interval_when_configured(config: Co
         assert [p.list_name for p in service.sync_jobs()] == ["daily"]  # the lists' jobs are untouched
     with running(config) as service:  # without a mailbox, no job
         assert service.scheduler.get_job(BOUNCE_JOB) is None
+
+
+def test_the_bounce_job_is_no_list_run(config: Config, caplog: pytest.LogCaptureFixture) -> None:
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+
+    from digest.schedule.service import BOUNCE_JOB
+
+    with running(config) as service:
+        missed = JobExecutionEvent(EVENT_JOB_MISSED, BOUNCE_JOB, "default", DUE)
+        failed = JobExecutionEvent(
+            EVENT_JOB_ERROR, BOUNCE_JOB, "default", DUE, exception=OSError("imap down")
+        )
+        service._on_event(missed)
+        service._on_event(failed)
+    with open_store(config).migrate() as store, store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        names = conn.execute(text("SELECT list_name FROM job_runs")).scalars().all()
+    assert "bounces" not in names  # a missed fetch is caught up by the next: no list's missed run
+    assert "fetching bounces raised OSError('imap down')" in caplog.text
+    assert "list bounces" not in caplog.text

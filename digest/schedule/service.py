@@ -184,6 +184,9 @@ class SchedulerService:
     # -- events ----------------------------------------------------------------------------
 
     def _on_event(self, event: JobEvent) -> None:
+        if event.job_id == BOUNCE_JOB:
+            self._on_bounce_event(event)
+            return
         name = event.job_id.removeprefix("list:")
         if event.code == EVENT_JOB_SUBMITTED:
             when = ", ".join(self._local(name, t) for t in getattr(event, "scheduled_run_times", []))
@@ -204,6 +207,14 @@ class SchedulerService:
             log.error(
                 "list %s: the job raised %r", name, event.exception, extra={"event": "error", "list": name}
             )
+
+    def _on_bounce_event(self, event: JobEvent) -> None:
+        """The mailbox job is no list's run: a missed fetch is caught up by the next one, and
+        nothing of it belongs in a list's job runs."""
+        if event.code == EVENT_JOB_SUBMITTED:
+            log.debug("fetching bounces", extra={"event": "bounces_fetch"})
+        elif event.code == EVENT_JOB_ERROR and isinstance(event, JobExecutionEvent):
+            log.error("fetching bounces raised %r", event.exception, extra={"event": "error"})
 
     def _local(self, list_name: str, moment: dt.datetime) -> str:
         try:
