@@ -24,6 +24,7 @@ from digest.send.unsubscribe import Purpose, make_token
 from digest.state import Store
 from digest.web import create_app, make_app
 from digest.web.app import MAX_BODY
+from digest.web.server import GRACEFUL_TIMEOUT
 from tests.conftest import MakeProject
 
 SECRET = b"0123456789abcdef-test-secret"
@@ -317,7 +318,9 @@ def test_serve_prints_its_url_stops_on_a_signal_and_keeps_tokens_out_of_the_acce
         assert httpx.get(f"{base}/unsubscribe/{token}?email={EMAIL}", timeout=10).status_code == 200
         assert httpx.get(f"{base}/{EMAIL}", timeout=10).status_code == 404
         process.send_signal(stop_with)
-        out, err = process.communicate(timeout=10)
+        # A worker that does not stop at once is killed after gunicorn's graceful timeout; the
+        # server must be gone by then (rarely, a gthread worker needs that long on SIGINT).
+        out, err = process.communicate(timeout=GRACEFUL_TIMEOUT + 10)
     finally:
         if process.poll() is None:
             process.kill()
