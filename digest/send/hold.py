@@ -8,6 +8,7 @@ the scheduled job act on that.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -64,3 +65,26 @@ def decide_hold(
     if not down or deadline is None or now >= deadline:
         return None
     return Hold(down, deadline)
+
+
+class Held(Exception):
+    """Raised inside a send whose list waits for a required feed; ``send`` reports it."""
+
+    def __init__(self, hold: Hold) -> None:
+        super().__init__(hold.feeds)
+        self.hold = hold
+
+
+def say_missing(
+    config: Config, mailing_list: MailingList, edition_id: str, missing_feeds: Collection[str]
+) -> None:
+    """Log each feed an edition goes out without: a scheduled run has no one to tell but the log."""
+    required = required_labels(config, mailing_list)
+    for feed in missing_feeds:
+        logging.getLogger("digest.send.run").warning(
+            "edition %s goes out without feed %s%s; its stories follow in the next edition that reads it",
+            edition_id,
+            feed,
+            " (required, but the send grace has run out)" if feed in required else "",
+            extra={"event": "feed_missing", "list": mailing_list.name, "feed": feed, "edition": edition_id},
+        )

@@ -30,7 +30,7 @@ from digest.model import Edition, Variant
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
-from digest.send.hold import Hold, decide_hold, hold_deadline, required_labels
+from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Outcome, Transport
@@ -50,14 +50,6 @@ CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 SHOWN_PROBLEMS = 50
 
 Progress = Callable[[int, int], None]
-
-
-class Held(Exception):
-    """Raised inside a send whose list waits for a required feed; ``send`` reports it."""
-
-    def __init__(self, hold: Hold) -> None:
-        super().__init__(hold.feeds)
-        self.hold = hold
 
 
 def _utc_now() -> dt.datetime:
@@ -137,7 +129,7 @@ class Sender:
         for warning in edition.warnings:  # a feed left out must not go unnoticed in a scheduled run
             log.warning("%s", warning, extra={"event": "edition_warning", "list": self.list.name})
         self._hold_for_required_feeds(edition)
-        self._say_missing(edition)
+        say_missing(self.config, self.list, self.edition_id, edition.missing_feeds)
         if edition.is_empty:
             # Another sender may have frozen it while this one read the feeds: its stories are
             # now marked seen, so this build found none of them new.
@@ -178,22 +170,6 @@ class Sender:
         )
         if hold is not None:
             raise Held(hold)
-
-    def _say_missing(self, edition: Edition) -> None:
-        required = required_labels(self.config, self.list)
-        for feed in edition.missing_feeds:
-            log.warning(
-                "edition %s goes out without feed %s%s; its stories follow in the next edition that reads it",
-                self.edition_id,
-                feed,
-                " (required, but the send grace has run out)" if feed in required else "",
-                extra={
-                    "event": "feed_missing",
-                    "list": self.list.name,
-                    "feed": feed,
-                    "edition": self.edition_id,
-                },
-            )
 
     @functools.cached_property
     def greeting(self) -> Greeting:
