@@ -149,17 +149,7 @@ def send(
         sender = Sender(config, list_name, store, transport_alias=alias, now=now())
         where = transport_label(config, sender.alias)
         if dry_run:
-            preview = sender.dry_run()
-            if preview.guardrail:
-                click.echo(
-                    f"{preview.edition_id}: dry run, nothing sent: would be {preview.guardrail.describe()}"
-                )
-                return
-            if preview.held:
-                held = preview.held.describe(sender.timezone)
-                click.echo(f"{preview.edition_id}: dry run, nothing sent: would be {held}")
-                return
-            _print_summary(preview, where)
+            _print_dry_run(sender.dry_run(), sender.timezone, where)
             return
         progress = _ProgressLine()
         with _stop_on_signals() as stop:
@@ -173,15 +163,31 @@ def send(
                 raise
             finally:
                 progress.end()
+    _print_sent(summary, sender.timezone, where)
+
+
+def _print_dry_run(preview: SendSummary, timezone: str, where: str) -> None:
+    """What a send would do now; a hold is said as what it would be."""
+    if preview.guardrail:
+        click.echo(f"{preview.edition_id}: dry run, nothing sent: would be {preview.guardrail.describe()}")
+    elif preview.held:
+        click.echo(f"{preview.edition_id}: dry run, nothing sent: would be {preview.held.describe(timezone)}")
+    else:
+        _print_summary(preview, where)
+
+
+def _print_sent(summary: SendSummary, timezone: str, where: str) -> None:
+    """What the send did, and its exit code: 77 held by the guardrail, 75 waiting for a feed,
+    1 when a recipient failed."""
     if summary.guardrail:
-        click.echo(f"{summary.edition_id}: {summary.guardrail.describe()}")
         guard = summary.guardrail
+        click.echo(f"{summary.edition_id}: {guard.describe()}")
         click.echo(
             f"  nothing sent; `digest report --edition {guard.edition_id}` shows that edition's results"
         )
         sys.exit(EXIT_GUARDRAIL)
     if summary.held:
-        click.echo(f"{summary.edition_id}: {summary.held.describe(sender.timezone)}")
+        click.echo(f"{summary.edition_id}: {summary.held.describe(timezone)}")
         click.echo("  nothing sent; run `digest send` again later (`digest schedule` retries by itself)")
         sys.exit(EXIT_HELD)
     if summary.empty:

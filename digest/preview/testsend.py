@@ -16,12 +16,12 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.config import Config
+from digest.config import Config, TransportConfig
 from digest.errors import DigestError, TransportError
 from digest.preview.model import Preview
 from digest.render.message import make_message_id
 from digest.send.transports import create_transport
-from digest.send.transports.base import Batch
+from digest.send.transports.base import Batch, Outcome
 from digest.send.unsubscribe import Addresser
 
 log = logging.getLogger("digest.preview")
@@ -94,6 +94,18 @@ def send_test(
         envelopes=(envelope,),
         headers=addresser.list_headers,
     )
+    outcome = _deliver(config, transport_config, alias, batch, env)
+    if not outcome.accepted:
+        raise Refused(502, f"{alias} refused {to}: {outcome.error}")
+    log.info("preview: test of %s (%s) sent to %s via %s", edition_id, preview.variant_key, to, alias)
+    where = f" ({outcome.provider_id})" if transport_config.backend == "outbox" else ""
+    return f"sent to {to} via {alias}{where}"
+
+
+def _deliver(
+    config: Config, transport_config: TransportConfig, alias: str, batch: Batch, env: Mapping[str, str]
+) -> Outcome:
+    """The one message's outcome; Refused when the transport could not be asked."""
     try:
         transport = create_transport(transport_config, config.root, env)
         transport.open()
@@ -108,8 +120,4 @@ def send_test(
     except Exception as exc:  # a provider's surprise is reported, not a crash of the preview
         log.exception("preview: test send through %s failed", alias)
         raise Refused(502, f"{alias}: {type(exc).__name__}: {exc}") from None
-    if not outcome.accepted:
-        raise Refused(502, f"{alias} refused {to}: {outcome.error}")
-    log.info("preview: test of %s (%s) sent to %s via %s", edition_id, preview.variant_key, to, alias)
-    where = f" ({outcome.provider_id})" if transport_config.backend == "outbox" else ""
-    return f"sent to {to} via {alias}{where}"
+    return outcome

@@ -282,33 +282,7 @@ class Sender:
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
         todo = total.get(PENDING, 0) + total.get("sending", 0)
-        transport = create_transport(self.transport_config, self.config.root, self.env)
-        owner = owner_id()
-        done = sent_now = 0
-        stopped = False
-        transport.open()
-        try:
-            while not (stop and stop.is_set()):
-                now = self.clock()
-                claimed = self.store.ledger.claim(
-                    self.edition_id, owner, transport.max_batch, now=now, claim_timeout=CLAIM_TIMEOUT
-                )
-                if not claimed:
-                    break
-                try:
-                    sent_now += self._send_claimed(transport, edition, owner, claimed)
-                except BaseException:
-                    # The transport raised before any outcome: nothing of this batch went out
-                    # (a transport reports partial success as outcomes), so the next run may send it.
-                    self.store.ledger.release(self.edition_id, owner, now=self.clock())
-                    raise
-                done += len(claimed)
-                if progress:
-                    progress(done, todo)
-            else:
-                stopped = True
-        finally:
-            transport.close()
+        sent_now, stopped = self._send_batches(edition, todo, progress, stop)
         counts = self.store.ledger.counts(self.edition_id)
         return SendSummary(
             self.list.name,
@@ -322,6 +296,36 @@ class Sender:
             sent_before=sent_before,
             bounced=self.store.ledger.refused(self.edition_id),
         )
+
+    def _send_batches(
+        self, edition: Edition, todo: int, progress: Progress | None, stop: threading.Event | None
+    ) -> tuple[int, bool]:
+        """Claim, send and record batch after batch until none is left or ``stop`` is set;
+        returns how many were accepted now and whether it was stopped."""
+        transport = create_transport(self.transport_config, self.config.root, self.env)
+        owner = owner_id()
+        done = sent_now = 0
+        transport.open()
+        try:
+            while not (stop and stop.is_set()):
+                claimed = self.store.ledger.claim(
+                    self.edition_id, owner, transport.max_batch, now=self.clock(), claim_timeout=CLAIM_TIMEOUT
+                )
+                if not claimed:
+                    return sent_now, False
+                try:
+                    sent_now += self._send_claimed(transport, edition, owner, claimed)
+                except BaseException:
+                    # The transport raised before any outcome: nothing of this batch went out
+                    # (a transport reports partial success as outcomes), so the next run may send it.
+                    self.store.ledger.release(self.edition_id, owner, now=self.clock())
+                    raise
+                done += len(claimed)
+                if progress:
+                    progress(done, todo)
+            return sent_now, True
+        finally:
+            transport.close()
 
     def _send_claimed(
         self, transport: Transport, edition: Edition, owner: str, claimed: list[Claimed]
