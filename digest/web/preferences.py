@@ -28,9 +28,9 @@ from digest.config import MailingList
 from digest.ingest.sanitize import one_line
 from digest.send.unsubscribe import Purpose, read_token
 from digest.state.readers import Reader, ReaderStatus
-from digest.state.suppressions import Reason
 from digest.web import pages
 from digest.web.app import Site, WebRequest
+from digest.web.unsubscribe import leave_list
 
 log = logging.getLogger("digest.serve")
 
@@ -96,21 +96,9 @@ def _save(site: Site, request: WebRequest, mailing_list: MailingList, reader: Re
 
 
 def _leave(site: Site, mailing_list: MailingList, email: str) -> Response:
-    try:
-        added = site.store().readers.leave(
-            mailing_list.name, email, reason=Reason.UNSUBSCRIBED, source="preferences", now=site.clock()
-        )
-    except Exception:
-        log.exception(
-            "could not record an unsubscribe from %s for %s", mailing_list.name, mask_address(email)
-        )
-        return pages.try_again(site)
-    log.info(
-        "unsubscribed %s from %s via preferences%s",
-        mask_address(email),
-        mailing_list.name,
-        "" if added else " (again)",
-    )
+    failed = leave_list(site, mailing_list, email, "preferences")
+    if failed is not None:
+        return failed
     title = mailing_list.display_title
     return pages.render(
         site, "unsubscribed", title="You are unsubscribed", list_title=title, masked=mask_address(email)

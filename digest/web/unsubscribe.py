@@ -14,6 +14,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from digest.address import mask_address
+from digest.config import MailingList
 from digest.send.unsubscribe import Purpose, read_token
 from digest.state.suppressions import Reason
 from digest.web import pages
@@ -39,6 +40,15 @@ def unsubscribe(site: Site, request: WebRequest, values: Mapping[str, str]) -> R
             site, "unsubscribe", title=f"Unsubscribe from {title}?", list_title=title, masked=masked
         )
     source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "web"
+    failed = leave_list(site, mailing_list, email, source)
+    if failed is not None:
+        return failed
+    return pages.render(site, "unsubscribed", title="You are unsubscribed", list_title=title, masked=masked)
+
+
+def leave_list(site: Site, mailing_list: MailingList, email: str, source: str) -> Response | None:
+    """Unsubscribe ``email`` from the list (from this page, one-click or the preferences page)
+    and log it masked; None when recorded, else the page asking to try again."""
     try:
         added = site.store().readers.leave(
             mailing_list.name, email, reason=Reason.UNSUBSCRIBED, source=source, now=site.clock()
@@ -55,7 +65,7 @@ def unsubscribe(site: Site, request: WebRequest, values: Mapping[str, str]) -> R
         source,
         "" if added else " (again)",
     )
-    return pages.render(site, "unsubscribed", title="You are unsubscribed", list_title=title, masked=masked)
+    return None
 
 
 ROUTES = [
