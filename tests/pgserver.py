@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.state import Store
+
 
 def _bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -112,3 +114,18 @@ _databases = iter(range(1, 1_000_000))
 def postgres_url(postgres: PostgresServer) -> str:
     """A new, empty database for each test."""
     return postgres.create_database(f"digest_test_{next(_databases)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The state database a test runs on: a SQLite file, then a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(state_url: str) -> Iterator[Store]:
+    """A migrated store on ``state_url`` (a module's own ``store`` fixture takes precedence)."""
+    with Store(state_url).migrate() as opened:
+        yield opened

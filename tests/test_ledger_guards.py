@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -24,19 +22,6 @@ pytest_plugins = ["tests.pgserver"]
 TIMEOUT = dt.timedelta(minutes=10)
 # Owners on another host: never judged dead by pid, only by the claim timeout.
 STALE, FRESH = "elsewhere-a:1:t1:aaaaaaaa", "elsewhere-b:2:t2:bbbbbbbb"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    with Store(url).migrate() as opened:
-        yield opened
 
 
 def entries(count: int, *, prefix: str = "r", variant: str = "all") -> list[Entry]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,19 +31,6 @@ pytest_plugins = ["tests.pgserver"]
 EDITION = "daily-2026-11-25"
 SENT_AT = NOW + dt.timedelta(minutes=1)
 LATER = NOW + dt.timedelta(hours=3)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    with Store(url).migrate() as opened:
-        yield opened
 
 
 def freeze(store: Store, config: Config, day: int = 0) -> Edition:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -26,37 +24,24 @@ pytest_plugins = ["tests.pgserver"]
 TIMEOUT = dt.timedelta(minutes=10)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    with Store(url).migrate() as opened:
-        yield opened
-
-
 def test_schema_is_created_and_versioned(store: Store) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(text("SELECT value FROM digest_meta WHERE key = 'schema_version'")).scalar()
     assert version == str(SCHEMA_VERSION)
 
 
-def test_a_newer_schema_is_refused(url: str) -> None:
-    with Store(url).migrate() as store, store.engine.begin() as conn:
+def test_a_newer_schema_is_refused(state_url: str) -> None:
+    with Store(state_url).migrate() as store, store.engine.begin() as conn:
         conn.execute(
             text("UPDATE digest_meta SET value = :v WHERE key = 'schema_version'"),
             {"v": str(SCHEMA_VERSION + 1)},
         )
     with pytest.raises(StateError, match="newer than this digest"):
-        Store(url).migrate()
+        Store(state_url).migrate()
 
 
-def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
-    with Store(url).migrate() as store, store.engine.begin() as conn:
+def test_a_version_3_database_gets_the_claim_index(state_url: str) -> None:
+    with Store(state_url).migrate() as store, store.engine.begin() as conn:
         # What version 3 had: an index on status alone, and no claim index.
         conn.execute(text("DROP INDEX ix_send_ledger_claim"))
         conn.execute(text("CREATE INDEX ix_send_ledger_status ON send_ledger (status)"))
@@ -68,7 +53,7 @@ def test_a_version_3_database_gets_the_claim_index(url: str) -> None:
             ),
             {"now": NOW},
         )
-    with Store(url).migrate() as store:
+    with Store(state_url).migrate() as store:
         indexes = {
             index["name"]: index["column_names"] for index in inspect(store.engine).get_indexes("send_ledger")
         }
@@ -145,12 +130,12 @@ def test_a_resend_that_reached_the_reader_records_their_ledger_row_as_sent(store
     assert store.ledger.retry_failed("e1", now=later) == 0
 
 
-def test_concurrent_claims_never_overlap(store: Store, url: str) -> None:
+def test_concurrent_claims_never_overlap(store: Store, state_url: str) -> None:
     store.ledger.add("e1", (Entry(f"r{n:04d}@example.org", "", "all") for n in range(600)), now=NOW)
     taken: dict[str, list[str]] = {}
 
     def worker(owner: str) -> None:
-        with Store(url).migrate() as own:
+        with Store(state_url).migrate() as own:
             mine = taken.setdefault(owner, [])
             while rows := own.ledger.claim("e1", owner, 25, now=NOW, claim_timeout=TIMEOUT):
                 mine += [row.email for row in rows]
