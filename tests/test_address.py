@@ -8,7 +8,8 @@ import pytest
 from email_validator import EmailNotValidError
 
 from digest.address import address_key, normalize_address
-from digest.config import Config
+from digest.bounces import verp
+from digest.config import Config, load_config
 from digest.errors import DigestError
 from digest.send.unsubscribe import (
     DEMO_SECRET,
@@ -19,6 +20,7 @@ from digest.send.unsubscribe import (
     read_token,
     signing_secret,
 )
+from tests.conftest import MakeProject
 
 SECRET = "addresser-test-secret-0123456789"
 
@@ -202,12 +204,18 @@ def test_every_way_to_address_a_recipient_keeps_their_name_and_greeting(config: 
     assert addresser.envelope("anna@example.org", "Anna", "<id@news.example.org>").recipient.greeting == ""
 
 
-def test_recipients_reuse_the_lists_header_template(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mailbox", [False, True], ids=["link only", "link and mailto"])
+def test_recipients_reuse_the_lists_header_template(
+    make_project: MakeProject, monkeypatch: pytest.MonkeyPatch, mailbox: bool
+) -> None:
     # Parsing the sender once per list, not per recipient, is the template's whole point.
     import digest.send.unsubscribe as unsubscribe
 
-    (daily,) = config.settings.lists
-    addresser = Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp")
+    if mailbox:
+        addresser = _mail_addresser(make_project)
+    else:
+        config = load_config(make_project())
+        addresser = Addresser(config, config.settings.lists[0], env={"DIGEST_SECRET": SECRET}, backend="smtp")
     built: list[str] = []
 
     def counting(base_url: str, sender: str, token: str) -> dict[str, str]:
@@ -218,7 +226,7 @@ def test_recipients_reuse_the_lists_header_template(config: Config, monkeypatch:
     for email in ("anna@example.org", "boris@example.org", "olena@приклад.укр"):
         recipient, headers = addresser.recipient(email, "")
         token = recipient.unsubscribe_url.rsplit("/", 1)[1]
-        assert headers == list_unsubscribe_headers("http://127.0.0.1:8080", None, token)
+        assert headers == list_unsubscribe_headers("http://127.0.0.1:8080", addresser.mailbox, token)
     assert built == []
 
 
@@ -237,3 +245,109 @@ def test_without_a_template_each_recipient_gets_the_same_headers(
     assert headers == {"List-Unsubscribe": f"<http://127.0.0.1:8080/unsubscribe/{token}>"}
     assert headers == list_unsubscribe_headers("http://127.0.0.1:8080", None, token)
     assert read_token(SECRET.encode(), token, purpose=Purpose.UNSUBSCRIBE) == ("daily", "anna@example.org")
+
+
+# -- the envelope sender, the mailed unsubscribe and the preferences link -------------------
+
+RETURN_PATH = "bounces+{token}@bounces.example.org"
+MAIL_TRANSPORT = f'\n[transports.mail]\nbackend = "smtp"\nreturn_path = "{RETURN_PATH}"\n'
+
+
+def _mail_addresser(make_project: MakeProject, extra: str = "", transport: str | None = None) -> Addresser:
+    config = load_config(
+        make_project(replace={'transport = "outbox"': 'transport = "mail"'}, extra=MAIL_TRANSPORT + extra)
+    )
+    (daily,) = config.settings.lists
+    return Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp", transport=transport)
+
+
+@pytest.mark.parametrize("row", [1, 4242])
+def test_each_message_gets_a_return_path_bound_to_its_ledger_row(make_project: MakeProject, row: int) -> None:
+    # A bounce finds its reader through this address alone: the row id, and a MAC over
+    # the list, edition and address that makes a reused or forged id fail.
+    addresser = _mail_addresser(make_project)
+    envelope = addresser.envelope("Anna@Example.org", "Anna", "<id@x>", bounce=("2026-12-01", row))
+    assert envelope.return_path is not None
+    local, _, domain = envelope.return_path.partition("@")
+    assert domain == "bounces.example.org" and local.startswith("bounces+")
+    token = local.removeprefix("bounces+")
+    assert verp.token_ref(token) == row
+    assert verp.check_token(SECRET.encode(), token, "daily", "2026-12-01", "anna@example.org")
+    assert not verp.check_token(SECRET.encode(), token, "daily", "2026-12-02", "anna@example.org")
+    assert not verp.check_token(SECRET.encode(), token, "weekly", "2026-12-01", "anna@example.org")
+    assert not verp.check_token(SECRET.encode(), token, "daily", "2026-12-01", "boris@example.org")
+    # The rest of the envelope is the recipient's own, as without a return path.
+    recipient, headers = addresser.recipient("Anna@Example.org", "Anna")
+    assert (envelope.recipient, envelope.headers, envelope.message_id) == (recipient, headers, "<id@x>")
+
+
+@pytest.mark.parametrize(
+    "bounce", [None, ("2026-12-01", 0)], ids=["no ledger row (a test send)", "row id 0 (none yet)"]
+)
+def test_a_message_without_a_ledger_row_keeps_the_plain_sender(
+    make_project: MakeProject, bounce: tuple[str, int] | None
+) -> None:
+    addresser = _mail_addresser(make_project)
+    assert addresser.envelope("anna@example.org", "", "<id@x>", bounce=bounce).return_path is None
+
+
+def test_the_return_path_is_the_transports_the_mail_goes_through(make_project: MakeProject) -> None:
+    # A test send through another transport must not borrow the list's bounce address.
+    plain = _mail_addresser(make_project, transport="outbox")
+    assert plain.return_path is None
+    assert plain.envelope("anna@example.org", "", "<id@x>", bounce=("2026-12-01", 7)).return_path is None
+    chosen = _mail_addresser(make_project, transport="mail")
+    assert chosen.return_path == RETURN_PATH
+    listed = _mail_addresser(make_project)
+    assert listed.return_path == RETURN_PATH
+
+
+def test_the_mailed_unsubscribe_goes_to_the_bounce_mailbox_unless_one_is_named(
+    make_project: MakeProject,
+) -> None:
+    # `digest bounces` reads the return path's mailbox anyway: "unsubscribe <token>" sent
+    # there is read; a named [bounces] unsubscribe_address wins.
+    addresser = _mail_addresser(make_project)
+    assert addresser.mailbox == "bounces+unsubscribe@bounces.example.org"
+    recipient, headers = addresser.recipient("anna@example.org", "")
+    token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+    assert headers == list_unsubscribe_headers("http://127.0.0.1:8080", addresser.mailbox, token)
+    assert (
+        f"<mailto:bounces+unsubscribe@bounces.example.org?subject=unsubscribe%20{token}>"
+        in (headers["List-Unsubscribe"])
+    )
+    named = _mail_addresser(
+        make_project, extra='\n[bounces]\nunsubscribe_address = "leave@news.example.org"\n'
+    )
+    assert named.mailbox == "leave@news.example.org"
+    recipient, headers = named.recipient("anna@example.org", "")
+    token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+    assert f"<mailto:leave@news.example.org?subject=unsubscribe%20{token}>" in headers["List-Unsubscribe"]
+
+
+def test_each_recipient_gets_a_preferences_link_that_cannot_unsubscribe(make_project: MakeProject) -> None:
+    config = load_config(make_project(extra='\n[server]\nbase_url = "https://news.example.org/"\n'))
+    (daily,) = config.settings.lists
+    addresser = Addresser(config, daily, env={"DIGEST_SECRET": SECRET}, backend="smtp")
+    recipient, _headers = addresser.recipient("Anna@Example.org", "Anna")
+    assert recipient.preferences_url is not None
+    prefix = "https://news.example.org/preferences/"
+    assert recipient.preferences_url.startswith(prefix)
+    token = recipient.preferences_url.removeprefix(prefix)
+    assert read_token(SECRET.encode(), token, purpose=Purpose.PREFERENCES) == ("daily", "anna@example.org")
+    assert read_token(SECRET.encode(), token, purpose=Purpose.UNSUBSCRIBE) is None
+    assert recipient.unsubscribe_url.startswith("https://news.example.org/unsubscribe/")
+
+
+def test_without_a_template_the_mailed_unsubscribe_is_still_advertised(
+    make_project: MakeProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.send.unsubscribe as unsubscribe
+
+    monkeypatch.setattr(unsubscribe, "_TOKEN_MARK", "bounces")  # also in the mailbox: no template
+    addresser = _mail_addresser(make_project)
+    recipient, headers = addresser.recipient("anna@example.org", "")
+    token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+    assert headers == list_unsubscribe_headers(
+        "http://127.0.0.1:8080", "bounces+unsubscribe@bounces.example.org", token
+    )

@@ -20,6 +20,7 @@ from digest.send.unsubscribe import (
     list_unsubscribe_headers,
     mailto_unsubscribe,
     make_token,
+    preferences_url,
     read_token,
     secret_from_env,
     unsubscribe_url,
@@ -145,13 +146,16 @@ def test_very_long_input_is_refused_before_any_work(monkeypatch: pytest.MonkeyPa
 
 
 def test_make_token_refuses_what_it_could_not_read_back() -> None:
-    with pytest.raises(ValueError):
+    fields = r"^a token needs a list name and an address, neither containing a newline$"
+    with pytest.raises(ValueError, match=fields):
         make_token(SECRET, "daily\nweekly", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=fields):
         make_token(SECRET, "", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=r"^list name and address are too long for a token \(\d+ characters\)$"
+    ):
         make_token(SECRET, "daily", "a" * 1000 + "@example.org", purpose=Purpose.UNSUBSCRIBE)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^the unsubscribe secret must be at least 16 bytes$"):
         make_token(b"short", "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)
     with pytest.raises(TypeError):
         make_token("a string secret of length", "daily", "anna@example.org", purpose=Purpose.UNSUBSCRIBE)  # type: ignore[arg-type]
@@ -172,12 +176,17 @@ def test_urls() -> None:
         unsubscribe_url("https://news.example.org", "TOK.EN") == "https://news.example.org/unsubscribe/TOK.EN"
     )
     assert unsubscribe_url("https://news.example.org/", "T.K") == "https://news.example.org/unsubscribe/T.K"
+    assert preferences_url("https://news.example.org", "T.K") == "https://news.example.org/preferences/T.K"
+    assert preferences_url("https://news.example.org/", "T.K") == "https://news.example.org/preferences/T.K"
+    # Only the slashes are trimmed: a base URL with a path keeps all of it.
+    assert unsubscribe_url("https://example.org/FAX/", "T.K") == "https://example.org/FAX/unsubscribe/T.K"
+    assert preferences_url("https://example.org/FAX/", "T.K") == "https://example.org/FAX/preferences/T.K"
     assert (
         mailto_unsubscribe("The Morning Ledger <digest@news.example.org>", "T.K")
         == "mailto:digest@news.example.org?subject=unsubscribe%20T.K"
     )
     assert mailto_unsubscribe("digest@news.example.org", "T.K").startswith("mailto:digest@news.example.org?")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^'nobody' is not an email address$"):
         mailto_unsubscribe("nobody", "T.K")
 
 
@@ -246,7 +255,7 @@ def test_a_token_is_refused_for_any_other_purpose(made: Purpose, read: Purpose) 
 def test_a_confirmation_token_must_expire() -> None:
     with pytest.raises(ValueError, match="a confirm token must expire"):
         make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM)
-    with pytest.raises(ValueError, match="aware datetime"):
+    with pytest.raises(ValueError, match=r"^a token's expiry must be an aware datetime$"):
         make_token(SECRET, "daily", EMAIL, purpose=Purpose.CONFIRM, expires=LATER.replace(tzinfo=None))
 
 

@@ -224,6 +224,11 @@ def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/unsubscribe/{token}"
 
 
+def preferences_url(base_url: str, token: str) -> str:
+    """The web address of a reader's own preferences page (a PREFERENCES token)."""
+    return f"{base_url.rstrip('/')}/preferences/{token}"
+
+
 def mailto_unsubscribe(sender_address: str, token: str) -> str:
     """A mailto: fallback for mail programs that do not do one-click (RFC 6068)."""
     _name, address = parseaddr(sender_address)
@@ -323,9 +328,12 @@ class Addresser:
             headers = list_unsubscribe_headers(self.base_url, self.mailbox, token)
         # A token of its own purpose: the preferences page must not be able to act as one-click.
         preferences = make_token(self.secret, self.list_name, email, purpose=Purpose.PREFERENCES)
-        preferences_url = f"{self.base_url.rstrip('/')}/preferences/{preferences}"
         return Recipient(
-            email, name, unsubscribe_url(self.base_url, token), greeting, preferences_url
+            email,
+            name,
+            unsubscribe_url(self.base_url, token),
+            greeting,
+            preferences_url(self.base_url, preferences),
         ), headers
 
     def message(self, email: str, name: str, greeting: str = "") -> tuple[Recipient, dict[str, str]]:

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from digest.address import mask_address
 from digest.send.unsubscribe import Purpose, make_token, read_token
+from digest.send.unsubscribe import preferences_url as _preferences_link
 from digest.web import guard, pages
 from digest.web.app import Site, WebRequest
 
@@ -36,7 +37,7 @@ def confirm_url(site: Site, token: str) -> str:
 def preferences_url(site: Site, list_name: str, email: str) -> str:
     """The reader's own preferences page (served by digest.web.preferences)."""
     token = make_token(site.secret, list_name, email, purpose=Purpose.PREFERENCES)
-    return f"{_base(site)}/preferences/{token}"
+    return _preferences_link(_base(site), token)
 
 
 def _base(site: Site) -> str:
