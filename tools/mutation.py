@@ -6,8 +6,14 @@ Each module runs in its own copy of the project (build/mutation/<name>/: mutmut 
 `mutants/` folder there), against only the test files that exercise it, and the table in
 docs/testing.md between the `mutation-table` markers is rewritten with the scores. The
 survivors are listed in build/mutation/<name>/survivors.txt (`mutmut show <name>` in that
-folder shows one). Not yet here: the second pass issue 16 asks for, which runs the mutated
-code inside the spawned `digest` commands.
+folder shows one).
+
+mutmut picks the tests to run for a mutant by which tests reached its function in-process, so
+code that only runs inside a spawned `digest` process (a kill, a scheduled send, two senders)
+is never credited to those tests. The second pass ("spawned") takes each mutant the first left
+alive and runs the module's process tests (SPAWNED) with it active: MUTANT_UNDER_TEST is in
+the environment and PYTHONPATH puts the mutated copy first, so every `python -m digest` those
+tests start runs the mutant. A mutant whose process tests fail or time out is killed there.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,11 +44,23 @@ MODULES: dict[str, list[str]] = {
     "digest/edition/build.py": ["tests/test_edition.py", "tests/test_edition_timezone.py"],
     "digest/send/unsubscribe.py": ["tests/test_unsubscribe.py", "tests/test_address.py"],
     "digest/state/ledger.py": [
+        "tests/test_ledger.py",
         "tests/test_ledger_guards.py",
         "tests/test_state_backends.py",
         "tests/test_state.py",
         "tests/test_send.py",
         "tests/test_multi_sender.py",
+    ],
+}
+# Each module and the test files whose spawned `digest` processes run it (the second pass).
+SPAWNED: dict[str, list[str]] = {
+    "digest/subscribers.py": ["tests/test_schedule_process.py", "tests/test_multi_sender.py"],
+    "digest/edition/build.py": ["tests/test_schedule_process.py", "tests/test_cli.py"],
+    "digest/send/unsubscribe.py": ["tests/test_demo_links.py", "tests/test_security_secrets.py"],
+    "digest/state/ledger.py": [
+        "tests/test_kill.py",
+        "tests/test_multi_sender.py",
+        "tests/test_schedule_process.py",
     ],
 }
 # Never copied into a run's folder.
@@ -94,7 +113,6 @@ def run(module: str) -> tuple[Counter[str], list[str], float]:
     started = time.monotonic()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     subprocess.run([str(BIN / "mutmut"), "run"], cwd=folder, check=False, env=env)
-    elapsed = time.monotonic() - started
     results = subprocess.run(
         [str(BIN / "mutmut"), "results", "--all", "true"],
         cwd=folder,
@@ -102,21 +120,74 @@ def run(module: str) -> tuple[Counter[str], list[str], float]:
         text=True,
         check=False,
     ).stdout
-    statuses: Counter[str] = Counter()
-    survivors = []
+    statuses: dict[str, str] = {}
     for line in results.splitlines():
         match = re.match(r"\s*(\S+): (.+)$", line)
         if match:
-            statuses[match[2].strip()] += 1
-            if match[2].strip() == "survived":
-                survivors.append(match[1])
+            statuses[match[1]] = match[2].strip()
+    spawned_pass(module, folder, statuses)
+    survivors = [name for name, status in statuses.items() if status == "survived"]
     (folder / "survivors.txt").write_text("".join(f"{name}\n" for name in survivors), encoding="utf-8")
-    return statuses, survivors, elapsed
+    return Counter(statuses.values()), survivors, time.monotonic() - started
+
+
+def spawned_pass(module: str, folder: Path, statuses: dict[str, str]) -> None:
+    """Run the module's process tests against each mutant the first pass left alive."""
+    alive = [name for name, status in statuses.items() if status in {"survived", "no tests"}]
+    if not alive:
+        return
+    tests = SPAWNED[module]
+    took = _spawned_tests(folder, tests, "")
+    if took is None:
+        sys.exit(f"the process tests fail without a mutant: {' '.join(tests)}")
+    # What `python -m digest` imports from any folder, with the environment the tests pass on.
+    where = subprocess.run(
+        [str(BIN / "python"), "-c", "import digest; print(digest.__file__)"],
+        cwd=Path(tempfile.gettempdir()),
+        env=_spawned_env(folder, ""),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(where).is_relative_to(folder / "mutants"):
+        sys.exit(f"a spawned `digest` would run {where}, not the mutated copy")
+    for count, name in enumerate(alive, start=1):
+        print(f"spawned pass {count}/{len(alive)}: {name}", flush=True)
+        if _spawned_tests(folder, tests, name, timeout=3 * took + 60) is None:
+            statuses[name] = "killed (spawned)"
+
+
+def _spawned_env(folder: Path, mutant: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(folder / "mutants"),
+        "MUTANT_UNDER_TEST": mutant,
+    }
+
+
+def _spawned_tests(folder: Path, tests: list[str], mutant: str, timeout: float = 1800) -> float | None:
+    """Seconds the tests took, or None when one failed or they ran out of time."""
+    command = [str(BIN / "python"), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command,
+            cwd=folder / "mutants",
+            env=_spawned_env(folder, mutant),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return time.monotonic() - started if done.returncode == 0 else None
 
 
 def table_row(module: str, statuses: Counter[str], elapsed: float) -> str:
     total = sum(statuses.values())
-    killed = statuses["killed"] + statuses["timeout"] + statuses["segfault"]
+    spawned = statuses["killed (spawned)"]
+    killed = statuses["killed"] + statuses["timeout"] + statuses["segfault"] + spawned
     checked = total - statuses["not checked"]
     score = f"{100 * killed / checked:.1f}%" if checked else "n/a"
     if checked < total:  # an interrupted run: the score is of the mutants it got to
@@ -124,12 +195,13 @@ def table_row(module: str, statuses: Counter[str], elapsed: float) -> str:
     others = ", ".join(
         f"{status} {count}"
         for status, count in sorted(statuses.items())
-        if status not in {"killed", "survived"}
+        if status not in {"killed", "survived", "killed (spawned)"}
     )
     cells = [
         f"`{module}`",
         total,
         killed,
+        spawned,
         statuses["survived"],
         score,
         others or "-",
@@ -145,8 +217,8 @@ def write_table(rows: dict[str, str]) -> None:
     kept = {line.split("|")[1].strip(): line for line in old.splitlines() if line.startswith("| `")}
     kept.update({f"`{module}`": row for module, row in rows.items()})
     lines = [
-        "| module | mutants | killed | survived | score | other | time |",
-        "|---|---|---|---|---|---|---|",
+        "| module | mutants | killed | of which in spawned processes | survived | score | other | time |",
+        "|---|---|---|---|---|---|---|---|",
         *(kept[key] for key in sorted(kept)),
     ]
     DOC.write_text(f"{head}{BEGIN}\n" + "\n".join(lines) + f"\n{END}{tail}", encoding="utf-8")

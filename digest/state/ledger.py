@@ -101,7 +101,8 @@ class Ledger:
             # claim out of a list of 32 variants: about 40 pages instead of 1,000).
             batch.sort(key=lambda row: row["variant"])  # type: ignore[arg-type, return-value]
             with self.engine.begin() as conn:
-                statement = insert_ignoring(conn, schema.ledger, ["edition_id", "email"])
+                # The only key a new row can collide on is (edition, address).
+                statement = insert_ignoring(conn, schema.ledger)
                 inserted = conn.execute(statement.returning(schema.ledger.c.status), batch).scalars().all()
             counts.update(inserted)
             counts["duplicate"] += len(batch) - len(inserted)
@@ -116,7 +117,6 @@ class Ledger:
                     "variant": entry.variant,
                     "status": entry.status,
                     "error": entry.error,
-                    "attempts": 0,
                     "updated_at": now,
                 }
             )
@@ -172,20 +172,9 @@ class Ledger:
         grows.
         """
         table = schema.ledger
-        pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
-        first_variant = select(table.c.variant).where(*pending).order_by(table.c.variant).limit(1)
         with self.engine.begin() as conn:
             self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
-            ids: list[int] = []
-            # Another sender may hold every row of that variant (PostgreSQL skips locked rows):
-            # then any variant will do.
-            for wanted in (table.c.variant == first_variant.scalar_subquery(), true()):
-                query = select(table.c.id).where(*pending, wanted).order_by(table.c.id).limit(limit)
-                if conn.dialect.name == "postgresql":
-                    query = query.with_for_update(skip_locked=True)
-                ids = list(conn.execute(query).scalars())
-                if ids:
-                    break
+            ids = _waiting(conn, edition_id, limit)
             if not ids:
                 return []
             rows = conn.execute(
@@ -200,7 +189,7 @@ class Ledger:
                 )
                 .returning(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts)
             ).all()
-        return [Claimed(*row) for row in sorted(rows, key=lambda row: row[0])]
+        return [Claimed(*row) for row in sorted(rows)]  # by id, the first field
 
     def _release_abandoned(
         self, conn: Connection, edition_id: str, *, now: dt.datetime, claim_timeout: dt.timedelta
@@ -345,6 +334,23 @@ class Ledger:
                     .limit(limit)
                 )
             ]
+
+
+def _waiting(conn: Connection, edition_id: str, limit: int) -> list[int]:
+    """Up to ``limit`` pending rows of the first variant waiting, in list order (``claim``)."""
+    table = schema.ledger
+    pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
+    first_variant = select(table.c.variant).where(*pending).order_by(table.c.variant).limit(1)
+    # Another sender may hold every row of that variant (PostgreSQL skips locked rows): then
+    # any variant will do.
+    for wanted in (table.c.variant == first_variant.scalar_subquery(), true()):
+        query = select(table.c.id).where(*pending, wanted).order_by(table.c.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(conn.execute(query).scalars())
+        if ids:
+            return ids
+    return []
 
 
 def _retryable(table: Table) -> ColumnElement[bool]:
