@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench mutation lock clean postgresql postfix dovecot
+.PHONY: demo test lint bench mutation stress lock clean postgresql postfix dovecot
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ bench: $(STAMP) postgresql
 # One module: $(BIN)/python tools/mutation.py digest/subscribers.py
 mutation: $(STAMP) postgresql
 	$(BIN)/python tools/mutation.py
+
+# The schedule, kill and multi-sender tests 20 times in a row while the whole suite runs
+# beside them; writes the outcome to docs/testing.md. About an hour on two cores.
+stress: $(STAMP) node_modules/.bin/prism /usr/bin/chromium postgresql postfix dovecot
+	$(BIN)/python tools/stress.py --runs 20
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(STAMP)

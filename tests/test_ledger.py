@@ -13,6 +13,7 @@ import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -114,7 +115,8 @@ def test_every_change_of_a_row_records_when(store: Store) -> None:
     # Ten share an outcome (one grouped UPDATE), two have their own (the per-row one).
     shared = [(row.id, SENT, "msg-1", None) for row in claimed[:10]]
     own = [(claimed[10].id, SENT, "msg-2", None), (claimed[11].id, FAILED, None, "451 try later")]
-    store.ledger.finish(ONE, [*shared, *own], now=at(2))
+    # Given in any timezone, the moment is kept as that instant.
+    store.ledger.finish(ONE, [*shared, *own], now=at(2).astimezone(ZoneInfo("Europe/Kyiv")))
     updated, sent_at = column(store, "updated_at"), column(store, "sent_at")
     assert set(updated.values()) == {at(2)}
     assert sent_at == {row.email: at(2) for row in claimed[:11]} | {claimed[11].email: None}
@@ -125,10 +127,10 @@ def test_every_change_of_a_row_records_when(store: Store) -> None:
     assert store.ledger.release("e1", ONE, now=at(5)) == 1
     assert column(store, "updated_at")[claimed[11].email] == at(5)
     store.ledger.claim("e1", ONE, 1, now=at(6), claim_timeout=TIMEOUT)
-    # Taken back after the timeout by another sender, whose claim then stamps it again.
-    assert store.ledger.claim("e1", TWO, 1, now=at(20), claim_timeout=TIMEOUT)
+    # Taken back after the timeout by another sender's claim, which takes nothing itself.
+    assert store.ledger.claim("e1", TWO, 0, now=at(20), claim_timeout=TIMEOUT) == []
+    assert column(store, "status")[claimed[11].email] == PENDING
     assert column(store, "updated_at")[claimed[11].email] == at(20)
-    assert column(store, "batch_id")[claimed[11].email] == TWO
 
 
 def test_last_sent_is_the_editions_latest_and_none_before_any(store: Store) -> None:
@@ -240,9 +242,9 @@ def test_a_claim_takes_another_variant_when_the_first_is_all_held(store: Store, 
 def fail(store: Store, edition_id: str, errors: list[str | None]) -> None:
     store.ledger.add(edition_id, [Entry(f"f{n}@example.org", "", "all") for n in range(len(errors))], now=NOW)
     claimed = store.ledger.claim(edition_id, ONE, len(errors), now=NOW, claim_timeout=TIMEOUT)
-    store.ledger.finish(
-        ONE, [(row.id, FAILED, None, error) for row, error in zip(claimed, errors, strict=True)], now=NOW
-    )
+    outcomes = [(row.id, FAILED, None, error) for row, error in zip(claimed, errors, strict=True)]
+    # Recorded last row first: on PostgreSQL the rows' new versions then lie in reverse order.
+    store.ledger.finish(ONE, outcomes[::-1], now=NOW)
 
 
 def test_failed_rows_are_retried_and_listed_unless_refused_for_good(store: Store) -> None:

@@ -177,9 +177,11 @@ class Ledger:
             ids = _waiting(conn, edition_id, limit)
             if not ids:
                 return []
+            # Still pending: they were read in this transaction, under SQLite's write lock
+            # (BEGIN IMMEDIATE) or PostgreSQL's row locks.
             rows = conn.execute(
                 update(table)
-                .where(table.c.id.in_(ids), table.c.status == PENDING)
+                .where(table.c.id.in_(ids))
                 .values(
                     status=SENDING,
                     batch_id=owner,
@@ -252,11 +254,12 @@ class Ledger:
             if single:
                 conn.execute(
                     update(table)
-                    .where(table.c.id == bindparam("row_id", type_=table.c.id.type), *held)
+                    .where(table.c.id == bindparam("row_id"), *held)
                     .values(
-                        status=bindparam("new_status", type_=table.c.status.type),
-                        provider_id=bindparam("new_provider_id", type_=table.c.provider_id.type),
-                        error=bindparam("new_error", type_=table.c.error.type),
+                        status=bindparam("new_status"),
+                        provider_id=bindparam("new_provider_id"),
+                        error=bindparam("new_error"),
+                        # Typed, so the moment goes through UTCDateTime like every other.
                         sent_at=bindparam("new_sent_at", type_=table.c.sent_at.type),
                         updated_at=now,
                     ),
