@@ -95,8 +95,8 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
                 end = reader.line_num
                 yield _problem(path, start, end, f"the row is not valid CSV ({exc}); check its quotes")
                 continue
-            except (OSError, UnicodeDecodeError) as exc:  # the file changed after the UTF-8 check
-                raise SubscriberError(f"cannot read the file: {exc}", path=path) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _unreadable(path, exc) from None
             if cells is None:
                 return
             end = reader.line_num
@@ -156,6 +156,8 @@ def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]
         header = next(reader, None)
     except csv.Error as exc:
         raise SubscriberError(f"the header is not valid CSV ({exc})", path=path, line=1) from None
+    except (OSError, UnicodeDecodeError) as exc:  # the first block of the file is read here
+        raise _unreadable(path, exc) from None
     if not header:
         raise SubscriberError("the header row is missing", path=path, line=1, hint=_HEADER_HINT)
     names = [name.strip().casefold() for name in header]
@@ -167,10 +169,15 @@ def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]
         hint = f"columns are separated by {separator!r}; save it with commas" if separator else _HEADER_HINT
         raise SubscriberError("the header row has no `email` column", path=path, line=1, hint=hint)
     known = ("", *COLUMNS, *EXPORT_COLUMNS)
-    unknown = tuple(c.strip() for c, name in zip(header, names, strict=True) if name not in known)
+    unknown = tuple(cell.strip() for cell in header if cell.strip().casefold() not in known)
     # Trailing blank header cells are spreadsheet leftovers, not columns rows must fill.
     width = range(max(index for index, name in enumerate(names) if name) + 1, len(names) + 1)
     return _Layout(columns, width, unknown, {desk.casefold(): desk for desk in list_desks})
+
+
+def _unreadable(path: Path, exc: Exception) -> SubscriberError:
+    # After the UTF-8 check passed: the file changed under us, or the disk failed.
+    return SubscriberError(f"cannot read the file: {exc}", path=path, hint="check the file and try again")
 
 
 def _problem(path: Path, start: int, end: int, message: str) -> Problem:
@@ -226,10 +233,9 @@ def unique_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subs
         db.execute("PRAGMA synchronous = OFF")
         db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
         insert = "INSERT OR IGNORE INTO seen VALUES (?, ?)"
-        for rows, entry in enumerate(read_subscribers(path, list_desks), start=1):
-            # One transaction per chunk: inserts stay fast and dirty pages go to disk regularly.
-            if rows % 10_000 == 0:
-                db.commit()
+        # One transaction, never committed: with no journal, SQLite writes pages out of its
+        # small cache as it fills, so memory stays flat without a commit.
+        for entry in read_subscribers(path, list_desks):
             if isinstance(entry, Problem) or db.execute(insert, (entry.key, entry.line)).rowcount:
                 yield entry
             else:
