@@ -14,9 +14,11 @@ from digest.edition.build import CatchUp
 from digest.edition.frozen import freeze_edition
 from digest.errors import DigestError
 from digest.ingest import collect
+from digest.ingest.collect import Retry
 from digest.model import DeskSection, Edition, FeedResult, Item, Window
 from digest.statefile import open_store
-from tests.conftest import NOW, MakeProject
+from tests.conftest import NOW, STORIES, MakeProject
+from tests.httpfeeds import FeedServer, Route
 
 
 def story(n: int, desk: str, hours_ago: float, **changes: object) -> Item:
@@ -423,3 +425,46 @@ def test_the_edition_is_dated_in_the_list_timezone_not_the_machines(config: Conf
     )
     assert edition.date == dt.date(2026, 11, 26)
     assert edition.id == "daily-2026-11-26"
+
+
+# --- build_edition hands its caller's cache and retry policy to the fetch --------------------
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self.bodies: dict[str, bytes] = {}
+
+    def cached_feed(self, source: str) -> None:
+        return None
+
+    def remember_feed(self, source: str, body: bytes, headers: dict[str, str]) -> None:
+        self.bodies[source] = body
+
+
+def test_a_build_retries_a_feed_that_was_down_and_remembers_what_it_read(make_project: MakeProject) -> None:
+    world = (STORIES / "world.xml").read_bytes()
+    answers = iter(
+        [Route(status=503, body=b"down for a minute"), Route(body=world, headers={"ETag": '"v1"'})]
+    )
+    waits: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    with FeedServer() as server:
+        url = server.route("/world.xml", lambda request: next(answers))
+        project = make_project(
+            replace={'source = "feeds/world.xml"': f'source = "{url}"'}, extra="\n[fetch]\nretry_for = 300\n"
+        )
+        config = load_config(project)
+        cache = MemoryCache()
+        edition = build_edition(
+            config, "daily", now=NOW, cache=cache, retry=Retry(300, clock=lambda: clock[0], sleep=sleep)
+        )
+        assert len(server.requests) == 2
+    assert len(waits) == 1  # one wait, then the feed read
+    assert cache.bodies == {url: world}
+    assert edition.missing_feeds == ()
+    assert [feed.source for feed in edition.feeds if feed.items and not feed.failed][0] == url

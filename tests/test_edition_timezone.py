@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from digest.config import Config
-from digest.edition import build_edition
+from digest.edition import build_edition, edition_window
 from digest.ingest import collect
 from digest.send.run import edition_id_for
 from digest.statefile import open_store
@@ -53,3 +53,10 @@ def test_the_editions_date_follows_the_lists_timezone_with_a_store(config: Confi
         edition = build_edition(config, "daily", now=LATE, store=store, feeds=collect(config, now=LATE))
     assert (edition.date, edition.id) == (KYIV_DAY, "daily-2026-11-26")
     assert edition.id == edition_id_for(config, config.mailing_list("daily"), LATE)[0]
+
+
+def test_a_dated_window_is_kept_in_utc_not_the_machines_zone(config: Config) -> None:
+    # 07:00 in Kyiv on the 26th; written to the state store and the archive as UTC.
+    window = edition_window(config, config.mailing_list("daily"), now=LATE, date=KYIV_DAY)
+    assert window.end.isoformat() == "2026-11-26T05:00:00+00:00"
+    assert window.start.isoformat() == "2026-11-25T05:00:00+00:00"

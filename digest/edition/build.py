@@ -34,8 +34,7 @@ def edition_window(
     With ``date``: the 24 hours up to the list's scheduled time on that day, in its timezone.
     """
     if date is None:
-        start = last_end if last_end is not None and last_end < now else now - FIRST_WINDOW
-        return Window(start, now)
+        return regular_window(now, last_end)
     timezone = config.list_timezone(mailing_list)
     fire = fire_time_on(parse_cron(mailing_list.schedule, timezone), date, timezone)
     if fire is None:
@@ -46,6 +45,12 @@ def edition_window(
         )
     end = fire.astimezone(dt.UTC)
     return Window(end - FIRST_WINDOW, end)
+
+
+def regular_window(now: dt.datetime, last_end: dt.datetime | None) -> Window:
+    """Since the previous edition ended (first run, or a clock set back: 24 hours) until now."""
+    start = last_end if last_end is not None and last_end < now else now - FIRST_WINDOW
+    return Window(start, now)
 
 
 def assemble(
@@ -160,7 +165,7 @@ def build_edition(
         return assemble(
             config, mailing_list, feeds, window, date=date or _local_date(config, mailing_list, now)
         )
-    window = edition_window(config, mailing_list, now=now, last_end=store.last_window_end(mailing_list.name))
+    window = regular_window(now, store.last_window_end(mailing_list.name))
     keys = {key for feed in feeds for item in feed.items for key in (item.id, item.canonical_url)}
     seen = store.seen(mailing_list.name, keys)
     catch_up = CatchUp.plan(
