@@ -494,6 +494,50 @@ def signing(sender: Any, sample: int) -> dict[str, Any]:
     }
 
 
+def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
+    """The bare sender (bench/bare_sender.py) on the same list, edition and sink as `send`."""
+    from bench.bare_sender import Content, bare_send
+    from digest.model import Variant
+    from digest.render import environment, render_edition
+
+    renders: list[float] = []
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu, wall, started = time.process_time(), time.perf_counter(), time.time()
+    edition = sender.edition(freeze=False)
+    jinja = environment(sender.config)
+
+    def render(desks: tuple[str, ...]) -> Content:
+        began = time.perf_counter()
+        variant = Variant.of(desks or None, sender.list_desks)
+        content = render_edition(sender.config, variant.select(edition), jinja)
+        renders.append(time.perf_counter() - began)
+        return Content(content.subject, content.html, content.text)
+
+    counts = bare_send(
+        csv_path,
+        list_name="daily",
+        sender=sender.sender,
+        api_url=sender.transport_config.api_url,
+        api_key=API_KEY,
+        secret=SECRET.encode(),
+        base_url="https://news.example.org",
+        render=render,
+    )
+    wall = time.perf_counter() - wall
+    return {
+        "wall": wall,
+        "started": started,
+        "ended": started + wall,
+        "cpu": time.process_time() - cpu,
+        "base_kib": base,
+        "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "counts": counts,
+        "variants": len(renders),
+        "renders": renders,
+        "stages": {},
+    }
+
+
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     from digest.config import load_config
     from digest.send.run import Sender
@@ -507,6 +551,9 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
         return
     if mode.startswith("sign:"):
         print(json.dumps(signing(sender, int(mode.split(":")[1]))))
+        return
+    if mode == "bare":
+        print(json.dumps(bare(sender, config_path.parent / "subscribers" / "daily.csv")))
         return
     renders = _timed_renders()
     meter = Meter() if mode == "breakdown" else None
@@ -646,6 +693,18 @@ def sizes(text: str) -> list[int]:
     return values
 
 
+def report(label: str, n: int, result: dict[str, Any]) -> None:
+    renders = result["renders"]
+    print(
+        f"{label:<30}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
+        f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
+        f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
+        f"  {result['variants']} sent, {len(renders)} rendered: {renders[0] * 1e3:.0f} / "
+        f"{statistics.median(renders[1:] or renders) * 1e3:.1f}  {result['counts']}",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -726,17 +785,14 @@ def main(argv: list[str] | None = None) -> int:
                 fast[path] = result["cpu"] / n
             if path == "smtp":
                 signed[n, dkim] = result["cpu"] / n
-            renders = result["renders"]
             label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
             label += "" if dkim == "none" else f", DKIM {dkim}"
-            print(
-                f"{label:<30}{n:>11,}{result['wall']:>8.1f}{n / result['wall']:>13,.0f}"
-                f"{result['cpu'] / n * 1e6:>17.1f}{result['peak_kib'] / 1024:>13.1f}"
-                f"{(result['peak_kib'] - result['base_kib']) / 1024:>11.1f}{result['sink_cpu']:>11.1f}"
-                f"  {result['variants']} sent, {len(renders)} rendered: {renders[0] * 1e3:.0f} / "
-                f"{statistics.median(renders[1:] or renders) * 1e3:.1f}  {result['counts']}",
-                flush=True,
-            )
+            report(label, n, result)
+            if path == "sendgrid" and senders == 1:
+                # The baseline in the same run, on the same list and sink (bench/bare_sender.py).
+                baseline = send(folder, path, n, "bare")
+                report("  bare sender, no state", n, baseline)
+                print(f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time", flush=True)
         for (n, dkim), each in signed.items():
             if dkim != "none" and (n, "none") in signed:
                 extra = (each - signed[n, "none"]) * 1e6
