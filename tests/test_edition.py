@@ -467,4 +467,4 @@ def test_a_build_retries_a_feed_that_was_down_and_remembers_what_it_read(make_pr
     assert len(waits) == 1  # one wait, then the feed read
     assert cache.bodies == {url: world}
     assert edition.missing_feeds == ()
-    assert [feed.source for feed in edition.feeds if feed.items and not feed.failed][0] == url
+    assert next(feed.source for feed in edition.feeds if feed.items and not feed.failed) == url
