@@ -59,6 +59,8 @@ def main() -> None:
                 print(done.stdout[-6000:], done.stderr[-3000:], sep="\n")
                 record(f"failed on run {run} of {runs}", times)
                 sys.exit(1)
+            if run < runs:  # so an interrupted run still says how far it got
+                record(f"{run} of {runs} passed (stopped before the rest)", times)
     finally:
         os.killpg(load.pid, 15)
         load.wait()
