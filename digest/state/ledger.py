@@ -259,8 +259,8 @@ class Ledger:
                         status=bindparam("new_status"),
                         provider_id=bindparam("new_provider_id"),
                         error=bindparam("new_error"),
-                        # Typed, so the moment goes through UTCDateTime like every other.
-                        sent_at=bindparam("new_sent_at", type_=table.c.sent_at.type),
+                        # Each takes its column's type (UTCDateTime for sent_at) from values().
+                        sent_at=bindparam("new_sent_at"),
                         updated_at=now,
                     ),
                     single,
