@@ -10,6 +10,8 @@ accepted message, records every RCPT and DATA it answered, and fails on request:
         server.drop(times=1)  # hang up on the next DATA without answering
         server.drop(times=1, after_reply=True)  # accept the next message, then hang up
         server.slow(0.5, times=1)  # answer the next DATA half a second late
+        server.hold()  # keep every DATA waiting (clients connected, nothing accepted) …
+        server.release()  # … until now
         ...
         assert len(server.received_by("anna@example.org")) == 1
 
@@ -99,6 +101,8 @@ class SmtpServer:
         self._attempts: list[Attempt] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
         self._smtp_options = smtp_options
         if auth:
             self._smtp_options.update(authenticator=self._authenticate, auth_require_tls=False)
@@ -170,6 +174,13 @@ class SmtpServer:
     def slow(self, delay: float, *, times: int | None = None, to: str | Iterable[str] | None = None) -> None:
         """Wait ``delay`` seconds before answering DATA (a client that gives up first loses it)."""
         self._add(_Fault("DATA", _recipients(to), times, delay=delay))
+
+    def hold(self) -> None:
+        """Keep every DATA waiting until ``release``: senders start, none gets ahead."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -257,6 +268,8 @@ class _Handler:
         return status
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        while not self.owner._open.is_set():
+            await asyncio.sleep(0.01)
         recipients = list(envelope.rcpt_tos)
         fault = self.owner._take("DATA", recipients)
         status = await self._apply(fault, server, "DATA", recipients)

@@ -15,7 +15,7 @@ from digest.state import Store
 from digest.statefile import state_url
 from tests.conftest import NOW, MakeProject
 from tests.smtpd import SmtpServer
-from tests.test_send import SECRET, fresh_feeds, server, smtp_project
+from tests.test_send import SECRET, fresh_feeds, server, smtp_project, wait_for
 
 pytest_plugins = ["tests.pgserver"]
 __all__ = ["server"]
@@ -36,6 +36,9 @@ def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
     )
     fresh_feeds(project)
     env = {**os.environ, "DIGEST_SECRET": SECRET}
+    # Nothing is accepted until all three have claimed a batch: on a busy machine one sender
+    # may take seconds longer to start, and would otherwise find the list nearly sent.
+    server.hold()
     senders = [
         subprocess.Popen(
             [sys.executable, "-m", "digest", "--config", str(project), "send", "--list", "daily"],
@@ -46,6 +49,11 @@ def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
         )
         for _ in range(3)
     ]
+    try:
+        with Store(postgres_url).migrate() as store:
+            wait_for(lambda: len(owners_sending(store)) == 3, timeout=120)
+    finally:
+        server.release()
     results = [sender.communicate(timeout=600) for sender in senders]
     for sender, (out, err) in zip(senders, results, strict=True):
         assert sender.returncode == 0, out + err
@@ -60,6 +68,13 @@ def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
     assert editions == 1  # frozen once, whoever got there first
     # Each sender did a fair part of the work (they start a moment apart, so not a third each).
     assert len(shares) == 3 and min(count for _, count in shares) >= RECIPIENTS // 10, shares
+
+
+def owners_sending(store: Store) -> set[str]:
+    """The senders holding a claimed batch right now."""
+    with store.engine.connect() as conn:
+        query = text("SELECT DISTINCT batch_id FROM send_ledger WHERE status = 'sending'")
+        return set(conn.execute(query).scalars())
 
 
 def test_a_sender_that_finds_the_edition_frozen_under_it_sends_that_edition(
