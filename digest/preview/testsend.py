@@ -1,7 +1,7 @@
 """A test send from the preview: this variant, to one address, through one transport.
 
 Never to the list and never into the ledger: one Envelope in one Batch, straight to the
-transport (create_transport), the subject prefixed ``[TEST] ``. The transport's own rules
+transport (send_one), the subject prefixed ``[TEST] ``. The transport's own rules
 apply: any transport but the outbox needs DIGEST_SECRET. The unsubscribe link and headers
 are the test address's own, so clicking them cannot unsubscribe a real subscriber.
 """
@@ -20,7 +20,7 @@ from digest.config import Config, TransportConfig
 from digest.errors import DigestError, TransportError
 from digest.preview.model import Preview
 from digest.render.message import make_message_id
-from digest.send.transports import create_transport
+from digest.send.transports import send_one
 from digest.send.transports.base import Batch, Outcome
 from digest.send.unsubscribe import Addresser
 
@@ -107,12 +107,7 @@ def _deliver(
 ) -> Outcome:
     """The one message's outcome; Refused when the transport could not be asked."""
     try:
-        transport = create_transport(transport_config, config.root, env)
-        transport.open()
-        try:
-            (outcome,) = transport.send(batch)
-        finally:
-            transport.close()
+        return send_one(transport_config, config.root, env, batch)
     except TransportError as exc:
         raise Refused(502, f"{alias}: {exc}") from None
     except DigestError as exc:
@@ -120,4 +115,3 @@ def _deliver(
     except Exception as exc:  # a provider's surprise is reported, not a crash of the preview
         log.exception("preview: test send through %s failed", alias)
         raise Refused(502, f"{alias}: {type(exc).__name__}: {exc}") from None
-    return outcome

@@ -24,7 +24,7 @@ from digest.render import environment
 from digest.render.html import to_email_html
 from digest.render.message import Recipient, sender_domain
 from digest.render.templates import render_template
-from digest.send.transports import create_transport
+from digest.send.transports import send_one
 from digest.send.transports.base import Batch, Envelope, Outcome
 
 SUBJECT_TEMPLATE = "confirm_subject.txt.j2"
@@ -108,15 +108,9 @@ class ConfirmationMailer:
         )
         options = self.config.settings.transports[mailing_list.transport]
         try:
-            transport = create_transport(options, self.config.root, self.env)
-            transport.open()
-            try:
-                (outcome,) = transport.send(batch)
-            finally:
-                transport.close()
+            return send_one(options, self.config.root, self.env, batch)
         except TransportError as exc:
             return Outcome.failed(confirmation.email, str(exc))
-        return outcome
 
 
 def _message_id(confirmation: Confirmation, sender: str, now: dt.datetime) -> str:

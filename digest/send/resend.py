@@ -32,7 +32,7 @@ from digest.model import Edition, Variant
 from digest.render import Rendered
 from digest.render.message import make_message_id
 from digest.send.run import Sender, edition_id_for
-from digest.send.transports import create_transport
+from digest.send.transports import send_one
 from digest.send.transports.base import Outcome
 from digest.state import Store
 from digest.state.imports import import_subscribers
@@ -231,13 +231,8 @@ def _deliver(sender: Sender, plan: Plan, message_id: str) -> ResendResult:
     envelope = sender.envelope(Claimed(row_id, plan.email, plan.name, plan.variant, 0))
     envelope = dataclasses.replace(envelope, message_id=message_id)
     batch = sender.batch(plan.variant, plan.content, [envelope])
-    transport = create_transport(sender.transport_config, sender.config.root, sender.env)
     try:
-        transport.open()
-        try:
-            (outcome,) = transport.send(batch)
-        finally:
-            transport.close()
+        outcome = send_one(sender.transport_config, sender.config.root, sender.env, batch)
     except TransportError as exc:  # the provider cannot be reached at all: a failed resend
         outcome = Outcome.failed(plan.email, str(exc))
     sender.store.resends.record(
