@@ -296,7 +296,7 @@ STAGES: dict[str, list[str]] = {
         "digest.send.transports.sendgrid:SendGridPayload.__init__",
         "json:dumps",
         "digest.send.transports.smtp:SmtpTransport._composer",
-        "digest.send.transports.smtp:_message_bytes",
+        "digest.send.transports.smtp_wire:message_bytes",
         "digest.send.dkim:Signer.sign",
     ],
     "HTTP / SMTP I/O": [

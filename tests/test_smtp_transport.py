@@ -6,8 +6,10 @@ import datetime as dt
 import email
 import logging
 import smtplib
+import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -145,6 +147,33 @@ def test_three_connections_deliver_sixty_in_order(smtp_server: SmtpServer) -> No
     assert all(o.accepted for o in outcomes), [o.error for o in outcomes if not o.accepted]
     assert_delivered_once(smtp_server, batch)
     assert len({message.peer for message in smtp_server.messages}) == 3
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_each_connection_waits_for_its_record_before_the_next_message(
+    smtp_server: SmtpServer, connections: int
+) -> None:
+    """What bounds a crash's duplicates to one per connection: an accepted message is recorded
+    before its connection sends again, so the server never holds more than one unrecorded
+    message per connection."""
+    batch = make_batch(30)
+    recorded: list[int] = []
+    ahead: list[int] = []
+    lock = threading.Lock()
+
+    def record(outcomes: Sequence[tuple[int, Outcome]]) -> None:
+        time.sleep(0.002)  # a commit's time: the other connections go on meanwhile
+        with lock:
+            recorded.extend(position for position, _ in outcomes)
+            ahead.append(len(smtp_server.messages) - len(recorded))
+
+    with transport(smtp_server, connections=connections) as smtp:
+        outcomes = smtp.send(batch, record)
+    assert sorted(recorded) == list(range(30)) and all(o.accepted for o in outcomes)
+    assert_delivered_once(smtp_server, batch)
+    assert min(ahead) >= 0 and max(ahead) <= connections - 1, ahead
+    if connections > 1:
+        assert max(ahead) > 0, "the connections did not overlap: the bound was not tested"
 
 
 def test_rate_is_shared_by_all_connections(smtp_server: SmtpServer) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
@@ -20,7 +21,7 @@ from digest.config import OutboxOptions, SendGridOptions, SmtpOptions
 from digest.render import Rendered
 from digest.render.message import list_id, make_message_id
 from digest.send.transports import create_transport
-from digest.send.transports.base import Batch, Envelope, Transport
+from digest.send.transports.base import Batch, Envelope, Outcome, Transport
 from digest.send.unsubscribe import Purpose, list_unsubscribe_headers, make_token, unsubscribe_url
 from tests.conftest import greeted
 from tests.dkimkeys import DOMAIN, Dns, ed25519_seed, rsa_pem
@@ -211,3 +212,47 @@ def test_batches_up_to_max_batch_are_taken_whole(transport: tuple[Transport, Inb
         sender.close()
     assert len(outcomes) == len(addresses) and all(o.accepted for o in outcomes)
     assert len(inbox()) == len(addresses)
+
+
+class Unrecordable(Exception):
+    """What a ledger that cannot write raises from ``record``."""
+
+
+def test_record_gets_every_outcome_once_as_send_returns_it(transport: tuple[Transport, Inbox]) -> None:
+    sender, inbox = transport
+    addresses = [f"recorded{n}@example.org" for n in range(30)]
+    reported: list[tuple[int, Outcome]] = []
+    lock = threading.Lock()
+
+    def record(outcomes: Sequence[tuple[int, Outcome]]) -> None:
+        with lock:  # SMTP calls from one thread per connection
+            reported.extend(outcomes)
+
+    sender.open()
+    try:
+        outcomes = sender.send(batch(addresses), record)
+    finally:
+        sender.close()
+    assert sorted(position for position, _ in reported) == list(range(len(addresses)))
+    assert dict(reported) == dict(enumerate(outcomes))
+    assert all(o.accepted for o in outcomes) and len(inbox()) == len(addresses)
+
+
+def test_an_error_in_record_stops_the_send_and_is_raised(transport: tuple[Transport, Inbox]) -> None:
+    sender, inbox = transport
+    addresses = [f"stopped{n}@example.org" for n in range(40)]
+    calls: list[int] = []
+
+    def record(outcomes: Sequence[tuple[int, Outcome]]) -> None:
+        calls.append(len(outcomes))
+        raise Unrecordable("the ledger is gone")
+
+    sender.open()
+    try:
+        with pytest.raises(Unrecordable, match="the ledger is gone"):
+            sender.send(batch(addresses), record)
+    finally:
+        sender.close()
+    # What was sent is what had been reported when record failed: for SMTP one message on each
+    # connection at most; for the outbox and SendGrid, the one write or request already made.
+    assert len(inbox()) == sum(calls) and len(calls) <= 2

@@ -31,13 +31,14 @@ from digest.render import Greeting, Rendered, environment, render_edition, rende
 from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
+from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
-from digest.send.transports.base import Batch, Envelope, Outcome, Transport
+from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
 from digest.state.imports import import_subscribers
-from digest.state.ledger import FAILED, PENDING, REFUSED, SENT, SKIPPED, SUPPRESSED, Claimed, Status
+from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Result, Status
 from digest.state.owner import owner_id
 from digest.state.recipients import Group, desk_groups, dry_counts, fill_ledger
 from digest.subscribers import Problem
@@ -330,12 +331,17 @@ class Sender:
     def _send_claimed(
         self, transport: Transport, edition: Edition, owner: str, claimed: list[Claimed]
     ) -> int:
-        """Send one claimed batch and record every outcome; returns how many were accepted."""
+        """Send one claimed batch and record every outcome; returns how many were accepted.
+
+        Each outcome is recorded as the transport reports it, before that connection (or
+        request stream) sends again; whatever it did not report is recorded at the end.
+        """
         suppressed = self.store.suppressions.suppressed_among((row.email for row in claimed), self.list.name)
-        results: list[tuple[int, Status, str | None, str | None]] = [
+        results: list[Result] = [
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
         ]
         refused: list[tuple[str, str]] = []
+        recorder = Recorder(self.store.ledger, owner, self.clock)
         sendable = sorted(
             (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
         )
@@ -345,12 +351,16 @@ class Sender:
             if content is None:
                 results += [(row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows]
                 continue
-            outcomes = transport.send(self.batch(key, content, [self.envelope(row) for row in rows]))
-            results += [_result(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+            outcomes = transport.send(
+                self.batch(key, content, [self.envelope(row) for row in rows]),
+                recorder.of(rows),
+            )
+            results += [result_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
             refused += [
                 (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
             ]
-        self.store.ledger.finish(owner, results, now=self.clock())
+        rest = [result for result in results if result[0] not in recorder.recorded]
+        self.store.ledger.finish(owner, rest, now=self.clock())
         # After the ledger: a crash in between leaves a row that says why, and no event lost
         # for good (the row is not retried, but `digest bounces` events are idempotent anyway).
         suppress_refused(self.store, self.list.name, self.edition_id, refused, now=self.clock())
@@ -386,9 +396,3 @@ class Sender:
             variants=dict(variants),
             dry_run=True,
         )
-
-
-def _result(row: Claimed, outcome: Outcome) -> tuple[int, Status, str | None, str | None]:
-    if outcome.accepted:
-        return (row.id, SENT, outcome.provider_id, None)
-    return (row.id, FAILED, None, f"{REFUSED}{outcome.error}" if outcome.permanent else outcome.error)

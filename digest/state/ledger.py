@@ -43,6 +43,8 @@ REFUSED = "refused permanently: "
 _GROUP_MIN = 8
 # A finish() outcome: (status, provider id, error).
 _Outcome = tuple[Status, str | None, str | None]
+Result = tuple[int, Status, str | None, str | None]
+"""What became of one claimed row: (row id, status, provider id, error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,7 @@ class Ledger:
     def finish(
         self,
         owner: str,
-        results: Sequence[tuple[int, Status, str | None, str | None]],
+        results: Sequence[Result],
         *,
         now: dt.datetime,
     ) -> None:
@@ -361,7 +363,7 @@ def _retryable(table: Table) -> ColumnElement[bool]:
 
 
 def _plan_finish(
-    results: Sequence[tuple[int, Status, str | None, str | None]], *, now: dt.datetime
+    results: Sequence[Result], *, now: dt.datetime
 ) -> tuple[dict[_Outcome, list[int]], list[dict[str, object]]]:
     """What ``Ledger.finish`` writes: the row ids of each outcome shared by ``_GROUP_MIN`` rows
     or more (one UPDATE by id each), and the parameters of every other row (one executemany).

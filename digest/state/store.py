@@ -48,6 +48,11 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
     # WAL lets a reader (preview, jobs) look while a sender writes; busy_timeout waits out a writer.
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the
+    # process being killed (what exactly-once is about: each outcome is committed before its
+    # connection sends again), and the file stays consistent on power loss, which may undo the
+    # last commits since a checkpoint, so those messages would be sent again, never lost.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

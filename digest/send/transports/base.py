@@ -8,7 +8,7 @@ composes or uploads the messages its own way and reports one Outcome per recipie
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol
@@ -75,15 +75,28 @@ class Outcome:
         return cls(email, False, None, error, permanent)
 
 
+Record = Callable[[Sequence[tuple[int, Outcome]]], None]
+"""Takes outcomes as a transport learns them: (the envelope's position in the batch, its outcome)."""
+
+
 class Transport(Protocol):
     """Three methods. ``send`` retries what its provider says is temporary, as configured,
-    and raises TransportError only when it cannot go on at all (bad credentials, no server)."""
+    and raises TransportError only when it cannot go on at all (bad credentials, no server).
+
+    ``send``'s ``record``, when given, gets each outcome as soon as the transport knows it
+    (each position once), and the transport sends nothing more on the connection or request
+    stream that produced it until ``record`` returns: the caller can make each acceptance
+    durable before the next message goes, so a crash leaves at most the one in hand per
+    connection unrecorded. An error raised by ``record`` stops the send and is raised by
+    ``send``. Outcomes the transport makes up at the end (envelopes never tried) may be
+    returned without having been recorded.
+    """
 
     name: str
     max_batch: int
 
     def open(self) -> None: ...
 
-    def send(self, batch: Batch) -> list[Outcome]: ...
+    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]: ...
 
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from digest.address import address_key
 from digest.config.transports import OutboxOptions
 from digest.errors import TransportError
 from digest.output import write_atomically
-from digest.send.transports.base import Batch, Outcome
+from digest.send.transports.base import Batch, Outcome, Record
 
 
 class OutboxTransport:
@@ -30,15 +30,19 @@ class OutboxTransport:
             problem = exc.strerror or exc
             raise TransportError(f"cannot create the outbox folder: {problem}", path=self.folder) from None
 
-    def send(self, batch: Batch) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
         files = {}
         for envelope in batch.envelopes:
             files[self._path(batch.edition_id, envelope.recipient.email)] = batch.message(envelope).as_bytes()
         write_atomically(files)
-        return [
+        outcomes = [
             Outcome.ok(envelope.recipient.email, str(path))
             for envelope, path in zip(batch.envelopes, files, strict=True)
         ]
+        # The files are written all at once, so their outcomes are known (and recorded) together.
+        if record is not None and outcomes:
+            record(list(enumerate(outcomes)))
+        return outcomes
 
     def close(self) -> None:
         """Nothing to release."""

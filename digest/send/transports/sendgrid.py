@@ -41,7 +41,7 @@ from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
 from digest.render.message import placeholder_values
 from digest.retry import RetryPolicy
-from digest.send.transports.base import Batch, Outcome
+from digest.send.transports.base import Batch, Outcome, Record
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,13 @@ class _Answer:
     error: str | None = None
 
 
+def _outcome(email: str, answer: _Answer) -> Outcome:
+    """One recipient's share of a request's answer."""
+    if answer.accepted:
+        return Outcome.ok(email, answer.message_id)
+    return Outcome.failed(email, answer.error or "refused")
+
+
 class SendGridTransport:
     """Posts each batch as up to ``batch_size`` personalizations per request.
 
@@ -211,9 +218,11 @@ class SendGridTransport:
         """Nothing stays connected between requests; forget the client."""
         self._client = None
 
-    def send(self, batch: Batch) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
         payload = SendGridPayload(batch, self.options)
         outcomes: dict[int, Outcome] = dict(payload.refused)
+        if record is not None and outcomes:
+            record(list(outcomes.items()))
         accepted_any = False
         for positions, body in payload.requests():
             try:
@@ -225,13 +234,14 @@ class SendGridTransport:
                 # batch raises instead.
                 answer = _Answer(False, error=str(exc))
             accepted_any = accepted_any or answer.accepted
-            for position in positions:
-                email = batch.envelopes[position].recipient.email
-                outcomes[position] = (
-                    Outcome.ok(email, answer.message_id)
-                    if answer.accepted
-                    else Outcome.failed(email, answer.error or "refused")
-                )
+            answered = [
+                (position, _outcome(batch.envelopes[position].recipient.email, answer))
+                for position in positions
+            ]
+            outcomes.update(answered)
+            # Before the next request: a crash then resends at most this one request's recipients.
+            if record is not None:
+                record(answered)
         return [outcomes[position] for position in range(len(batch.envelopes))]
 
     def _post(self, body: dict[str, Any]) -> _Answer:

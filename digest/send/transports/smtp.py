@@ -16,18 +16,16 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.policy import EmailPolicy
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
-from typing import cast
 
 from digest.config.transports import SmtpOptions
 from digest.errors import TransportError
-from digest.render.message import Composer, make_message_id
+from digest.render.message import Composer
 from digest.retry import RetryPolicy
 from digest.send.dkim import Signer, create_signer
-from digest.send.transports.base import Batch, Envelope, Outcome
+from digest.send.transports.base import Batch, Envelope, Outcome, Record
 from digest.send.transports.smtp_wire import (
     Connection,
     Failure,
@@ -35,6 +33,7 @@ from digest.send.transports.smtp_wire import (
     SSLConnection,
     classify,
     describe,
+    message_bytes,
     reply,
 )
 
@@ -55,6 +54,37 @@ class Credentials:
     password: str = field(repr=False)
     source: str = ""
     """Which variables they came from, for error hints."""
+
+
+@dataclass
+class _Run:
+    """One batch on its way: what its workers share."""
+
+    batch: Batch
+    composer: Composer | None
+    sender: str
+    record: Record | None
+    jobs: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
+    outcomes: list[Outcome | None] = field(init=False)
+    lost: list[str] = field(default_factory=list)
+    # What record raised (it must stop the send, not be taken for one message's failure).
+    unrecorded: list[BaseException] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.outcomes = [None] * len(self.batch.envelopes)
+
+    def recorded(self, index: int, outcome: Outcome) -> bool:
+        """Hand one outcome to ``record``; False (and the send stops) when that failed."""
+        if self.record is None:
+            return True
+        try:
+            self.record([(index, outcome)])
+        except BaseException as exc:
+            self.unrecorded.append(exc)
+            self.stop.set()
+            return False
+        return True
 
 
 class _Unreachable(Exception):
@@ -129,8 +159,11 @@ class SmtpTransport:
             log.warning("opened %d of %d SMTP connections: %s", len(opened), wanted, errors[0])
         self._connections = opened
 
-    def send(self, batch: Batch) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
         """Deliver every envelope; one Outcome each, in the batch's order, whatever happens.
+
+        Each connection hands its message's outcome to ``record`` and waits for it before it
+        sends its next message (the Transport contract).
 
         Opens (and afterwards closes) the connections itself when the transport is not open.
         """
@@ -143,7 +176,7 @@ class SmtpTransport:
         if opened_here:
             self.open()
         try:
-            return self._send(batch, sender)
+            return self._send(batch, sender, record)
         finally:
             if opened_here:
                 self.close()
@@ -180,21 +213,12 @@ class SmtpTransport:
             self._composers[key] = composer
         return self._composers[key]
 
-    def _send(self, batch: Batch, sender: str) -> list[Outcome]:
-        composer = self._composer(batch)
-        jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+    def _send(self, batch: Batch, sender: str, record: Record | None) -> list[Outcome]:
+        run = _Run(batch, self._composer(batch), sender, record)
         for index in range(len(batch.envelopes)):
-            jobs.put(index)
-        outcomes: list[Outcome | None] = [None] * len(batch.envelopes)
-        lost: list[str] = []
-        stop = threading.Event()
+            run.jobs.put(index)
         workers = [
-            threading.Thread(
-                target=self._work,
-                args=(slot, batch, composer, sender, jobs, outcomes, lost, stop),
-                name=f"smtp-{slot}",
-                daemon=True,
-            )
+            threading.Thread(target=self._work, args=(slot, run), name=f"smtp-{slot}", daemon=True)
             for slot in range(min(len(self._connections), len(batch.envelopes)))
         ]
         for worker in workers:
@@ -203,48 +227,43 @@ class SmtpTransport:
             for worker in workers:
                 worker.join()
         except BaseException:
-            # Interrupted: let each worker finish the message it holds (so nothing is left
-            # half-sent and unrecorded), then give up.
-            stop.set()
+            # Interrupted: let each worker finish (and record) the message it holds, so that
+            # nothing is left half-sent and unrecorded, then give up.
+            run.stop.set()
             for worker in workers:
                 worker.join()
             raise
+        if run.unrecorded:
+            raise run.unrecorded[0]
         # Left over only when every worker lost its server: they were never tried.
-        reason = f"not sent: {lost[-1]}" if lost else "not sent"
+        reason = f"not sent: {run.lost[-1]}" if run.lost else "not sent"
         return [
             outcome or Outcome.failed(envelope.recipient.email, reason)
-            for outcome, envelope in zip(outcomes, batch.envelopes, strict=True)
+            for outcome, envelope in zip(run.outcomes, batch.envelopes, strict=True)
         ]
 
-    def _work(
-        self,
-        slot: int,
-        batch: Batch,
-        composer: Composer | None,
-        sender: str,
-        jobs: queue.SimpleQueue[int],
-        outcomes: list[Outcome | None],
-        lost: list[str],
-        stop: threading.Event,
-    ) -> None:
-        while not stop.is_set():
+    def _work(self, slot: int, run: _Run) -> None:
+        while not run.stop.is_set():
             try:
-                index = jobs.get_nowait()
+                index = run.jobs.get_nowait()
             except queue.Empty:
                 return
-            envelope = batch.envelopes[index]
+            envelope = run.batch.envelopes[index]
+            unreachable = False
             try:
-                outcomes[index] = self._deliver(slot, batch, composer, envelope, sender, stop)
+                outcome = self._deliver(slot, run.batch, run.composer, envelope, run.sender, run.stop)
             except _Unreachable as exc:
                 # The other workers may still reach the server: leave the queue to them.
-                outcomes[index] = Outcome.failed(envelope.recipient.email, str(exc))
-                lost.append(str(exc))
-                return
+                outcome, unreachable = Outcome.failed(envelope.recipient.email, str(exc)), True
+                run.lost.append(str(exc))
             except Exception as exc:
                 # A bug must cost one message, not the batch's outcomes.
                 log.exception("unexpected error sending to %s", envelope.recipient.email)
-                outcomes[index] = Outcome.failed(envelope.recipient.email, f"unexpected error: {exc!r}")
+                outcome = Outcome.failed(envelope.recipient.email, f"unexpected error: {exc!r}")
                 self._discard(slot)
+            run.outcomes[index] = outcome
+            if not run.recorded(index, outcome) or unreachable:
+                return
 
     def _deliver(
         self,
@@ -259,7 +278,7 @@ class SmtpTransport:
         # Non-ASCII addresses need SMTPUTF8, and the message its headers in UTF-8.
         international = not (sender.isascii() and email.isascii())
         try:
-            data, message_id = _message_bytes(batch, composer, envelope, international, self.signer)
+            data, message_id = message_bytes(batch, composer, envelope, international, self.signer)
         except (ValueError, TypeError) as exc:
             return Outcome.failed(email, f"cannot compose the message: {exc}")
         attempt = 0
@@ -351,30 +370,6 @@ class SmtpTransport:
                 connection.close()
             raise TransportError(f"cannot connect to the SMTP server {self.where}: {describe(exc)}") from None
         return connection
-
-
-def _message_bytes(
-    batch: Batch, composer: Composer | None, envelope: Envelope, international: bool, signer: Signer | None
-) -> tuple[bytes, str | None]:
-    """The message as it goes over the wire, and its Message-ID.
-
-    The same bytes as ``batch.message(envelope).as_bytes()``; the composer makes them without
-    composing the whole message when it can. (Not ``smtplib``'s ``send_message``: its generator
-    would turn every body line starting with "From " into ">From ".) ``signer`` DKIM-signs these
-    exact bytes, after every per-recipient change; the composer's pieces make that quicker.
-    """
-    recipient = envelope.recipient
-    if composer is not None and not international:
-        message_id = envelope.message_id or make_message_id(batch.edition_id, recipient.email, batch.sender)
-        pieces = composer.message_pieces(recipient, message_id, envelope.headers)
-        if pieces is not None:
-            data = b"".join(pieces)
-            return (signer.sign(data, pieces) if signer else data), message_id
-    message = batch.message(envelope)
-    # Batch messages are made under an EmailPolicy (SMTP's), the kind that knows utf8.
-    policy = cast(EmailPolicy, message.policy).clone(utf8=True) if international else None
-    message_id, data = message["Message-ID"], message.as_bytes(policy=policy)
-    return (signer.sign(data) if signer else data), str(message_id) if message_id else None
 
 
 def create(options: SmtpOptions, env: Mapping[str, str], root: Path) -> SmtpTransport:
