@@ -286,6 +286,7 @@ STAGES: dict[str, list[str]] = {
     "ledger: claim, finish, suppressions": [
         "digest.state.ledger:Ledger.claim",
         "digest.state.ledger:Ledger.finish",
+        "digest.send.recording:Recorder.record",
         "digest.state.ledger:Ledger.retry_failed",
         "digest.state.ledger:Ledger.counts",
         "digest.state.ledger:Ledger.failures",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from sqlalchemy import Connection
 
 from digest.send.recording import Recorder, result_of
 from digest.send.transports.base import Outcome
@@ -42,13 +43,13 @@ class SlowFirstWrite:
         self.fail = fail
         self.sizes: list[int] = []
 
-    def __call__(self, owner: str, results: Sequence[Result], *, now: object) -> None:
+    def __call__(self, owner: str, results: Sequence[Result], *, now: object, conn: Connection) -> None:
         self.sizes.append(len(results))
         if len(self.sizes) == 1:
             time.sleep(0.2)
             if self.fail:
                 raise OSError("disk full")
-        self.finish(owner, results, now=NOW)
+        self.finish(owner, results, now=NOW, conn=conn)
 
 
 def run_threads(store: Store, recorder: Recorder, rows: list[Claimed], seen: dict[int, object]) -> None:

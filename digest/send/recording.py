@@ -14,15 +14,22 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 
+from sqlalchemy import Connection
+
 from digest.send.transports.base import Outcome, Record
 from digest.state.ledger import FAILED, REFUSED, SENT, Claimed, Ledger, Result
 
 
 class Recorder:
-    """Records one sender's outcomes in the ledger, from any thread, a commit at a time."""
+    """Records one sender's outcomes in the ledger, from any thread, a commit at a time.
+
+    A context manager: it keeps one connection open for its writes (taking one from the pool
+    and giving it back for every message cost as much as the write), and closes it at the end.
+    """
 
     def __init__(self, ledger: Ledger, owner: str, clock: Callable[[], dt.datetime]) -> None:
         self._ledger = ledger
+        self._conn: Connection | None = None
         self._owner = owner
         self._clock = clock
         self._turn = threading.Condition()
@@ -33,6 +40,14 @@ class Recorder:
         self._failed: BaseException | None = None
         self.recorded: set[int] = set()
         """The row ids recorded so far."""
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def of(self, rows: Sequence[Claimed]) -> Record:
         """The ``record`` of a transport sending to ``rows``, in their order."""
@@ -62,7 +77,8 @@ class Recorder:
         upto, self._writing = self._queued, True
         self._turn.release()
         try:
-            self._ledger.finish(self._owner, batch, now=self._clock())
+            self._conn = self._conn or self._ledger.engine.connect()
+            self._ledger.finish(self._owner, batch, now=self._clock(), conn=self._conn)
         except BaseException as exc:
             self._turn.acquire()
             self._failed, self._writing = exc, False

@@ -341,26 +341,28 @@ class Sender:
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
         ]
         refused: list[tuple[str, str]] = []
-        recorder = Recorder(self.store.ledger, owner, self.clock)
-        sendable = sorted(
-            (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
-        )
-        for key, rows_iter in groupby(sendable, key=lambda row: row.variant):
-            rows = list(rows_iter)
-            content = self.rendered(edition, key, freeze=True)
-            if content is None:
-                results += [(row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows]
-                continue
-            outcomes = transport.send(
-                self.batch(key, content, [self.envelope(row) for row in rows]),
-                recorder.of(rows),
+        with Recorder(self.store.ledger, owner, self.clock) as recorder:
+            sendable = sorted(
+                (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
             )
-            results += [result_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
-            refused += [
-                (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
-            ]
-        rest = [result for result in results if result[0] not in recorder.recorded]
-        self.store.ledger.finish(owner, rest, now=self.clock())
+            for key, rows_iter in groupby(sendable, key=lambda row: row.variant):
+                rows = list(rows_iter)
+                content = self.rendered(edition, key, freeze=True)
+                if content is None:
+                    results += [
+                        (row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows
+                    ]
+                    continue
+                outcomes = transport.send(
+                    self.batch(key, content, [self.envelope(row) for row in rows]),
+                    recorder.of(rows),
+                )
+                results += [result_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+                refused += [
+                    (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
+                ]
+            rest = [result for result in results if result[0] not in recorder.recorded]
+            self.store.ledger.finish(owner, rest, now=self.clock())
         # After the ledger: a crash in between leaves a row that says why, and no event lost
         # for good (the row is not retried, but `digest bounces` events are idempotent anyway).
         suppress_refused(self.store, self.list.name, self.edition_id, refused, now=self.clock())

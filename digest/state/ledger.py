@@ -5,7 +5,8 @@ Rows are claimed in small batches inside one transaction, so two senders never h
 row; a row left "sending" by a sender that died is taken back (at once when that sender was a
 process on this machine that no longer exists, else after ``claim_timeout``) and sent again.
 That resend is the one window no sender can close: the provider took the message but the
-answer was lost. It is at most one batch, and the message keeps its Message-ID.
+answer was lost. Outcomes are recorded as they come (``digest.send.recording``), so it is at
+most one message per SMTP connection or one SendGrid request, and it keeps its Message-ID.
 """
 
 from __future__ import annotations
@@ -148,16 +149,9 @@ class Ledger:
         table = schema.ledger
         with self.engine.connect() as conn:
             found = conn.execute(
-                select(
-                    table.c.id,
-                    table.c.email,
-                    table.c.name,
-                    table.c.variant,
-                    table.c.status,
-                    table.c.error,
-                    table.c.sent_at,
-                    table.c.updated_at,
-                ).where(table.c.edition_id == edition_id, table.c.email == email)
+                select(*(table.c[field] for field in Row.__slots__)).where(
+                    table.c.edition_id == edition_id, table.c.email == email
+                )
             ).first()
         return Row(*found) if found else None
 
@@ -226,25 +220,30 @@ class Ledger:
         results: Sequence[Result],
         *,
         now: dt.datetime,
+        conn: Connection | None = None,
     ) -> None:
         """Record (row id, status, provider id, error) for rows this owner claimed.
 
         A row this owner no longer holds (taken back as abandoned, then claimed by another
         sender) is left alone. Rows with the same outcome (a SendGrid request's recipients
         share one message id) are updated together by id; the rest with one statement run
-        for each row (executemany).
+        for each row (executemany). ``conn``: a connection the caller keeps open for many
+        finishes (one commit per message on the SMTP path), not in a transaction.
         """
         if not results:
             return
-        grouped, single = _plan_finish(results, now=now)
+        if conn is None:
+            with self.engine.connect() as own:
+                self.finish(owner, results, now=now, conn=own)
+            return
+        grouped, single = _plan_finish(results, owner=owner, now=now)
         table = schema.ledger
-        held = (table.c.batch_id == owner, table.c.status == SENDING)
-        with self.engine.begin() as conn:
+        with conn.begin():
             for (status, provider_id, error), ids in grouped.items():
                 for chunk in chunked(ids):
                     conn.execute(
                         update(table)
-                        .where(table.c.id.in_(chunk), *held)
+                        .where(table.c.id.in_(chunk), table.c.batch_id == owner, table.c.status == SENDING)
                         .values(
                             status=status,
                             provider_id=provider_id,
@@ -254,19 +253,7 @@ class Ledger:
                         )
                     )
             if single:
-                conn.execute(
-                    update(table)
-                    .where(table.c.id == bindparam("row_id"), *held)
-                    .values(
-                        status=bindparam("new_status"),
-                        provider_id=bindparam("new_provider_id"),
-                        error=bindparam("new_error"),
-                        # Each takes its column's type (UTCDateTime for sent_at) from values().
-                        sent_at=bindparam("new_sent_at"),
-                        updated_at=now,
-                    ),
-                    single,
-                )
+                conn.execute(_FINISH_ONE, single)
 
     def of_address(self, email: str) -> list[tuple[str, str, dt.datetime | None, int]]:
         """(edition, status, sent at, resends) of every edition that had the address (folded)."""
@@ -358,12 +345,32 @@ def _waiting(conn: Connection, edition_id: str, limit: int) -> list[int]:
     return []
 
 
+# finish()'s statement for one row, built once: the SMTP path runs it for every message, and
+# building it each time cost more than running it.
+_FINISH_ONE = (
+    update(schema.ledger)
+    .where(
+        schema.ledger.c.id == bindparam("row_id"),
+        schema.ledger.c.batch_id == bindparam("owner"),
+        schema.ledger.c.status == SENDING,
+    )
+    .values(
+        status=bindparam("new_status"),
+        provider_id=bindparam("new_provider_id"),
+        error=bindparam("new_error"),
+        # Each takes its column's type (UTCDateTime for the times) from values().
+        sent_at=bindparam("new_sent_at"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def _retryable(table: Table) -> ColumnElement[bool]:
     return or_(table.c.error.is_(None), ~table.c.error.startswith(REFUSED, autoescape=True))
 
 
 def _plan_finish(
-    results: Sequence[Result], *, now: dt.datetime
+    results: Sequence[Result], *, owner: str, now: dt.datetime
 ) -> tuple[dict[_Outcome, list[int]], list[dict[str, object]]]:
     """What ``Ledger.finish`` writes: the row ids of each outcome shared by ``_GROUP_MIN`` rows
     or more (one UPDATE by id each), and the parameters of every other row (one executemany).
@@ -376,16 +383,9 @@ def _plan_finish(
     for (status, provider_id, error), ids in groups.items():
         if len(ids) < _GROUP_MIN:
             sent_at = now if status == SENT else None
-            single.extend(
-                {
-                    "row_id": row_id,
-                    "new_status": status,
-                    "new_provider_id": provider_id,
-                    "new_error": error,
-                    "new_sent_at": sent_at,
-                }
-                for row_id in ids
-            )
+            values = {"owner": owner, "now": now, "new_status": status, "new_provider_id": provider_id}
+            values |= {"new_error": error, "new_sent_at": sent_at}
+            single.extend({"row_id": row_id, **values} for row_id in ids)
             continue
         grouped[(status, provider_id, error)] = ids
     return grouped, single
