@@ -13,11 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, bindparam, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
@@ -170,24 +183,22 @@ class Ledger:
         table = schema.ledger
         with self.engine.begin() as conn:
             self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
-            ids = _waiting(conn, edition_id, limit)
-            if not ids:
-                return []
-            # Still pending: they were read in this transaction, under SQLite's write lock
-            # (BEGIN IMMEDIATE) or PostgreSQL's row locks.
-            rows = conn.execute(
-                update(table)
-                .where(table.c.id.in_(ids))
-                .values(
-                    status=SENDING,
-                    batch_id=owner,
-                    claimed_at=now,
-                    attempts=table.c.attempts + 1,
-                    updated_at=now,
+            # Picked and taken in one statement (the ids never travel to Python and back as a
+            # thousand parameters), under SQLite's write lock or PostgreSQL's row locks.
+            rows: list[Claimed] = []
+            taking = update(table).values(
+                status=SENDING, batch_id=owner, claimed_at=now, attempts=table.c.attempts + 1, updated_at=now
+            )
+            for ids in _waiting(edition_id, limit, postgresql=conn.dialect.name == "postgresql"):
+                taken = conn.execute(
+                    taking.where(table.c.id.in_(ids)).returning(
+                        table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts
+                    )
                 )
-                .returning(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts)
-            ).all()
-        return [Claimed(*row) for row in sorted(rows)]  # by id, the first field
+                rows = [Claimed(*row) for row in taken.all()]
+                if rows:
+                    break
+        return sorted(rows, key=attrgetter("id"))
 
     def _release_abandoned(
         self, conn: Connection, edition_id: str, *, now: dt.datetime, claim_timeout: dt.timedelta
@@ -328,7 +339,7 @@ class Ledger:
             ]
 
 
-def _waiting(conn: Connection, edition_id: str, limit: int) -> list[int]:
+def _waiting(edition_id: str, limit: int, *, postgresql: bool) -> Iterator[Select[tuple[int]]]:
     """Up to ``limit`` pending rows of the first variant waiting, in list order (``claim``)."""
     table = schema.ledger
     pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
@@ -337,12 +348,7 @@ def _waiting(conn: Connection, edition_id: str, limit: int) -> list[int]:
     # any variant will do.
     for wanted in (table.c.variant == first_variant.scalar_subquery(), true()):
         query = select(table.c.id).where(*pending, wanted).order_by(table.c.id).limit(limit)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = list(conn.execute(query).scalars())
-        if ids:
-            return ids
-    return []
+        yield query.with_for_update(skip_locked=True) if postgresql else query
 
 
 # finish()'s statement for one row, built once: the SMTP path runs it for every message, and
