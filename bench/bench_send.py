@@ -17,7 +17,11 @@ own. The runs (sizes are comma-separated lists):
   recipient from the unsigned run of the same size is the cost of signing;
 - ``--postgresql`` (100,000) × ``--senders`` (1 and 2): the SendGrid path with the ledger on a
   local PostgreSQL server (Debian's, as in the tests, but syncing to disk), the senders
-  started together and sharing the list;
+  started together and sharing the list; ``--latency MS`` makes the SendGrid sink of these
+  runs answer each request that much later, as the real service does from across the
+  network (a sender then waits for most of its time, and a second sender on another machine
+  fills that wait; on this one machine the wait leaves the CPU to the other sender, so two
+  senders here are a fair model of two machines sharing one database);
 - ``--naive`` (200): the baseline, each of the first N subscribers rendered and composed on
   their own (jinja2 → MJML → premailer, then their message), per path.
 
@@ -169,6 +173,7 @@ def write_project(
 class _SendGridHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests = 0
+    latency = 0.0  # seconds before each answer (the provider's round trip)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -181,6 +186,7 @@ class _SendGridHandler(http.server.BaseHTTPRequestHandler):
                 break
             remaining -= len(chunk)
         type(self).requests += 1
+        time.sleep(self.latency)
         ok = self.path == "/v3/mail/send"
         self.send_response(202 if ok else 404)
         if ok:
@@ -241,8 +247,13 @@ def _raw_smtp_sink() -> tuple[int, Callable[[], None]]:
 
 
 def run_sink(kind: str) -> None:
-    """Print the port, serve until stdin closes, then print the CPU seconds the sink used."""
+    """Print the port, serve until stdin closes, then print the CPU seconds the sink used.
+
+    ``sendgrid:0.25``: a SendGrid sink that answers each request 0.25 s late.
+    """
     sinks = {"sendgrid": _sendgrid_sink, "smtp": _smtp_sink, "raw-smtp": _raw_smtp_sink}
+    kind, _, latency = kind.partition(":")
+    _SendGridHandler.latency = float(latency or 0)
     port, stop = sinks[kind]()
     print(port, flush=True)
     sys.stdin.read()
@@ -624,6 +635,7 @@ def send(
     state_url: str | None = None,
     senders: int = 1,
     dkim: str = "none",
+    latency: float = 0.0,
 ) -> dict[str, Any]:
     """Set up a project, start the sink, send in fresh processes; their numbers.
 
@@ -632,7 +644,8 @@ def send(
     """
     project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}-{dkim}"
     profile_out = project / "send.prof"
-    with sink("raw-smtp" if path == "smtp" and smtp_sink == "raw" else path) as (port, sink_usage):
+    kind = "raw-smtp" if path == "smtp" and smtp_sink == "raw" else path
+    with sink(f"{kind}:{latency}" if latency else kind) as (port, sink_usage):
         config = write_project(project, rows, path, port, state_url, dkim)
         env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
         command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
@@ -727,6 +740,13 @@ def main(argv: list[str] | None = None) -> int:
         help="how many senders share each PostgreSQL run (default 1,2)",
     )
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the SendGrid sink of the PostgreSQL runs answers this many ms late (default 0)",
+    )
+    parser.add_argument(
         "--naive", type=int, default=200, metavar="N", help="subscribers of the naive baseline (0: none)"
     )
     parser.add_argument(
@@ -746,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODE,MODE",
         help=f"the SMTP runs, each signed so ({', '.join(DKIM_MODES)}; default none,ed25519,rsa)",
     )
-    parser.add_argument("--sink", choices=[*PATHS, "raw-smtp"], help=argparse.SUPPRESS)
+    parser.add_argument("--sink", help=argparse.SUPPRESS)  # a kind of run_sink
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sink:
@@ -779,19 +799,28 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(name)
         for path, n, senders, shared, dkim in runs:
             url = database(f"bench_{path}_{n}_{senders}") if shared else None
+            latency = args.latency / 1000 if shared else 0.0
             result = send(
-                folder, path, n, smtp_sink=args.smtp_sink, state_url=url, senders=senders, dkim=dkim
+                folder,
+                path,
+                n,
+                smtp_sink=args.smtp_sink,
+                state_url=url,
+                senders=senders,
+                dkim=dkim,
+                latency=latency,
             )
             if not shared and (dkim == "none" or path not in fast):
                 fast[path] = result["cpu"] / n
             if path == "smtp":
                 signed[n, dkim] = result["cpu"] / n
             label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
+            label += f", {args.latency:.0f} ms" if latency else ""
             label += "" if dkim == "none" else f", DKIM {dkim}"
             report(label, n, result)
             if path == "sendgrid" and senders == 1:
                 # The baseline in the same run, on the same list and sink (bench/bare_sender.py).
-                baseline = send(folder, path, n, "bare")
+                baseline = send(folder, path, n, "bare", latency=latency)
                 report("  bare sender, no state", n, baseline)
                 print(f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time", flush=True)
         for (n, dkim), each in signed.items():
