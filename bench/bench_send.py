@@ -175,6 +175,7 @@ def write_project(
 class _SendGridHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests = 0
+    bytes = 0
     latency = 0.0  # seconds before each answer (the provider's round trip)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -188,6 +189,7 @@ class _SendGridHandler(http.server.BaseHTTPRequestHandler):
                 break
             remaining -= len(chunk)
         type(self).requests += 1
+        type(self).bytes += int(self.headers.get("Content-Length") or 0)
         time.sleep(self.latency)
         ok = self.path == "/v3/mail/send"
         self.send_response(202 if ok else 404)
@@ -260,7 +262,7 @@ def run_sink(kind: str) -> None:
     print(port, flush=True)
     sys.stdin.read()
     stop()
-    print(json.dumps({"cpu": time.process_time()}), flush=True)
+    print(json.dumps({"cpu": time.process_time(), "posted": _SendGridHandler.bytes}), flush=True)
 
 
 @contextmanager
@@ -510,7 +512,9 @@ def signing(sender: Any, sample: int) -> dict[str, Any]:
 
 def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
     """The bare sender (bench/bare_sender.py) on the same list, edition and sink as `send`."""
-    from bench.bare_sender import Content, bare_send
+    from email.utils import parseaddr
+
+    from bench.bare_sender import Content, Identity, bare_send
     from digest.model import Variant
     from digest.render import environment, render_edition
 
@@ -527,10 +531,18 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
         renders.append(time.perf_counter() - began)
         return Content(content.subject, content.html, content.text)
 
+    name, address = parseaddr(sender.sender)
+    identity = Identity(
+        list_name="daily",
+        edition_id=sender.edition_id,
+        sender=address,
+        sender_name=name,
+        list_id=sender.addresser.list_headers["List-Id"],
+        greet=sender.greeting.to,
+    )
     counts = bare_send(
         csv_path,
-        list_name="daily",
-        sender=sender.sender,
+        identity=identity,
         api_url=sender.transport_config.api_url,
         api_key=API_KEY,
         secret=SECRET.encode(),
@@ -680,6 +692,7 @@ def send(
         result["base_kib"] = max(r["base_kib"] for r in results)
         result["renders"] = [seconds for r in results for seconds in r["renders"]]
     result["sink_cpu"] = sink_usage.get("cpu", 0.0)
+    result["posted"] = sink_usage.get("posted", 0)
     if mode == "cprofile":
         stats = pstats.Stats(str(profile_out))
         table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
@@ -842,7 +855,12 @@ def main(argv: list[str] | None = None) -> int:
                 # The baseline in the same run, on the same list and sink (bench/bare_sender.py).
                 baseline = send(folder, path, n, "bare", latency=latency)
                 report("  bare sender, no state", n, baseline)
-                print(f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time", flush=True)
+                print(
+                    f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time, "
+                    f"{result['cpu'] / baseline['cpu']:.2f}× the CPU; posted "
+                    f"{result['posted'] / 2**20:,.1f} and {baseline['posted'] / 2**20:,.1f} MiB",
+                    flush=True,
+                )
         for (n, dkim), each in signed.items():
             if dkim != "none" and (n, "none") in signed:
                 extra = (each - signed[n, "none"]) * 1e6
