@@ -184,7 +184,7 @@ class Signer:
         if expires is not None:
             if expires.tzinfo is None:
                 raise ValueError("a token's expiry must be an aware datetime")
-            self._end = f"\n{max(1, int(expires.timestamp()))}".encode("ascii")
+            self._end = f"\n{max(1, int(expires.timestamp()))}".encode()
         elif purpose in EXPIRING:
             raise ValueError(f"a {purpose} token must expire: give it expires=")
         self._start = (_FORMAT_3 if expires is not None else _FORMAT_2) + f"{purpose}\n{list_name}\n".encode()
