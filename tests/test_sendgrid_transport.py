@@ -339,6 +339,37 @@ def test_payload_builds_requests_without_sending() -> None:
     assert [len(body["personalizations"]) for _, body in payload.requests()] == [2, 2, 1]
 
 
+@pytest.mark.parametrize("char", ["&", "<", ">", '"', "'"])
+def test_each_character_html_would_misread_is_escaped_in_the_html_substitution(char: str) -> None:
+    (_positions, body), *_ = SendGridPayload(
+        make_batch([envelope(1, f"O{char}Neil")]), SendGridOptions()
+    ).requests()
+    substitutions = body["personalizations"][0]["substitutions"]
+    assert substitutions["%%greeting%%"] == f"Hello, O{char}Neil"
+    assert substitutions["%%greeting_html%%"] == f"Hello, O{html.escape(char)}Neil"
+
+
+def test_substitutions_of_up_to_10000_utf8_bytes_are_sent_and_larger_refused() -> None:
+    def size(name: str) -> tuple[int, str | None]:
+        payload = SendGridPayload(make_batch([envelope(1, name)]), SendGridOptions())
+        if payload.refused:
+            return -1, payload.refused[0].error
+        (_positions, body), *_ = payload.requests()
+        values = body["personalizations"][0]["substitutions"].items()
+        return sum(len(key.encode()) + len(value.encode()) for key, value in values), None
+
+    base, _ = size("a")
+    # "é" is 2 bytes in UTF-8 and appears in the text and the HTML value: 4 bytes a letter.
+    largest = "a" + "é" * ((10_000 - base) // 4) + "a" * ((10_000 - base) % 4 // 2)
+    accepted, _ = size(largest)
+    assert 9_999 <= accepted <= 10_000  # 4 bytes a character would be far more: bytes are counted
+    refused, error = size(largest + "a")
+    assert refused == -1
+    assert error == (
+        f"substitutions of {accepted + 2} bytes exceed SendGrid's 10000 per recipient (a very long name or link?)"
+    )
+
+
 # --- suppressions ---
 
 
