@@ -66,21 +66,36 @@ def test_a_stale_sender_cannot_overwrite_the_new_owners_result(store: Store, siz
     assert store.ledger.retry_failed("e1", now=later) == 0
 
 
-def test_a_stale_sender_cannot_record_a_row_taken_back_and_not_yet_claimed_again(store: Store) -> None:
-    store.ledger.add("e1", entries(2), now=NOW)
-    stale = store.ledger.claim("e1", STALE, 2, now=NOW, claim_timeout=TIMEOUT)
+@pytest.mark.parametrize("size", [2, 20], ids=["per-row path", "grouped path"])
+def test_a_stale_sender_cannot_record_a_row_taken_back_and_not_yet_claimed_again(
+    store: Store, size: int
+) -> None:
+    store.ledger.add("e1", entries(size), now=NOW)
+    stale = store.ledger.claim("e1", STALE, size, now=NOW, claim_timeout=TIMEOUT)
     later = NOW + TIMEOUT + dt.timedelta(seconds=1)
-    # The new sender's claim takes both rows back but only one of them for itself.
+    # The new sender's claim takes every row back but only the first for itself.
     fresh = store.ledger.claim("e1", FRESH, 1, now=later, claim_timeout=TIMEOUT)
     assert [row.email for row in fresh] == ["r0@example.org"]
     store.ledger.finish(STALE, [(row.id, SENT, "msg-stale", None) for row in stale], now=later)
     rows = statuses(store, "e1")
-    assert rows["r0@example.org"] == (SENDING, None, None, FRESH)
-    # Still this stale owner's row by its owner column, but pending: the next claim sends it.
-    assert rows["r1@example.org"] == (PENDING, None, None, STALE)
-    assert [row.email for row in store.ledger.claim("e1", FRESH, 5, now=later, claim_timeout=TIMEOUT)] == [
-        "r1@example.org"
-    ]
+    assert rows.pop("r0@example.org") == (SENDING, None, None, FRESH)
+    # Still this stale owner's rows by their owner column, but pending: the next claim sends them.
+    assert set(rows.values()) == {(PENDING, None, None, STALE)}
+    again = store.ledger.claim("e1", FRESH, size, now=later, claim_timeout=TIMEOUT)
+    assert [row.email for row in again] == [f"r{n}@example.org" for n in range(1, size)]
+
+
+@pytest.mark.parametrize("size", [2, 20], ids=["per-row path", "grouped path"])
+def test_an_outcome_once_recorded_is_not_replaced_by_a_later_one_of_the_same_sender(
+    store: Store, size: int
+) -> None:
+    """A transport's record (digest.send.recording) writes each outcome as it comes; whatever
+    is finished after that for the same rows, by the same sender, must not change them."""
+    store.ledger.add("e1", entries(size), now=NOW)
+    claimed = store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
+    store.ledger.finish(FRESH, [(row.id, SENT, "msg-1", None) for row in claimed], now=NOW)
+    store.ledger.finish(FRESH, [(row.id, FAILED, None, "421 late") for row in claimed], now=NOW)
+    assert set(statuses(store, "e1").values()) == {(SENT, "msg-1", None, FRESH)}
 
 
 def test_a_claim_is_taken_back_only_after_the_timeout_has_passed(store: Store) -> None:

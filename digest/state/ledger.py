@@ -185,7 +185,6 @@ class Ledger:
             self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
             # Picked and taken in one statement (the ids never travel to Python and back as a
             # thousand parameters), under SQLite's write lock or PostgreSQL's row locks.
-            rows: list[Claimed] = []
             taking = update(table).values(
                 status=SENDING, batch_id=owner, claimed_at=now, attempts=table.c.attempts + 1, updated_at=now
             )
