@@ -1,17 +1,19 @@
-"""Time and peak memory of reading and checking big subscriber lists: memory must stay flat.
+"""Time and peak memory of reading, checking and importing big subscriber lists: memory must stay flat.
 
 Writes two synthetic CSVs into a temp folder (``--rows`` rows and a tenth of that; by default
 1,000,000 and 100,000): desks chosen from the five of `config.toml`, a few names and addresses
 with non-ASCII letters, ~0.2% duplicate addresses in another case, ~1% invalid rows. Each file
-is read in a fresh subprocess, once with `read_subscribers` to the end and once with
-`check_subscribers`, so the peak RSS (`ru_maxrss`) belongs to that one size and stage. Nothing
-touches the network: email-validator only checks syntax.
+is read in a fresh subprocess, once with `read_subscribers` to the end, once with
+`check_subscribers` and once imported with `import_subscribers` into a new SQLite store (the
+first import of a list, as `digest send` does it), so the peak RSS (`ru_maxrss`) belongs to
+that one size and stage. Nothing touches the network: email-validator only checks syntax.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import os
 import platform
@@ -28,6 +30,7 @@ DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
 FIRST = ["Olha", "James", "Sofie", "Dmytro", "Priya", "Lúcia", "Jürgen", "Aisha", "Søren", "Zoë", "Олена"]
 LAST = ["Marchenko", "Whitaker", "Lindqvist", "Savchuk", "Raman", "Ferreira", "Hoffmann", "Коваль", "Dubois"]
 DOMAINS = ["example.org", "example.com", "example.net", "news.example.org"]
+STAGES = ("read", "check", "import")
 BROKEN = [
     lambda address: address.replace("@", "."),  # no @
     lambda address: address.replace(".", " ", 1),  # a space
@@ -78,12 +81,27 @@ def child(stage: str, path: Path) -> None:
         counts = {"subscribers": 0, "problems": 0}
         for entry in read_subscribers(path, DESKS):
             counts["problems" if isinstance(entry, Problem) else "subscribers"] += 1
+    elif stage == "import":
+        counts = import_into_new_store(path)
     else:
         report = check_subscribers(path, DESKS)
         counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"seconds": seconds, "base_kib": base, "peak_kib": peak, "counts": counts}))
+
+
+def import_into_new_store(path: Path) -> dict[str, int]:
+    """Import ``path`` as a list's first file into a new SQLite store; the report's counts."""
+    from digest.state import Store
+    from digest.state.imports import import_subscribers
+
+    with (
+        tempfile.TemporaryDirectory(prefix="digest-bench-store-") as folder,
+        Store(f"sqlite:///{folder}/state.sqlite3").migrate() as store,
+    ):
+        report = import_subscribers(store, "bench", path, DESKS, now=dt.datetime.now(dt.UTC))
+    return {"new": report.new, "invalid": report.invalid, "duplicates": report.duplicates}
 
 
 def measure(stage: str, path: Path) -> dict[str, object]:
@@ -96,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--rows", type=int, default=1_000_000, metavar="N", help="rows in the big file (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--stages", nargs="+", choices=STAGES, default=STAGES, help="the stages to run (default all)"
     )
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(folder) / f"list-{rows}.csv"
             kinds = write_list(path, rows)
             size = path.stat().st_size / 2**20
-            for stage in ("read", "check"):
+            for stage in args.stages:
                 result = measure(stage, path)
                 seconds = float(result["seconds"])  # type: ignore[arg-type]
                 peak, base = int(result["peak_kib"]), int(result["base_kib"])  # type: ignore[call-overload]
