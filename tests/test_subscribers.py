@@ -400,6 +400,14 @@ TRICKY_ADDRESSES = [
     "user@example..org",
     "user@[192.0.2.1]",
     "tab\tin@example.org",
+    "e\u0301mile@example.org",  # not NFC: the library normalizes it
+    "\u0301x@example.org",  # a combining mark first
+    "zero\u200dwidth@example.org",  # a format character
+    "ü" * 121 + "@example.org",  # 254 bytes in UTF-8
+    "ü" * 122 + "@example.org",
+    "ü" * 116 + "@bücher.example",  # the IDNA ASCII form is the longest
+    "ü" * 117 + "@bücher.example",
+    "Ölga@Bücher.Example",
 ]
 
 
