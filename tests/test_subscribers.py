@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
+from email_validator.syntax import validate_email_local_part
 
 from digest.address import Addresses
 from digest.errors import SubscriberError
@@ -426,6 +427,36 @@ def test_the_domain_cache_gives_email_validators_own_verdict(address: str) -> No
             addresses.normalized(f"warm@{domain}")
     assert verdict(addresses.normalized) == library
     assert verdict(addresses.normalized) == library  # and again, now that its own domain is known
+
+
+def test_a_character_accepted_inside_a_local_part_is_not_taken_as_safe_first() -> None:
+    addresses = Addresses()
+    addresses.normalized("warm@example.org")
+    assert addresses.normalized("x\u0301y@example.org") == "x\u0301y@example.org"  # a combining mark
+    with pytest.raises(EmailNotValidError, match="unsafe characters"):
+        addresses.normalized("\u0301x@example.org")  # the same mark first
+    with pytest.raises(EmailNotValidError, match="unsafe characters"):
+        addresses.normalized("x\u200dy@example.org")  # a character never accepted
+
+
+def test_unicode_local_parts_go_through_email_validator_until_their_characters_are_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import digest.address
+
+    calls: list[str] = []
+
+    def counted(local: str, **options: bool) -> object:
+        calls.append(local)
+        return validate_email_local_part(local, **options)
+
+    monkeypatch.setattr(digest.address, "validate_email_local_part", counted)
+    addresses = Addresses()
+    addresses.normalized("warm@example.org")
+    for local in ("jürgen.12", "jürgen.21", "ürgen.1", "ürgen.2", "zoë"):
+        assert addresses.normalized(f"{local}@example.org") == f"{local}@example.org"
+    # ü is known inside after the first, and first only after the third; ë is new.
+    assert calls == ["jürgen.12", "ürgen.1", "zoë"]
 
 
 def test_each_domain_goes_through_email_validator_once(monkeypatch: pytest.MonkeyPatch) -> None:
