@@ -21,6 +21,7 @@ from digest.subscribers import (
     check_subscribers,
     format_check,
     read_subscribers,
+    unique_subscribers,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,6 +328,17 @@ def test_check_finds_duplicates_across_commit_chunks(tmp_path: Path) -> None:
     assert (
         str(report.problems[0]) == f"{tmp_path / 'list.csv'}:10052: duplicate of line 9; delete one of them"
     )
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 5000])
+def test_duplicates_are_the_same_whichever_rows_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr("digest.subscribers.UNIQUE_BATCH", batch)
+    rows = ["a", "b", "A", "c", "x y", "B", "a", "c", "d"]
+    path = write(tmp_path, "email\n" + "".join(f"{row}@example.org\n" for row in rows))
+    got = [(p.line, p.duplicate_of) for p in unique_subscribers(path, DESKS) if isinstance(p, Problem)]
+    assert got == [(4, 2), (6, None), (7, 3), (8, 2), (9, 5)]
 
 
 def test_check_keeps_only_the_first_problems(tmp_path: Path) -> None:
