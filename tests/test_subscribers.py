@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
+from email_validator.syntax import validate_email_local_part
 
 from digest.address import Addresses
 from digest.errors import SubscriberError
@@ -20,6 +21,7 @@ from digest.subscribers import (
     check_subscribers,
     format_check,
     read_subscribers,
+    unique_subscribers,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -328,6 +330,17 @@ def test_check_finds_duplicates_across_commit_chunks(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3, 5000])
+def test_duplicates_are_the_same_whichever_rows_are_looked_up_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr("digest.subscribers.UNIQUE_BATCH", batch)
+    rows = ["a", "b", "A", "c", "x y", "B", "a", "c", "d"]
+    path = write(tmp_path, "email\n" + "".join(f"{row}@example.org\n" for row in rows))
+    got = [(p.line, p.duplicate_of) for p in unique_subscribers(path, DESKS) if isinstance(p, Problem)]
+    assert got == [(4, 2), (6, None), (7, 3), (8, 2), (9, 5)]
+
+
 def test_check_keeps_only_the_first_problems(tmp_path: Path) -> None:
     extra = 7
     path = write(
@@ -400,6 +413,14 @@ TRICKY_ADDRESSES = [
     "user@example..org",
     "user@[192.0.2.1]",
     "tab\tin@example.org",
+    "e\u0301mile@example.org",  # not NFC: the library normalizes it
+    "\u0301x@example.org",  # a combining mark first
+    "zero\u200dwidth@example.org",  # a format character
+    "ü" * 121 + "@example.org",  # 254 bytes in UTF-8
+    "ü" * 122 + "@example.org",
+    "ü" * 116 + "@bücher.example",  # the IDNA ASCII form is the longest
+    "ü" * 117 + "@bücher.example",
+    "Ölga@Bücher.Example",
 ]
 
 
@@ -418,6 +439,36 @@ def test_the_domain_cache_gives_email_validators_own_verdict(address: str) -> No
             addresses.normalized(f"warm@{domain}")
     assert verdict(addresses.normalized) == library
     assert verdict(addresses.normalized) == library  # and again, now that its own domain is known
+
+
+def test_a_character_accepted_inside_a_local_part_is_not_taken_as_safe_first() -> None:
+    addresses = Addresses()
+    addresses.normalized("warm@example.org")
+    assert addresses.normalized("x\u0301y@example.org") == "x\u0301y@example.org"  # a combining mark
+    with pytest.raises(EmailNotValidError, match="unsafe characters"):
+        addresses.normalized("\u0301x@example.org")  # the same mark first
+    with pytest.raises(EmailNotValidError, match="unsafe characters"):
+        addresses.normalized("x\u200dy@example.org")  # a character never accepted
+
+
+def test_unicode_local_parts_go_through_email_validator_until_their_characters_are_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import digest.address
+
+    calls: list[str] = []
+
+    def counted(local: str, **options: bool) -> object:
+        calls.append(local)
+        return validate_email_local_part(local, **options)
+
+    monkeypatch.setattr(digest.address, "validate_email_local_part", counted)
+    addresses = Addresses()
+    addresses.normalized("warm@example.org")
+    for local in ("jürgen.12", "jürgen.21", "ürgen.1", "ürgen.2", "zoë"):
+        assert addresses.normalized(f"{local}@example.org") == f"{local}@example.org"
+    # ü is known inside after the first, and first only after the third; ë is new.
+    assert calls == ["jürgen.12", "ürgen.1", "zoë"]
 
 
 def test_each_domain_goes_through_email_validator_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,7 +58,7 @@ from digest.subscribers import Problem, Subscriber, unique_subscribers
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2000
+CHUNK = 10_000
 _STAGE = "digest_import_keys"
 # A new reader's values, after those every new row of an import shares (``_Importer._write``).
 _NEW_COLUMNS = ("email", "name", "desks", "status", "file_row")

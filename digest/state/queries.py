@@ -60,7 +60,8 @@ def insert_many_ignoring(
     dialect = conn.dialect
     constants = []
     for name, value in shared.items():
-        process = table.c[name].type.bind_processor(dialect)
+        # The dialect's own type, or SQLite would get a datetime for the driver to adapt per row.
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         constants.append(process(value) if process else value)
     names = [*shared, *columns]
     quote = dialect.identifier_preparer.quote
