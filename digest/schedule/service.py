@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -39,6 +40,8 @@ from digest.state.runs import JOB_TABLE
 log = logging.getLogger("digest.schedule")
 
 HEARTBEAT = dt.timedelta(seconds=15)
+# Seconds between the main thread's looks for a signal's handler to run (run_until_stopped).
+SIGNAL_CHECK = 0.2
 # A scheduler that has not renewed its lock for this long is taken to be gone.
 LOCK_STALE = dt.timedelta(minutes=2)
 
@@ -165,8 +168,17 @@ class SchedulerService:
     # -- running ---------------------------------------------------------------------------
 
     def run_until_stopped(self, stop: threading.Event) -> None:
-        """Renew the lock until ``stop`` is set (SIGTERM/SIGINT) or the lock is lost."""
-        while not stop.wait(HEARTBEAT.total_seconds()):
+        """Renew the lock until ``stop`` is set (SIGTERM/SIGINT) or the lock is lost.
+
+        Waits in short steps: Python runs a signal handler only in the main thread, and when
+        the kernel hands the signal to another thread (a sending one) a long wait here would
+        not wake for it, so a SIGTERM could take a whole heartbeat to stop the send.
+        """
+        beat = time.monotonic() + HEARTBEAT.total_seconds()
+        while not stop.wait(SIGNAL_CHECK):
+            if time.monotonic() < beat:
+                continue
+            beat = time.monotonic() + HEARTBEAT.total_seconds()
             if not self.store.runs.heartbeat(self.owner, self.clock()):
                 log.error("the scheduler lock was taken over by another process; stopping")
                 break
