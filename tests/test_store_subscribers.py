@@ -69,6 +69,24 @@ def test_a_first_import_adds_every_row_as_the_file_says(store: Store, tmp_path: 
     assert bob is not None and bob.status is ReaderStatus.UNSUBSCRIBED
 
 
+def test_new_rows_of_every_chunk_arrive_whatever_the_files_order(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # New readers wait in a temporary table until the file is read; three chunks of two here.
+    monkeypatch.setattr("digest.state.imports.CHUNK", 2)
+    path = tmp_path / "d.csv"
+    report = imported(store, path, "".join(f"r{n}@example.org,R{n},,\n" for n in (5, 1, 4, 2, 3)))
+    assert counts(report) == (5, 0, 0, 0, 0, 0)
+    report = imported(
+        store, path, "".join(f"r{n}@example.org,R{n},,\n" for n in (6, 3, 2, 8, 1, 7)), now=LATER
+    )
+    assert counts(report) == (3, 0, 3, 2, 0, 0)
+    readers = {r.email: r.name for r in store.readers.of_list("daily")}
+    assert readers == {f"r{n}@example.org": f"R{n}" for n in (1, 2, 3, 6, 7, 8)}
+    seventh = store.readers.get("daily", "r7@example.org")
+    assert seventh is not None and seventh.created_at == LATER and seventh.source is Source.FILE
+
+
 @pytest.mark.parametrize("change", ["desks", "name", "unsubscribe"])
 def test_an_unchanged_row_never_undoes_the_readers_own_change(
     store: Store, tmp_path: Path, change: str

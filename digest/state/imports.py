@@ -16,6 +16,8 @@ The editors' CSV stays the way they add readers in bulk, but what a reader then 
 The file is streamed, the store written in chunks, duplicates found through a temporary key
 (``digest.subscribers.unique_subscribers``) and the keys the file still has kept in a
 temporary table of the store for finding the removed rows: memory stays flat for any list.
+New readers wait in an unindexed temporary table and go into the readers table at the end in
+one statement, in key order: its indexes then grow at their ends, whatever the file's order.
 An unchanged file (same fingerprint as the last import) is not read again.
 """
 
@@ -36,6 +38,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     delete,
@@ -45,12 +48,13 @@ from sqlalchemy import (
     literal,
     select,
     text,
+    true,
     update,
 )
 
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
-from digest.state.queries import chunked, insert_many_ignoring
+from digest.state.queries import chunked, insert_ignoring, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
@@ -59,11 +63,16 @@ from digest.subscribers import Problem, Subscriber, unique_subscribers
 log = logging.getLogger(__name__)
 
 CHUNK = 10_000
-_STAGE = "digest_import_keys"
-# A new reader's values, after those every new row of an import shares (``_Importer._write``).
+# A new reader's values, beside those every new row of an import shares (``_Importer.insert_new``).
 _NEW_COLUMNS = ("email", "name", "desks", "status", "file_row")
-# The keys the file being imported has, on the importing connection only.
-_stage = Table(_STAGE, MetaData(), Column("email", String(320), primary_key=True))
+# Temporary tables, on the importing connection only: the keys the file has (for the removed
+# rows), and the new readers it brings.
+_keys = Table(
+    "digest_import_keys", MetaData(), Column("email", String(320), primary_key=True), prefixes=["TEMPORARY"]
+)
+_new_rows = Table(
+    "digest_import_new", MetaData(), *(Column(name, Text) for name in _NEW_COLUMNS), prefixes=["TEMPORARY"]
+)
 
 
 def import_subscribers(
@@ -88,6 +97,7 @@ def import_subscribers(
         try:
             for rows in _chunks(unique_subscribers(path, list_desks), report, on_problem):
                 importer.chunk(rows)
+            importer.insert_new()
             importer.remove_missing()
         finally:
             importer.close()
@@ -169,14 +179,16 @@ class _Importer:
             self.has_readers = conn.execute(select(table.c.email).where(of_list).limit(1)).first() is not None
             self.has_suppressions = conn.execute(select(sup.c.email).limit(1)).first() is not None
             self.any_forgotten = forgotten.any_forgotten(conn)
-            if self.has_readers:
-                _create_stage(conn)
+            self.stages = (_keys, _new_rows) if self.has_readers else (_new_rows,)
+            for stage in self.stages:
+                conn.execute(text(f"DROP TABLE IF EXISTS {stage.name}"))
+                stage.create(conn)
         self.key = store.forget_key() if self.any_forgotten and store.forget_key else None
 
     def close(self) -> None:
-        if self.has_readers:
-            with self.conn.begin():
-                self.conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
+        with self.conn.begin():
+            for stage in self.stages:
+                self.conn.execute(text(f"DROP TABLE IF EXISTS {stage.name}"))
 
     def chunk(self, rows: list[Subscriber]) -> None:
         keys = [row.key for row in rows]
@@ -186,7 +198,7 @@ class _Importer:
             hashes = {key: forgotten.keyed_hash(self.key, key) for key in keys} if self.key else {}
             gone = forgotten.forgotten_among(self.conn, hashes.values()) if hashes else set()
             if self.has_readers:
-                self.conn.execute(insert(_stage), [{"email": key} for key in keys])
+                self.conn.execute(insert(_keys), [{"email": key} for key in keys])
             new: list[tuple[str, str, str | None, str, str]] = []
             changes: list[dict[str, Any]] = []
             for row in rows:
@@ -202,7 +214,9 @@ class _Importer:
                     self.report.pending += 1
                 else:
                     new.append(self._new(row, suppressed.get(row.key)))
-            self._write(new, changes)
+            if new:
+                insert_many(self.conn, _new_rows, _NEW_COLUMNS, new)
+            self._apply(changes)
 
     def _existing(self, keys: list[str]) -> dict[str, _Current]:
         table = schema.subscribers
@@ -285,17 +299,22 @@ class _Importer:
             "detail": "; ".join(said),
         }
 
-    def _write(self, new: list[tuple[str, str, str | None, str, str]], changes: list[dict[str, Any]]) -> None:
-        table, events = schema.subscribers, schema.subscriber_events
-        if new:
+    def insert_new(self) -> None:
+        """The new readers the file brought, from their temporary table in key order."""
+        table = schema.subscribers
+        now = literal(self.now, schema.UTCDateTime())
+        shared = (literal(self.list_name), literal(Source.FILE.value), now, now)
+        # WHERE: SQLite would read the ON of ON CONFLICT as a join's without it.
+        rows = select(*shared, *_new_rows.c).where(true()).order_by(_new_rows.c.email)
+        names = ["list_name", "source", "created_at", "updated_at", *_NEW_COLUMNS]
+        with self.conn.begin():
             # Ignoring a row already there: another sender on SQLite may import the same file.
-            shared = {
-                "list_name": self.list_name,
-                "source": Source.FILE.value,
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
-            insert_many_ignoring(self.conn, table, ["list_name", "email"], shared, _NEW_COLUMNS, new)
+            self.conn.execute(
+                insert_ignoring(self.conn, table, ["list_name", "email"]).from_select(names, rows)
+            )
+
+    def _apply(self, changes: list[dict[str, Any]]) -> None:
+        table, events = schema.subscribers, schema.subscriber_events
         if not changes:
             return
         self.conn.execute(
@@ -336,7 +355,7 @@ class _Importer:
         if not self.has_readers:
             return
         table, events = schema.subscribers, schema.subscriber_events
-        stage = _stage
+        stage = _keys
         missing = and_(
             table.c.list_name == self.list_name,
             table.c.source == Source.FILE.value,
@@ -366,8 +385,3 @@ class _Importer:
 
 def _label(desks: str | None) -> str:
     return "all" if desks is None else ";".join(json.loads(desks)) or "none"
-
-
-def _create_stage(conn: Connection) -> None:
-    conn.execute(text(f"DROP TABLE IF EXISTS {_STAGE}"))
-    conn.execute(text(f"CREATE TEMPORARY TABLE {_STAGE} (email VARCHAR(320) PRIMARY KEY)"))

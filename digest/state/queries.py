@@ -1,8 +1,8 @@
-"""What every repository of the state store needs: IN (…) lists in chunks, insert-or-ignore."""
+"""What every repository of the state store needs: IN (…) lists in chunks, insert-or-ignore, bulk inserts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, Table
@@ -42,37 +42,14 @@ def insert_ignoring(
     return statement.on_conflict_do_nothing(index_elements=index_elements)
 
 
-def insert_many_ignoring(
-    conn: Connection,
-    table: Table,
-    conflict: Sequence[str],
-    shared: Mapping[str, object],
-    columns: Sequence[str],
-    rows: Sequence[Sequence[object]],
+def insert_many(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[object]]
 ) -> None:
     """Insert ``rows`` (values of ``columns``, already as the database takes them: text,
-    numbers, None) with ``shared`` for every row, leaving rows already there as they are.
-
-    Straight through the driver's executemany: for a million rows SQLAlchemy's per-row
-    parameter handling would cost more than the database does. ``shared`` values go through
-    their columns' types once.
-    """
+    numbers, None), straight through the driver's executemany: for a million rows
+    SQLAlchemy's per-row parameter handling would cost more than the database does."""
     dialect = conn.dialect
-    constants = []
-    for name, value in shared.items():
-        # The dialect's own type, or SQLite would get a datetime for the driver to adapt per row.
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        constants.append(process(value) if process else value)
-    names = [*shared, *columns]
     quote = dialect.identifier_preparer.quote
-    if dialect.paramstyle == "qmark":
-        marks = ", ".join("?" for _ in names)
-        params: list[Any] = [(*constants, *row) for row in rows]
-    else:  # psycopg: pyformat
-        marks = ", ".join(f"%(p{n})s" for n in range(len(names)))
-        params = [{f"p{n}": value for n, value in enumerate((*constants, *row))} for row in rows]
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES ({marks}) "
-        f"ON CONFLICT ({', '.join(map(quote, conflict))}) DO NOTHING"
-    )
-    conn.exec_driver_sql(sql, params)
+    marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in columns)
+    sql = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES ({marks})"
+    conn.exec_driver_sql(sql, list(rows))
