@@ -120,11 +120,11 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """What the header says (where each column is, how many there are) and the list's desks."""
+    """What the header says (where each column is, how many there are), and how a desks cell
+    reads against the list's desks."""
 
     row_width: range  # the named columns, up to the header's blank tail a spreadsheet may add
     unknown: tuple[str, ...]
-    desks: dict[str, str]  # folded → as the list spells it, in the list's order
     # A row's email, name, desks and status cells (a column the header lacks: the last, "").
     cells: Callable[[list[str]], tuple[str, str, str, str]]
     # A desks cell → the desks it chooses, or what is wrong with it (``_desk_choice``).
@@ -197,7 +197,7 @@ def _header(reader: Iterator[list[str]], path: Path, list_desks: tuple[str, ...]
     desks = {desk.casefold(): desk for desk in list_desks}
     cells = itemgetter(*(columns.get(column, -1) for column in COLUMNS))
     choose = lru_cache(maxsize=KNOWN_DESK_CELLS)(partial(_desk_choice, desks))
-    return _Layout(width, unknown, desks, cells, choose)
+    return _Layout(width, unknown, cells, choose)
 
 
 def _unreadable(path: Path, exc: Exception) -> SubscriberError:

@@ -13,11 +13,13 @@ from email_validator.syntax import validate_email_local_part
 from digest.address import Addresses
 from digest.errors import SubscriberError
 from digest.subscribers import (
+    KNOWN_DESK_CELLS,
     MAX_PROBLEMS,
     CheckReport,
     Problem,
     Status,
     Subscriber,
+    _header,
     check_subscribers,
     format_check,
     read_subscribers,
@@ -339,6 +341,36 @@ def test_duplicates_are_the_same_whichever_rows_are_looked_up_together(
     path = write(tmp_path, "email\n" + "".join(f"{row}@example.org\n" for row in rows))
     got = [(p.line, p.duplicate_of) for p in unique_subscribers(path, DESKS) if isinstance(p, Problem)]
     assert got == [(4, 2), (6, None), (7, 3), (8, 2), (9, 5)]
+
+
+def test_duplicates_are_found_a_batch_at_a_time_not_after_reading_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keeps memory flat for any list: the first row comes out once its batch is read."""
+    monkeypatch.setattr("digest.subscribers.UNIQUE_BATCH", 3)
+    read: list[int] = []
+
+    def counted(path: Path, desks: tuple[str, ...]) -> Iterator[Subscriber | Problem]:
+        for entry in read_subscribers(path, desks):
+            read.append(entry.line)
+            yield entry
+
+    monkeypatch.setattr("digest.subscribers.read_subscribers", counted)
+    path = write(tmp_path, "email\n" + "".join(f"r{n}@example.org\n" for n in range(20)))
+    rows = unique_subscribers(path, DESKS)
+    assert next(rows).line == 2 and read == [2, 3, 4]
+    assert len(list(rows)) == 19 and len(read) == 20
+
+
+def test_a_files_desks_cells_are_remembered_up_to_a_bound(tmp_path: Path) -> None:
+    """Desks cells are read once each, but a file of endless distinct cells cannot grow the cache."""
+    path = write(tmp_path, HEADER + "a@example.org,A,Ukraine;Business,\n")
+    layout = _header(iter([["email", "name", "desks", "status"]]), path, DESKS)
+    assert layout.choose("Ukraine") == ("Ukraine",) and layout.choose("ukraine") == ("Ukraine",)
+    info = layout.choose.cache_info()  # type: ignore[attr-defined]
+    assert (info.maxsize, info.hits, info.misses) == (KNOWN_DESK_CELLS, 0, 2)
+    layout.choose("Ukraine")
+    assert layout.choose.cache_info().hits == 1  # type: ignore[attr-defined]
 
 
 def test_check_keeps_only_the_first_problems(tmp_path: Path) -> None:
