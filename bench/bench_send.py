@@ -71,8 +71,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import BASE_CONFIG  # noqa: E402  (the project every test starts from)
-
 # The config's five desks and a sixth, Film, that the bench's config gives the stories
 # tagged Film first (the config's own maps them to Culture).
 DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture", "Film")
@@ -157,6 +155,11 @@ def write_project(
             f'backend = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'
             f"connections = {SMTP_CONNECTIONS}\nbackoff = 0.01\n"
         )
+    # The project every test starts from. Imported here, in the parent only: tests/conftest.py
+    # brings pytest and its plugins, which the sending processes (whose memory is measured)
+    # must not carry, as `digest send` does not.
+    from tests.conftest import BASE_CONFIG
+
     config = BASE_CONFIG.replace('transport = "outbox"', 'transport = "bench"')
     config = config.replace('"Europe", "Culture"]', '"Europe", "Culture", "Film"]')
     config = config.replace('"Film" = "Culture"', '"Film" = "Film"')
