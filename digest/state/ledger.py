@@ -191,7 +191,7 @@ class Ledger:
             for ids in _waiting(edition_id, limit, postgresql=conn.dialect.name == "postgresql"):
                 taken = conn.execute(
                     taking.where(table.c.id.in_(ids)).returning(
-                        table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts
+                        *(table.c[field] for field in Claimed.__slots__)
                     )
                 )
                 rows = [Claimed(*row) for row in taken.all()]
