@@ -33,6 +33,11 @@ class Item:
     image_alt: str
     read_time: int
     feed: str
+    # Added after editions were first frozen: defaults, so those still load.
+    image_width: int | None = None
+    image_height: int | None = None
+    image_credit: str = ""
+    """Who took the picture (``media:credit``), else its caption; empty when the feed says neither."""
 
 
 @dataclass(frozen=True, slots=True)

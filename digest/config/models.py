@@ -26,10 +26,13 @@ from pydantic import (
     model_validator,
 )
 
+from digest.brand import DEFAULT_ACCENT, font_stack, hex_color
 from digest.config.problems import Expects, shown
 from digest.config.transports import TransportConfig
 from digest.cron import parse_cron
 
+# Languages written right to left (their primary subtags), for `dir = "auto"`.
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ku", "ps", "sd", "ug", "ur", "yi"})
 # Separates the desks a subscriber chose in the `desks` column of a subscriber file.
 SUBSCRIBER_DESK_SEPARATOR = ";"
 
@@ -115,6 +118,33 @@ class Newsroom(_Section):
     lang: Annotated[str, Expects('a language tag like "en" or "pt-BR"')] = Field(
         default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
     )
+    dir: Literal["ltr", "rtl", "auto"] = "auto"
+    """The text's direction; ``auto`` takes it from ``lang`` (Arabic, Hebrew… are rtl)."""
+    logo_url: WebUrl | None = None
+    logo_width: int | None = Field(default=None, ge=16, le=600)
+    logo_height: int | None = Field(default=None, ge=8, le=600)
+    logo_alt: str | None = Field(default=None, min_length=1)
+    logo_dark_url: WebUrl | None = None
+    accent_color: Annotated[str, AfterValidator(hex_color), Expects('a hex colour like "#0b57a4"')] = (
+        DEFAULT_ACCENT
+    )
+    font_stack: Annotated[
+        str, AfterValidator(font_stack), Expects('a CSS font list like "Georgia, Times New Roman, serif"')
+    ] = font_stack(None)
+
+    @model_validator(mode="after")
+    def _logo_has_a_size(self) -> Newsroom:
+        if self.logo_url and self.logo_width is None:
+            raise ValueError("logo_url needs logo_width (in pixels, as the logo shows in the email)")
+        if not self.logo_url and (self.logo_dark_url or self.logo_width or self.logo_height or self.logo_alt):
+            raise ValueError("logo_dark_url, logo_width, logo_height and logo_alt need logo_url")
+        return self
+
+    @property
+    def direction(self) -> str:
+        if self.dir != "auto":
+            return self.dir
+        return "rtl" if self.lang.split("-")[0].lower() in RTL_LANGUAGES else "ltr"
 
 
 class Desks(_Section):
@@ -124,6 +154,8 @@ class Desks(_Section):
         Field(default_factory=dict)
     )
     links: Annotated[dict[str, WebUrl], Expects("a table of desk = URL")] = Field(default_factory=dict)
+    lead_category: str | None = Field(default=None, min_length=1)
+    """A feed category that marks the edition's lead story (else: the first desk's newest)."""
 
     @field_validator("order")
     @classmethod
