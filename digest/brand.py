@@ -18,9 +18,10 @@ SAFE_FALLBACK = ("Helvetica", "Arial", "sans-serif")
 DEFAULT_FONTS = ("-apple-system", "BlinkMacSystemFont", "Segoe UI", "Roboto", *SAFE_FALLBACK)
 _GENERIC = {"serif", "sans-serif", "monospace", "system-ui", "cursive", "fantasy"}
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-# A font name: letters, digits, spaces, hyphens, dots. No quotes, ";" or braces: a stack goes
-# into style attributes and <style>, where those would end the declaration.
-_FONT_NAME = re.compile(r"^[\w .-]+$")
+# A font name CSS takes unquoted: words of letters, digits and hyphens, each starting with a
+# letter. No quotes, ";" or braces: a stack goes into style attributes and <style>.
+_WORD = r"-?[^\W\d][\w-]*"
+_FONT_NAME = re.compile(rf"^{_WORD}(?: {_WORD})*$")
 
 
 def hex_color(value: str) -> str:
@@ -81,15 +82,17 @@ def font_stack(value: str | None) -> str:
     for name in names:
         if not _FONT_NAME.match(name):
             raise ValueError(
-                f"font {name!r} has a character a CSS font list cannot carry; "
-                "use names of letters, digits, spaces, dots and hyphens, separated by commas"
+                f"font {name!r} cannot stand unquoted in a CSS font list; "
+                "use names whose words are letters, digits and hyphens, each word starting with a letter"
             )
     folded = {name.casefold() for name in names}
     if not folded & _GENERIC:
         names += [fallback for fallback in SAFE_FALLBACK if fallback.casefold() not in folded]
     elif names[-1].casefold() not in _GENERIC:
         raise ValueError(f"the generic family in {value!r} must come last, where a browser falls back to it")
-    return ",".join(f"'{name}'" if " " in name else name for name in names)
+    # Unquoted: CSS takes a name of several words as it is, and a quote would be escaped to
+    # &#39; by the templates' autoescape, breaking the rule it sits in.
+    return ", ".join(names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,7 +141,7 @@ def test_an_mjml_typo_stops_the_build_at_its_template_line(make_project: MakePro
     project = make_project()
     template = project.parent / "templates" / "digest.mjml.j2"
     lines = (default_template_dir() / "digest.mjml.j2").read_text().splitlines(keepends=True)
-    number = next(n for n, line in enumerate(lines, start=1) if line.startswith("<mj-text><h3>"))
+    number = next(n for n, line in enumerate(lines, start=1) if line.startswith("<mj-text>"))
     lines[number - 1] = lines[number - 1].replace("<mj-text>", '<mj-text colr="#333">', 1)
     template.write_text("".join(lines))
     result = run(project, "build", "--out", str(tmp_path / "out"))
@@ -223,7 +223,7 @@ def test_overlong_titles_and_ancient_dates_are_reported(make_project: MakeProjec
     assert {long_warning, old_warning} <= set(edition["warnings"])
     shortened = " ".join(f"word{n}" for n in range(30)) + "…"  # 199 characters, then the ellipsis
     assert edition["desks"][0]["items"][0]["title"] == shortened
-    assert f">{shortened}</a></h3>" in (out / "daily.html").read_text()
+    assert f">{shortened}</a></h2>" in (out / "daily.html").read_text()  # the lead story
     text = (out / "daily.txt").read_text()
     assert "word29…" in text and "word30" not in text
     subject = edition["subject"]

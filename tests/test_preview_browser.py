@@ -42,6 +42,10 @@ pytest_plugins = ["tests.browser"]
 
 DATE = "2026-11-25"
 FIRST_HEADLINE = "Overnight drone attack leaves parts of Kharkiv without power"
+# Every story's headline: the lead's is an <h2>, the others' <h3>s.
+HEADLINES = "h2.lead, h3"
+# The desks' headings (the lead's headline is an <h2> too, without an id).
+DESKS = "h2[id]"
 HOSTILE = "Hostile headline"
 
 
@@ -107,7 +111,7 @@ def in_frame(page: Page, frame: str, script: str) -> Callable[[], object]:
 def open_page(page: Page, preview: PreviewServer, **params: str) -> None:
     page.goto(preview.page(**params))
     expect(page.locator("#subject")).to_contain_text("The Morning Ledger")
-    expect(page.frame_locator("#frame-desktop").locator("h3").first).to_have_text(FIRST_HEADLINE)
+    expect(page.frame_locator("#frame-desktop").locator(HEADLINES).first).to_have_text(FIRST_HEADLINE)
 
 
 def test_the_page_shows_the_edition(
@@ -153,7 +157,7 @@ def test_the_phone_view_fits_375_pixels(
     expect(page.locator("#tab-phone")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#frame-desktop")).to_be_hidden()
     html = page.frame_locator("#frame-phone").locator("html")
-    expect(html.locator("h3").first).to_have_text(FIRST_HEADLINE)
+    expect(html.locator(HEADLINES).first).to_have_text(FIRST_HEADLINE)
     inner, scroll = html.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]")
     assert inner == 375
     assert scroll <= 375, f"the email scrolls sideways on a phone: {scroll} px wide"
@@ -167,7 +171,7 @@ def test_the_text_tab_shows_the_text_part(preview: PreviewServer, browser_page: 
     text = page.locator("#text")
     expect(text).to_be_visible()
     expect(text).to_contain_text("Ukraine\n=======\n")
-    expect(text).to_contain_text(f"1. {FIRST_HEADLINE}")
+    expect(text).to_contain_text(f"TOP STORY · UKRAINE\n===================\n\n{FIRST_HEADLINE}")
     expect(text).to_contain_text("Unsubscribe: http")
 
 
@@ -216,7 +220,7 @@ def test_a_broken_template_shows_its_error_and_recovers(
     expect(page.locator("#preview")).not_to_have_class(re.compile(r"\bis-error\b"))
     desktop = page.frame_locator("#frame-desktop")
     eventually(in_frame(page, "#frame-desktop", "() => document.title"), f"Fixed: {FIRST_HEADLINE}")
-    expect(desktop.locator("h3").first).to_be_visible()
+    expect(desktop.locator(HEADLINES).first).to_be_visible()
 
 
 def test_a_config_with_several_mistakes_shows_each_on_its_line(
@@ -308,10 +312,10 @@ def test_nothing_from_a_feed_or_the_email_runs(make_project: MakeProject, browse
             sandbox = page.get_attribute(frame, "sandbox")
             assert sandbox is not None and "allow-scripts" not in sandbox.split()
         desktop = page.frame_locator("#frame-desktop")
-        expect(desktop.locator("h3", has_text=HOSTILE)).to_have_count(1)
+        expect(desktop.locator(HEADLINES, has_text=HOSTILE)).to_have_count(1)
         expect(page.locator("#items")).to_contain_text(HOSTILE)
         page.click("#tab-phone")
-        expect(page.frame_locator("#frame-phone").locator("h3", has_text=HOSTILE)).to_have_count(1)
+        expect(page.frame_locator("#frame-phone").locator(HEADLINES, has_text=HOSTILE)).to_have_count(1)
         page.click("#tab-source")
         # The template's script did reach the email: only the frame keeps it from running.
         expect(page.locator("#source")).to_contain_text(
@@ -362,7 +366,7 @@ def test_a_variant_by_desks_or_by_subscriber(preview: PreviewServer, browser_pag
     page = browser_page
     open_page(page, preview)
     page.uncheck("#desks input[value=Ukraine]")
-    expect(page.frame_locator("#frame-desktop").locator("h2").first).to_have_text("North America")
+    expect(page.frame_locator("#frame-desktop").locator(DESKS).first).to_have_text("North America")
     expect(page.locator("#subject")).not_to_contain_text(FIRST_HEADLINE)
     assert "desks=" in page.url
 

@@ -76,9 +76,9 @@ def test_html_is_responsive_accessible_and_carries_the_footer(config: Config) ->
     assert re.search(r'<html[^>]* lang="en"', html)
     assert html.startswith("<!DOCTYPE html>")
     # @media rules survive CSS inlining: columns stack on phones, dark mode applies.
-    css = html.replace(" ", "")
+    css = re.sub(r"\s", "", html)
     assert "@mediaonlyscreenand(min-width:480px)" in css
-    assert "@mediaonlyscreenand(max-width:479px)" in css
+    assert "@media(max-width:480px){.storytd{display:block!important;" in css  # thumbnails above text
     assert "@media(prefers-color-scheme:dark)" in css
     assert '<meta name="color-scheme" content="light dark">' in html
     images = re.findall(r"<img\b[^>]*>", html)
@@ -126,10 +126,16 @@ def test_a_long_subject_is_cut_at_a_word(config: Config) -> None:
 def test_text_part_is_written_for_reading(config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
     text = render_edition(config, edition).text
+    lead = edition.desks[0].items[0]
+    top = f"TOP STORY · {lead.desk.upper()}"
+    assert f"\n\n{top}\n{'=' * len(top)}\n\n{lead.title}\n{lead.url}\n" in text
+    assert text.index(top) < text.index("\nUkraine\n=======\n")
+    assert "In this edition: Ukraine 5 · North America 6 · Business 6 · Europe 6 ·\nCulture 6\n" in text
     for desk in edition.desks:
         assert f"\n{desk.name}\n{'=' * len(desk.name)}\n" in text
-        for number, item in enumerate(desk.items, start=1):
-            assert f"{number}. " in text
+        shown = [item for item in desk.items if item != lead]
+        for number, item in enumerate(shown, start=1):
+            assert f"\n{number}. {item.title[:40]}" in text
             assert f"   {item.url}\n" in text
     assert "<" not in text.replace("<b>", "")  # no markup leaks into the text part
     for line in text.splitlines():
@@ -200,7 +206,8 @@ def line_of(source: str, text: str) -> int:
 
 
 PACKAGED_MJML = (default_template_dir() / HTML_TEMPLATE).read_text()
-STORY_LINE = line_of(PACKAGED_MJML, "<mj-text><h3>")
+STORY_LINE = line_of(PACKAGED_MJML, "</a></h3>")
+TEXT_LINE = line_of(PACKAGED_MJML, "<mj-text>")
 DESK_LINE = line_of(PACKAGED_MJML, "<mj-section><mj-column>")
 
 
@@ -208,7 +215,7 @@ DESK_LINE = line_of(PACKAGED_MJML, "<mj-section><mj-column>")
     ("line", "old", "new", "message", "hint"),
     [
         (
-            STORY_LINE,
+            TEXT_LINE,
             "<mj-text>",
             '<mj-text colr="red">',
             "<mj-text> has no attribute 'colr'",
@@ -275,7 +282,7 @@ def test_the_mjml_check_runs_when_a_template_loads_not_per_render(
 
 def test_an_mjml_parse_error_names_the_line_in_the_mjml_and_the_template(make_project: MakeProject) -> None:
     path = make_project()
-    # A stray closing tag inside a story: MRML stops at the next story's <mj-text>.
+    # A stray closing tag inside a story: MRML stops at the next story's block.
     broken = with_line(PACKAGED_MJML, STORY_LINE, "</a></h3>", "</a></h3></mj-column>")
     (path.parent / "templates" / HTML_TEMPLATE).write_text(broken)
     config = load_config(path)
@@ -285,8 +292,10 @@ def test_an_mjml_parse_error_names_the_line_in_the_mjml_and_the_template(make_pr
     assert re.fullmatch(
         r"MJML error: unexpected element in root template at line \d+ of the MJML, near '.+'", error.message
     )
-    assert "<mj-text><h3><a href=" in error.message
-    assert Path(str(error.path)).name == HTML_TEMPLATE and error.line == STORY_LINE
+    assert '<div class="s">' in error.message  # where MRML stopped: the next story
+    assert Path(str(error.path)).name == HTML_TEMPLATE and error.line == line_of(
+        PACKAGED_MJML, '<div class="s">'
+    )
 
 
 def test_wrap72_keeps_urls_whole_and_indents() -> None:

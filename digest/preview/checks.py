@@ -44,9 +44,12 @@ class _Walker(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.links: list[str] = []
         self.images: list[tuple[str, str | None]] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"] or "")
         if tag == "a" and "href" in values:
             self.links.append(values["href"] or "")
         elif tag == "img":
@@ -54,11 +57,15 @@ class _Walker(HTMLParser):
 
 
 def walk(html: str) -> tuple[list[str], list[tuple[str, str | None]]]:
-    """The document's link targets and images (attribute values unescaped)."""
+    """The document's link targets, but for those to its own sections, and its images
+    (attribute values unescaped)."""
     walker = _Walker()
     walker.feed(html)
     walker.close()
-    return walker.links, walker.images
+    # A link to a section of the email itself (the contents line's) is checked here, where the
+    # ids are known: one to a missing id would go nowhere.
+    links = [href for href in walker.links if not (href.startswith("#") and href[1:] in walker.ids)]
+    return links, walker.images
 
 
 def is_web_link(href: str) -> bool:

@@ -10,7 +10,10 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from digest.brand import Palette
 from digest.config import Config
+from digest.config.models import Newsroom
+from digest.edition.lead import lead_story
 from digest.model import Edition, Item
 
 # Per-recipient values are left as these markers in the rendered variant and filled in per
@@ -37,7 +40,20 @@ class Greeting:
         return self.named.replace(NAME_MARK, name) if name else self.anonymous
 
 
-def _item(item: Item, zone: ZoneInfo) -> SimpleNamespace:
+# Display widths in the 600px email (24px gutters): the lead's picture fills the column, the
+# other stories' pictures are thumbnails beside their text.
+LEAD_WIDTH = 552
+THUMB_WIDTH = 120
+
+
+def _item(item: Item, zone: ZoneInfo, image_width: int) -> SimpleNamespace:
+    published = item.published.astimezone(zone).strftime("%H:%M")
+    # Only a later time than the one shown: feeds often stamp both alike, or seconds apart.
+    updated = (
+        item.updated.astimezone(zone).strftime("%H:%M")
+        if item.updated and item.updated > item.published
+        else None
+    )
     return SimpleNamespace(
         **{
             "id": item.id,
@@ -45,16 +61,28 @@ def _item(item: Item, zone: ZoneInfo) -> SimpleNamespace:
             "url": item.url,
             "author": item.author,
             "published": item.published,
-            "published_label": item.published.astimezone(zone).strftime("%H:%M"),
+            "published_label": published,
+            "updated_label": updated if updated != published else None,
             # Sanitized by digest.ingest.sanitize.clean_html: safe to place unescaped.
             "summary_html": Markup(item.summary_html),
             "summary_text": item.summary_text,
             "image": item.image,
-            "image_alt": item.image_alt,
+            "image_alt": item.image_alt or item.title,
+            "image_credit": item.image_credit,
+            "image_width": image_width,
+            "image_height": _scaled_height(item, image_width),
             "read_time": item.read_time,
             "categories": list(item.categories),
+            "desk": item.desk,
         }
     )
+
+
+def _scaled_height(item: Item, width: int) -> int | None:
+    """The picture's height at ``width``, when the feed gave its size (else the client sizes it)."""
+    if not item.image_width or not item.image_height:
+        return None
+    return max(1, round(width * item.image_height / item.image_width))
 
 
 def date_label(edition: Edition) -> str:
@@ -84,30 +112,60 @@ def template_context(config: Config, edition: Edition, *, web: bool = False) -> 
     # Shared by every reader of the variant (not a placeholder): it names no one.
     archive_url = web_url(config, archive_path(mailing_list.name, edition.date))
     zone = ZoneInfo(edition.timezone)
+    lead = lead_story(edition, config.settings.desks.lead_category)
     # Namespaces, not dicts: in a template `desk.items` must be the stories, not dict.items().
-    desks = [
-        SimpleNamespace(
-            name=desk.name,
-            slug=desk.slug,
-            more_url=desk.more_url,
-            more_count=desk.more_count,
-            items=[_item(item, zone) for item in desk.items],
+    desks = []
+    for desk in edition.desks:
+        items = [_item(item, zone, THUMB_WIDTH) for item in desk.items if item is not lead]
+        desks.append(
+            SimpleNamespace(
+                name=desk.name,
+                slug=desk.slug,
+                anchor=f"desk-{desk.slug}",
+                more_url=desk.more_url,
+                more_count=desk.more_count,
+                items=items,
+                # The stories its section lists, and those behind its "More from" link.
+                count=len(items) + desk.more_count,
+            )
         )
-        for desk in edition.desks
-    ]
     return {
         "newsroom": {
             "name": newsroom.name,
             "site_url": newsroom.site_url,
             "postal_address": newsroom.postal_address,
         },
+        "brand": brand_context(newsroom),
         "list": {"name": mailing_list.display_title},
-        "edition": {"date": edition.date, "date_label": date_label(edition), "lang": newsroom.lang},
+        "edition": {
+            "date": edition.date,
+            "date_label": date_label(edition),
+            "lang": newsroom.lang,
+            "dir": newsroom.direction,
+        },
+        "lead": _item(lead, zone, LEAD_WIDTH) if lead else None,
         "desks": desks,
+        # What the contents line lists: the desks with a section below, and how many stories each shows.
+        "contents": [desk for desk in desks if desk.items or desk.more_count > 0],
         "item_count": len(edition.items),
-        "top_headline": edition.desks[0].items[0].title if edition.desks else "",
+        "top_headline": lead.title if lead else "",
         "placeholders": dict(PLACEHOLDERS),
         "archive_url": archive_url if mailing_list.archive and not web else "",
         "signup_url": web_url(config, f"/subscribe/{mailing_list.name}"),
         "web": web,
     }
+
+
+def brand_context(newsroom: Newsroom) -> dict[str, Any]:
+    """The newsroom's look for templates: the email's and the web pages' alike."""
+    logo = None
+    if newsroom.logo_url:
+        logo = {
+            "url": newsroom.logo_url,
+            "dark_url": newsroom.logo_dark_url,
+            "width": newsroom.logo_width,
+            "height": newsroom.logo_height,
+            "alt": newsroom.logo_alt or newsroom.name,
+        }
+    palette = Palette.of(newsroom.accent_color)
+    return {"light": palette.light, "dark": palette.dark, "fonts": newsroom.font_stack, "logo": logo}
