@@ -15,6 +15,10 @@ from digest.render import Greeting, render_greeting
 from digest.render.message import Recipient
 from digest.render.templates import make_environment
 
+# The browser tests import audit() from it as well as load it as a plugin: mark it before either,
+# so its asserts still say what failed.
+pytest.register_assert_rewrite("tests.browser")
+
 REPO = Path(__file__).resolve().parent.parent
 STORIES = REPO / "examples" / "stories"
 # 06:30 in Kyiv on the morning the example stories were written for.
