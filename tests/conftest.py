@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,13 @@ url = "sqlite:///state/digest.sqlite3"
 """
 
 MakeProject = Callable[..., Path]
+
+
+def in_newsroom(**keys: object) -> dict[str, str]:
+    """``make_project``'s ``replace`` that adds ``keys`` to the base config's [newsroom]."""
+    # JSON's strings and numbers are TOML's too.
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+    return {"\n[desks]\n": f"{lines}\n[desks]\n"}
 
 
 @pytest.fixture(autouse=True)
