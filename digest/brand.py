@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 # WCAG 2.x AA for body text.
 MIN_CONTRAST = 4.5
+# WCAG 2.1's 1.4.11 for what is not text but must be seen, like the edge of a form field.
+MIN_NON_TEXT_CONTRAST = 3.0
 DEFAULT_ACCENT = "#0b57a4"
 # Every stack ends with fonts every client has, then the generic family.
 SAFE_FALLBACK = ("Helvetica", "Arial", "sans-serif")
@@ -97,7 +99,8 @@ def font_stack(value: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Scheme:
-    """The colours of one mode; every text colour reads on ``background`` at 4.5:1 or more."""
+    """The colours of one mode; every text colour reads on ``background`` at 4.5:1 or more, and
+    ``control`` (the edge of a form field) at 3:1."""
 
     background: str
     ink: str
@@ -107,6 +110,7 @@ class Scheme:
     link: str
     button: str
     button_text: str
+    control: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,4 +140,6 @@ def _scheme(accent: str, background: str, ink: str, muted: str, rule: str) -> Sc
         link=readable(accent, background),
         button=button,
         button_text=button_text,
+        # The rule's own grey, darkened (lightened in dark mode) until a field's edge shows.
+        control=readable(rule, background, MIN_NON_TEXT_CONTRAST),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,10 @@ from digest.config import Config, load_config
 from digest.render import Greeting, render_greeting
 from digest.render.message import Recipient
 from digest.render.templates import make_environment
+
+# The browser tests import audit() from it as well as load it as a plugin: mark it before either,
+# so its asserts still say what failed.
+pytest.register_assert_rewrite("tests.browser")
 
 REPO = Path(__file__).resolve().parent.parent
 STORIES = REPO / "examples" / "stories"
@@ -76,6 +81,13 @@ url = "sqlite:///state/digest.sqlite3"
 """
 
 MakeProject = Callable[..., Path]
+
+
+def in_newsroom(**keys: object) -> dict[str, str]:
+    """``make_project``'s ``replace`` that adds ``keys`` to the base config's [newsroom]."""
+    # JSON's strings and numbers are TOML's too.
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+    return {"\n[desks]\n": f"{lines}\n[desks]\n"}
 
 
 @pytest.fixture(autouse=True)

@@ -93,3 +93,11 @@ def test_reading_the_config_loads_no_transport_code(make_project: MakeProject) -
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert completed.stdout.split("\n")[0] == "[] []", completed.stdout
+
+
+def test_a_font_stack_loads_as_a_css_list_with_the_safe_fallbacks(make_project: MakeProject) -> None:
+    path = make_project(replace={"[desks]": 'font_stack = "Georgia, Times New Roman"\n\n[desks]'})
+    assert (
+        load_config(path).settings.newsroom.font_stack
+        == "Georgia,'Times New Roman',Helvetica,Arial,sans-serif"
+    )

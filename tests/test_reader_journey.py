@@ -25,11 +25,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.conftest import NOW, REPO, MakeProject
+from tests.browser import audit, auditable_page
+from tests.conftest import NOW, MakeProject
 
 pytest_plugins = ["tests.browser"]
-
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 
 SECRET = "journey-secret-0123456789abcdef"
 READER = "olena.marchuk@example.net"
@@ -52,26 +51,8 @@ DAY_2_STORIES = {
 
 @pytest.fixture
 def reader_page(chromium: Browser) -> Iterator[Page]:
-    """A phone-sized page whose context lets axe-core in: our pages' CSP allows no script at all."""
-    context = chromium.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def _audit(page: Page) -> None:
-    """axe-core's WCAG 2 A/AA audit of the page: no serious or critical violation, nothing to
-    scroll sideways on a phone."""
-    assert AXE.exists(), "axe-core is missing: run `make test` (npm ci installs it)"
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})"
-        ".then(r => r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length})))"
-    )
-    serious = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert serious == [], f"{page.url}: {serious}"
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), page.url
+    with auditable_page(chromium) as page:
+        yield page
 
 
 def _free_port() -> int:
@@ -194,7 +175,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
 
     # 1. Sign up on the page, keeping two desks.
     page.goto(f"{base}/subscribe/daily")
-    _audit(page)
+    audit(page)
     page.get_by_label("Email").fill(READER)
     page.get_by_label("Name").fill("Olena")
     for desk in ALL_DESKS:
@@ -206,10 +187,10 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     (confirmation,) = _wait_for(lambda: _outbox_messages(project, "*"))
     confirm_url = _link(_text(confirmation), "confirm")
     page.goto(confirm_url)
-    _audit(page)
+    audit(page)
     page.get_by_role("button").click()
     expect(page.locator("main")).to_contain_text("Business")
-    _audit(page)
+    audit(page)
 
     # 4. The send includes the reader with exactly the chosen desks.
     _send(project, NOW)
@@ -218,7 +199,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
 
     # 5. The preference link of that email changes the desks.
     page.goto(_link(_text(first), "preferences"))
-    _audit(page)
+    audit(page)
     for desk in ALL_DESKS:
         page.get_by_label(desk, exact=True).set_checked(desk in ("Ukraine", "Business"))
     page.get_by_role("button", name=re.compile("save", re.I)).click()
@@ -243,7 +224,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     if page.get_by_role("button", name=re.compile("unsubscribe", re.I)).count():
         page.get_by_role("button", name=re.compile("unsubscribe", re.I)).click()
     expect(page.locator("main")).to_contain_text("unsubscribed")
-    _audit(page)
+    audit(page)
     day_3 = DAY_2_STORIES | {"Business": "Exporters count the cost of a cold snap"}
     items = "".join(
         ITEM.format(
@@ -262,7 +243,7 @@ def test_sign_up_confirm_choose_desks_change_them_and_leave(
     page.goto(f"{base}/archive/daily/2026-11-25")
     archive_text = page.locator("body").inner_text()
     page.goto(f"{base}/archive/daily/")
-    _audit(page)
+    audit(page)
     expect(page.locator("main")).to_contain_text("2026")
     assert _headlines(first) and all(headline in archive_text for headline in _headlines(first))
     assert READER not in page.content() and "Olena" not in page.content()

@@ -26,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from digest.brand import DEFAULT_ACCENT, font_stack, hex_color
+from digest.brand import DEFAULT_ACCENT, hex_color
+from digest.brand import font_stack as css_font_stack
 from digest.config.problems import Expects, shown
 from digest.config.transports import TransportConfig
 from digest.cron import parse_cron
@@ -128,9 +129,11 @@ class Newsroom(_Section):
     accent_color: Annotated[str, AfterValidator(hex_color), Expects('a hex colour like "#0b57a4"')] = (
         DEFAULT_ACCENT
     )
+    # The function under another name: pydantic resolves this annotation in the class's
+    # namespace, where ``font_stack`` is the field's default, a string.
     font_stack: Annotated[
-        str, AfterValidator(font_stack), Expects('a CSS font list like "Georgia, Times New Roman, serif"')
-    ] = font_stack(None)
+        str, AfterValidator(css_font_stack), Expects('a CSS font list like "Georgia, Times New Roman, serif"')
+    ] = css_font_stack(None)
 
     @model_validator(mode="after")
     def _logo_has_a_size(self) -> Newsroom:

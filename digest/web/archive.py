@@ -114,7 +114,7 @@ def _config_key(config: Config) -> str:
 def _answer(
     request: WebRequest, body: bytes, mimetype: str, modified: dt.datetime | None, headers: Mapping[str, str]
 ) -> Response:
-    response = Response(body, 200, mimetype=mimetype, headers={**pages.SECURITY_HEADERS, **headers})
+    response = Response(body, 200, mimetype=mimetype, headers=dict(headers))
     response.headers["Cache-Control"] = CACHE_CONTROL
     # Published for anyone: unlike the pages that carry a token, search engines may list these.
     del response.headers["X-Robots-Tag"]
@@ -138,7 +138,8 @@ def edition_page(site: Site, request: WebRequest, values: Mapping[str, str]) -> 
     published, content = found
     key = (published.id, _digest(content), _config_key(site.config))
     body = _PAGES.get_or_make(key, lambda: _render_page(site.config, load_edition(content)).encode("utf-8"))
-    return _answer(request, body, "text/html", published.frozen_at, {})
+    # The email's own pictures: the stories' images come from whatever hosts the feeds name.
+    return _answer(request, body, "text/html", published.frozen_at, pages.with_images("https: data:"))
 
 
 def _render_page(config: Config, edition: Edition) -> str:
@@ -186,7 +187,9 @@ def index(site: Site, request: WebRequest, values: Mapping[str, str]) -> Respons
         feed=f"{root}/feed.atom",
     )
     newest = editions[0][0].frozen_at if editions else None
-    return _answer(request, page.get_data(), "text/html", newest, {})
+    return _answer(
+        request, page.get_data(), "text/html", newest, pages.page_headers(site.config.settings.newsroom)
+    )
 
 
 def feed(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response:
@@ -194,7 +197,7 @@ def feed(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response
     editions = _summaries(site, site.store().editions.published(mailing_list.name, FEED_ENTRIES))
     updated = editions[0][0].frozen_at if editions else None
     body = atom_feed(site.config, mailing_list, editions, updated or site.clock())
-    return _answer(request, body, "application/atom+xml", updated, {})
+    return _answer(request, body, "application/atom+xml", updated, pages.SECURITY_HEADERS)
 
 
 def _when(moment: dt.datetime) -> str:
