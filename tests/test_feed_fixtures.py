@@ -28,7 +28,14 @@ from typing import Any
 import pytest
 
 from digest.errors import FeedError
-from digest.ingest.items import FUTURE_TOLERANCE, MAX_READ_TIME, DeskRules, build_items
+from digest.ingest.items import (
+    CREDIT_LIMIT,
+    FUTURE_TOLERANCE,
+    MAX_IMAGE_SIDE,
+    MAX_READ_TIME,
+    DeskRules,
+    build_items,
+)
 from digest.ingest.parse import parse_feed
 from digest.ingest.sanitize import clean_html
 from digest.model import Item
@@ -64,6 +71,7 @@ TEXT_FIELDS = (
     "author",
     "image",
     "image_alt",
+    "image_credit",
 )
 _XML_EXPECT = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?<!--\s*expect\s+(.*?)\s*-->", re.S)
 
@@ -201,6 +209,12 @@ def test_every_item_is_safe_to_use(path: Path) -> None:
         assert re.match(r"https?://[^/\s]+", item.canonical_url), item.canonical_url
         assert item.image is None or re.match(r"https?://[^/\s]+", item.image), item.image
         assert (item.image is None) == (item.image_alt == "")
+        if item.image is None:
+            assert (item.image_width, item.image_height, item.image_credit) == (None, None, "")
+        assert item.image_width is not None or item.image_height is None, "a height without a width"
+        for side in (item.image_width, item.image_height):
+            assert side is None or 1 <= side <= MAX_IMAGE_SIDE, side
+        assert len(item.image_credit) <= CREDIT_LIMIT
         # Already clean: cleaning it again changes nothing (no markup left to remove).
         assert clean_html(item.summary_html) == item.summary_html
         assert item.desk in RULES.order

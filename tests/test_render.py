@@ -13,7 +13,7 @@ from digest.config import Config, load_config
 from digest.edition import assemble, build_edition
 from digest.errors import TemplateError
 from digest.ingest.items import DeskRules, build_items
-from digest.ingest.parse import RawEntry
+from digest.ingest.parse import RawEntry, RawImage
 from digest.model import FeedResult, Window
 from digest.render import SUBJECT_LIMIT, environment, render_edition, templates
 from digest.render.context import PLACEHOLDERS
@@ -44,7 +44,7 @@ def big_edition(config: Config, per_desk: int = 8):
                     author="Mariana Koval",
                     categories=[desk],
                     published=NOW - dt.timedelta(minutes=10 * n + 1),
-                    images=[(f"https://images.example.org/2026/11/{desk[:3]}-{n}.jpg", "A photo")],
+                    images=[RawImage(f"https://images.example.org/2026/11/{desk[:3]}-{n}.jpg", "A photo")],
                     read_time=4,
                 )
             )

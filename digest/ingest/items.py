@@ -34,6 +34,13 @@ MAX_AGE = dt.timedelta(days=365)
 TITLE_LIMIT = 200
 # A warning names an item by the start of its title.
 LABEL_WORDS = 8
+# A credit is one line under the picture; alt text stands in for the picture, no longer than
+# a headline may be.
+CREDIT_LIMIT = 120
+ALT_LIMIT = TITLE_LIMIT
+# Pixels: larger than this, a side is more likely a typo or a trap than a picture for an email.
+MAX_IMAGE_SIDE = 10_000
+_PIXELS = re.compile(r"[0-9]{1,5}")
 _BLOCK = re.compile(r"<(p|ul|ol|blockquote)\b", re.I)
 
 
@@ -118,7 +125,7 @@ def _entry_item(
         warnings.append(f"{label} repeats the id {item_id!r} of an earlier item; skipped")
         return None, warnings
     categories = tuple(c for c in (one_line(c) for c in raw.categories) if c)
-    image, image_alt = _image(raw, base_url, title)
+    image = _image(raw, base_url, title)
     item = Item(
         id=item_id,
         title=title,
@@ -131,10 +138,13 @@ def _entry_item(
         desk=rules.desk_for(categories, default_desk),
         published=published,
         updated=raw.updated if raw.updated and raw.updated != published else None,
-        image=image,
-        image_alt=image_alt,
+        image=image.url,
+        image_alt=image.alt,
         read_time=_read_time(raw),
         feed=feed,
+        image_width=image.width,
+        image_height=image.height,
+        image_credit=image.credit,
     )
     return item, warnings
 
@@ -183,12 +193,38 @@ def _paragraphs(fragment: str) -> str:
     return f"<p>{lead.strip()}</p>" + (fragment[block.start() :] if block else "")
 
 
-def _image(raw: RawEntry, base_url: str | None, title: str) -> tuple[str | None, str]:
-    for source, alt in raw.images:
-        url = web_url(source, base_url)
-        if url:
-            return url, one_line(alt) or title
-    return None, ""
+@dataclass(frozen=True, slots=True)
+class _Image:
+    """The story's image as an Item carries it; by default none, so no alt, size or credit."""
+
+    url: str | None = None
+    alt: str = ""
+    width: int | None = None
+    height: int | None = None
+    credit: str = ""
+
+
+def _image(raw: RawEntry, base_url: str | None, title: str) -> _Image:
+    """The first image with a web URL: its alt (else the headline), credit and plausible size."""
+    for candidate in raw.images:
+        url = web_url(candidate.url, base_url)
+        if not url:
+            continue
+        width = _pixels(candidate.width)
+        # A width alone still sizes the picture (its height follows); a height alone does not.
+        height = _pixels(candidate.height) if width else None
+        alt = shorten(plain_text(candidate.alt), ALT_LIMIT) or title
+        return _Image(url, alt, width, height, shorten(plain_text(candidate.credit), CREDIT_LIMIT))
+    return _Image()
+
+
+def _pixels(value: object) -> int | None:
+    """A side in pixels when the feed gives a plausible one; not "100%", "-5", "0", "800px"."""
+    if isinstance(value, str) and _PIXELS.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_IMAGE_SIDE:
+        return value
+    return None
 
 
 def _read_time(raw: RawEntry) -> int:

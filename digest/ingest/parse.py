@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import html
 import json
 import re
 import time
@@ -16,10 +17,25 @@ from typing import Any
 import feedparser
 
 from digest.errors import FeedError
+from digest.ingest.mediarss import MediaText, media_texts
 
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
-_ATTR = re.compile(r"""\b(src|alt)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+# Not preceded by a word or a hyphen: data-src or data-width are not the image's own.
+_ATTR = re.compile(r"""(?<![\w-])(src|alt|width|height)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_FIGURE = re.compile(r"<(/?)figure\b[^>]*>", re.I)
+_FIGCAPTION = re.compile(r"<figcaption\b[^>]*>(.*?)</figcaption\s*>", re.I | re.S)
 _READ_TIME_KEYS = ("readtime", "read_time", "readingtime", "reading_time")
+
+
+@dataclass(frozen=True, slots=True)
+class RawImage:
+    """An image as the feed describes it: alt and credit may hold markup, the sizes are unchecked."""
+
+    url: str
+    alt: str = ""
+    width: object = None
+    height: object = None
+    credit: str = ""
 
 
 @dataclass(slots=True)
@@ -35,7 +51,8 @@ class RawEntry:
     categories: list[str] = field(default_factory=list)
     published: dt.datetime | None = None
     updated: dt.datetime | None = None
-    images: list[tuple[str, str]] = field(default_factory=list)
+    images: list[RawImage] = field(default_factory=list)
+    """In the order of preference: enclosure, media:content, media:thumbnail, the first <img>."""
     read_time: str | int | None = None
 
 
@@ -66,7 +83,13 @@ def parse_xml_feed(body: bytes, headers: dict[str, str]) -> Parsed:
     if not result.entries and not result.get("version"):
         raise FeedError("is not an RSS, Atom or JSON feed")
     base = headers.get("content-location") or result.feed.get("link")
-    return Parsed([_from_feedparser(entry) for entry in result.entries], warnings, base)
+    texts = media_texts(body)
+    if texts is None or len(texts) != len(result.entries):
+        # Unread, or entries counted otherwise: a wrong pairing would credit another's picture.
+        return Parsed([_from_feedparser(entry, None) for entry in result.entries], warnings, base)
+    return Parsed(
+        [_from_feedparser(e, t) for e, t in zip(result.entries, texts, strict=True)], warnings, base
+    )
 
 
 def _bozo_message(exc: BaseException | None) -> str:
@@ -82,7 +105,7 @@ def _struct_time(value: time.struct_time | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(calendar.timegm(value), tz=dt.UTC)
 
 
-def _from_feedparser(entry: Any) -> RawEntry:
+def _from_feedparser(entry: Any, texts: dict[str, MediaText] | None) -> RawEntry:
     raw = RawEntry()
     raw.guid = entry.get("id") or None
     raw.link = entry.get("link")
@@ -96,14 +119,7 @@ def _from_feedparser(entry: Any) -> RawEntry:
     raw.published = _struct_time(entry.get("published_parsed"))
     # Plain dict lookup: FeedParserDict would fall back to published_parsed (with a warning).
     raw.updated = _struct_time(dict.get(entry, "updated_parsed"))
-    for enclosure in entry.get("enclosures", []):
-        if enclosure.get("type", "").startswith("image/"):
-            raw.images.append((enclosure.get("href", ""), ""))
-    for media in entry.get("media_content", []):
-        if media.get("medium") == "image" or media.get("type", "").startswith("image/"):
-            raw.images.append((media.get("url", ""), ""))
-    for thumbnail in entry.get("media_thumbnail", []):
-        raw.images.append((thumbnail.get("url", ""), ""))
+    raw.images = _feedparser_images(entry, texts)
     raw.images.extend(first_image(raw.content or raw.summary))
     for key, value in entry.items():
         if key.lower().endswith(_READ_TIME_KEYS):
@@ -112,15 +128,63 @@ def _from_feedparser(entry: Any) -> RawEntry:
     return raw
 
 
-def first_image(fragment: str) -> list[tuple[str, str]]:
-    """(src, alt) of the first <img> in an HTML fragment, if any."""
+def _feedparser_images(entry: Any, texts: dict[str, MediaText] | None) -> list[RawImage]:
+    """The entry's enclosed and Media RSS images; ``texts`` from media_texts, None if unread."""
+    images = [
+        RawImage(enclosure.get("href", ""))
+        for enclosure in entry.get("enclosures", [])
+        if enclosure.get("type", "").startswith("image/")
+    ]
+    media = [
+        found
+        for found in entry.get("media_content", [])
+        if found.get("medium") == "image" or found.get("type", "").startswith("image/")
+    ]
+    # Without the XML pass only feedparser's list of credits is left: the entry's first.
+    fallback = MediaText(
+        credit=next((c.get("content") for c in entry.get("media_credit", []) if c.get("content")), "")
+    )
+    for found in (*media, *entry.get("media_thumbnail", [])):
+        url = found.get("url", "")
+        text = fallback if texts is None else texts.get(url.strip(), MediaText())
+        alt = text.description or text.title
+        images.append(RawImage(url, alt, found.get("width"), found.get("height"), text.credit))
+    return images
+
+
+def first_image(fragment: str) -> list[RawImage]:
+    """The first <img> of an HTML fragment, if any; the caption of its <figure> is its credit."""
     tag = _IMG_TAG.search(fragment or "")
     if not tag:
         return []
     attributes = {
         m.group(1).lower(): m.group(2) or m.group(3) or m.group(4) or "" for m in _ATTR.finditer(tag.group())
     }
-    return [(attributes["src"], attributes.get("alt", ""))] if "src" in attributes else []
+    if "src" not in attributes:
+        return []
+    return [
+        RawImage(
+            # An attribute holds HTML: "&amp;" in a URL is "&". The alt stays as HTML for plain_text.
+            html.unescape(attributes["src"]),
+            attributes.get("alt", ""),
+            attributes.get("width"),
+            attributes.get("height"),
+            _caption(fragment, tag.start(), tag.end()),
+        )
+    ]
+
+
+def _caption(fragment: str, start: int, end: int) -> str:
+    """The <figcaption> (as HTML) of the <figure> that holds fragment[start:end], if one does."""
+    opening: int | None = None
+    for mark in _FIGURE.finditer(fragment, 0, start):
+        opening = None if mark.group(1) else mark.end()
+    if opening is None:
+        return ""
+    # The figure ends at its </figure>, or where another begins (this one was left open).
+    after = _FIGURE.search(fragment, end)
+    caption = _FIGCAPTION.search(fragment, opening, after.start() if after else len(fragment))
+    return caption.group(1) if caption else ""
 
 
 def _rfc3339(value: Any) -> dt.datetime | None:
@@ -185,11 +249,25 @@ def _from_json_item(item: dict[str, Any]) -> RawEntry:
     )
     raw.published = _rfc3339(item.get("date_published"))
     raw.updated = _rfc3339(item.get("date_modified"))
-    for key in ("image", "banner_image"):
-        if isinstance(item.get(key), str):
-            raw.images.append((item[key], ""))
-    raw.images.extend(first_image(raw.content))
     extension = item.get("_digest")
-    if isinstance(extension, dict):
-        raw.read_time = extension.get("read_time")
+    if not isinstance(extension, dict):
+        extension = {}
+    raw.images = _json_images(item, extension)
+    raw.images.extend(first_image(raw.content))
+    raw.read_time = extension.get("read_time")
     return raw
+
+
+def _json_images(item: dict[str, Any], extension: dict[str, Any]) -> list[RawImage]:
+    """The item's image, then its banner; ``_digest`` describes the first of them."""
+    urls = [item[key] for key in ("image", "banner_image") if isinstance(item.get(key), str)]
+    if not urls:
+        return []
+    described = RawImage(
+        urls[0],
+        _text(extension.get("image_alt")),
+        extension.get("image_width"),
+        extension.get("image_height"),
+        _text(extension.get("image_credit")),
+    )
+    return [described, *(RawImage(url) for url in urls[1:])]
