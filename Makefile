@@ -15,7 +15,9 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# Prism serves SendGrid's OpenAPI spec so the SendGrid tests check every request body.
+# Prism serves SendGrid's OpenAPI spec so the SendGrid tests check every request body;
+# axe-core audits the public pages; caniemail (its data inside) checks the emailed HTML
+# against the major mail clients. npm ci runs again whenever package.json or the lock changes.
 node_modules/.bin/prism: package.json package-lock.json
 	@command -v npm >/dev/null || { \
 	  command -v apt-get >/dev/null || { echo "make test needs Node.js and npm (for Prism)"; exit 1; }; \
