@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import Config, load_config
-from digest.render import Greeting, render_greeting
-from digest.render.message import Recipient
+from digest.edition import build_edition
+from digest.render import Greeting, render_edition, render_greeting
+from digest.render.message import Recipient, personalize
 from digest.render.templates import make_environment
 
 # The browser tests import audit() from it as well as load it as a plugin: mark it before either,
@@ -35,6 +36,19 @@ def packaged_greeting() -> Greeting:
 def greeted(email: str, name: str = "", unsubscribe_url: str = "", preferences_url: str = "") -> Recipient:
     """A recipient whose greeting is worded by the packaged templates, as `digest send` does."""
     return Recipient(email, name, unsubscribe_url, packaged_greeting().to(name), preferences_url)
+
+
+def emailed_html(config: Config) -> str:
+    """The day's edition's HTML as a subscriber gets it (placeholders filled in)."""
+    edition = build_edition(config, "daily", now=NOW)
+    recipient = greeted(
+        "reader@example.org",
+        "Reader",
+        unsubscribe_url="https://news.example.org/unsubscribe/token",
+        preferences_url="https://news.example.org/preferences/token",
+    )
+    html, _ = personalize(render_edition(config, edition), recipient)
+    return html
 
 
 BASE_CONFIG = """\
@@ -83,6 +97,19 @@ url = "sqlite:///state/digest.sqlite3"
 MakeProject = Callable[..., Path]
 
 
+# A newsroom with every brand key set: a logo with a dark-mode version, a pale accent that
+# needs shading to read, and a font stack without a generic family.
+BRAND: dict[str, object] = {
+    "logo_url": "https://news.example.org/brand/ledger.png",
+    "logo_dark_url": "https://news.example.org/brand/ledger-dark.png",
+    "logo_width": 180,
+    "logo_height": 40,
+    "logo_alt": "The Morning Ledger",
+    "accent_color": "#f2a900",
+    "font_stack": "Georgia, Times New Roman",
+}
+
+
 def in_newsroom(**keys: object) -> dict[str, str]:
     """``make_project``'s ``replace`` that adds ``keys`` to the base config's [newsroom]."""
     # JSON's strings and numbers are TOML's too.
@@ -126,6 +153,11 @@ def make_project(tmp_path: Path) -> MakeProject:
 @pytest.fixture
 def project(make_project: MakeProject) -> Path:
     return make_project()
+
+
+@pytest.fixture
+def branded_config(make_project: MakeProject) -> Config:
+    return load_config(make_project(replace=in_newsroom(**BRAND)))
 
 
 @pytest.fixture

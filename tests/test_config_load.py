@@ -99,5 +99,5 @@ def test_a_font_stack_loads_as_a_css_list_with_the_safe_fallbacks(make_project: 
     path = make_project(replace={"[desks]": 'font_stack = "Georgia, Times New Roman"\n\n[desks]'})
     assert (
         load_config(path).settings.newsroom.font_stack
-        == "Georgia,'Times New Roman',Helvetica,Arial,sans-serif"
+        == "Georgia, Times New Roman, Helvetica, Arial, sans-serif"
     )

@@ -24,10 +24,7 @@ from typing import Any
 import pytest
 
 from digest.config import Config
-from digest.edition import build_edition
-from digest.render import render_edition
-from digest.render.message import personalize
-from tests.conftest import NOW, REPO, greeted
+from tests.conftest import REPO, emailed_html
 
 CHECKER = REPO / "tests" / "caniemail_check.mjs"
 CANIEMAIL = REPO / "node_modules" / "caniemail" / "package.json"
@@ -122,21 +119,9 @@ def stale_entries(report: Report, accepted: Gaps) -> list[str]:
     ]
 
 
-def emailed_html(config: Config) -> str:
-    """The default edition's HTML as a subscriber gets it (placeholders filled in)."""
-    edition = build_edition(config, "daily", now=NOW)
-    recipient = greeted(
-        "reader@example.org",
-        "Reader",
-        unsubscribe_url="https://news.example.org/unsubscribe/token",
-        preferences_url="https://news.example.org/preferences/token",
-    )
-    html, _ = personalize(render_edition(config, edition), recipient)
-    return html
-
-
-def test_every_feature_a_major_client_lacks_has_a_fallback(config: Config, tmp_path: Path) -> None:
-    report = check_html(emailed_html(config), tmp_path)
+def test_every_feature_a_major_client_lacks_has_a_fallback(branded_config: Config, tmp_path: Path) -> None:
+    # Branded: the logo's light plate and dark-mode swap are checked too.
+    report = check_html(emailed_html(branded_config), tmp_path)
     assert report.gaps, "the checker found nothing at all: it is broken, not the email perfect"
     accepted = load_fallbacks(report.clients)
     problems = []

@@ -97,7 +97,7 @@ def test_sign_up_preferences_and_archive_show_the_logo_the_accent_and_the_fonts(
             assert f"--accent:{PALE};--link:{scheme.link};--button:{scheme.button}" in style, path
         # The pale accent is too light for links on white: a darker shade of it stands in.
         assert palette.light.link != PALE
-        assert "font:17px/1.5 Georgia,serif;" in style
+        assert "font:17px/1.5 Georgia, serif;" in style
         assert (page.get("lang"), page.get("dir")) == ("en", "ltr")
 
 

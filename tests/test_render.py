@@ -277,7 +277,8 @@ def test_the_mjml_check_runs_when_a_template_loads_not_per_render(
     edition = build_edition(config, "daily", now=NOW)
     for _ in range(3):
         render_edition(config, edition, env)
-    assert [Path(p).name for p in checked] == [HTML_TEMPLATE]
+    # The edition and the brand parts it imports, each once.
+    assert [Path(p).name for p in checked] == [HTML_TEMPLATE, "brand.mjml.j2"]
 
 
 def test_an_mjml_parse_error_names_the_line_in_the_mjml_and_the_template(make_project: MakeProject) -> None:

@@ -21,6 +21,7 @@ from digest.errors import TransportError
 from digest.ingest.sanitize import one_line, shorten
 from digest.model import Rendered
 from digest.render import environment
+from digest.render.context import brand_context
 from digest.render.html import to_email_html
 from digest.render.message import Recipient, sender_domain
 from digest.render.templates import render_template
@@ -75,6 +76,7 @@ class ConfirmationMailer:
         templates = self._templates
         context = {
             "newsroom": self.config.settings.newsroom,
+            "brand": brand_context(self.config.settings.newsroom),
             "list": mailing_list,
             "list_title": mailing_list.display_title,
             "name": one_line(confirmation.name),
