@@ -124,30 +124,32 @@ def _no_secrets_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def make_project(tmp_path: Path) -> MakeProject:
-    """Write a project (config.toml, feeds, subscribers, templates/) and return its config path.
+def write_project(
+    root: Path, replace: dict[str, str] | None = None, extra: str = "", text: str | None = None
+) -> Path:
+    """Write a project (config.toml, feeds, subscribers, templates/) in ``root``; its config's path.
 
     ``replace`` maps text of the base config to its replacement; ``extra`` is appended.
     """
+    (root / "feeds").mkdir(parents=True, exist_ok=True)
+    (root / "subscribers").mkdir(exist_ok=True)
+    (root / "templates").mkdir(exist_ok=True)
+    for story in STORIES.iterdir():
+        shutil.copy(story, root / "feeds" / story.name)
+    (root / "subscribers" / "daily.csv").write_text("email,name\nreader@example.org,Reader\n")
+    config = BASE_CONFIG if text is None else text
+    for old, new in (replace or {}).items():
+        assert old in config, f"the base config has no {old!r}"
+        config = config.replace(old, new)
+    path = root / "config.toml"
+    path.write_text(config + extra, encoding="utf-8")
+    return path
 
-    def make(replace: dict[str, str] | None = None, extra: str = "", text: str | None = None) -> Path:
-        root = tmp_path / "project"
-        (root / "feeds").mkdir(parents=True, exist_ok=True)
-        (root / "subscribers").mkdir(exist_ok=True)
-        (root / "templates").mkdir(exist_ok=True)
-        for story in STORIES.iterdir():
-            shutil.copy(story, root / "feeds" / story.name)
-        (root / "subscribers" / "daily.csv").write_text("email,name\nreader@example.org,Reader\n")
-        config = BASE_CONFIG if text is None else text
-        for old, new in (replace or {}).items():
-            assert old in config, f"the base config has no {old!r}"
-            config = config.replace(old, new)
-        path = root / "config.toml"
-        path.write_text(config + extra, encoding="utf-8")
-        return path
 
-    return make
+@pytest.fixture
+def make_project(tmp_path: Path) -> MakeProject:
+    """``write_project`` in the test's own folder."""
+    return functools.partial(write_project, tmp_path / "project")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
@@ -61,8 +62,9 @@ class _Pictures(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def pictures() -> Iterator[str]:
+@contextmanager
+def picture_server() -> Iterator[str]:
+    """A server of PNGs of the SIZES on 127.0.0.1, for as long as the block runs; its base URL."""
     _Pictures.images = {
         f"/{n}.png": png(w, h, (40 + 50 * n, 90, 160 - 30 * n)) for n, (w, h) in enumerate(SIZES)
     }
@@ -70,14 +72,28 @@ def pictures() -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
 
 
-def emailed_with_local_pictures(config: Config, base: str) -> str:
-    """The branded edition as a reader gets it, each picture's URL moved to the local server."""
-    html = emailed_html(config)
-    sources = sorted(set(_SRC.findall(html)))
-    assert len(sources) >= 4, "the edition should carry a logo and several pictures"
-    for n, source in enumerate(sources):
-        html = html.replace(f'src="{source}"', f'src="{base}/{n % len(SIZES)}.png"')
+def localize(html: str, base: str) -> str:
+    """``html`` with each picture's URL moved to the picture server at ``base``."""
+    # In order of appearance, so the lead gets the landscape picture; logos get the logo's shape.
+    sources = list(dict.fromkeys(_SRC.findall(html)))
+    stories = [source for source in sources if "/brand/" not in source]
+    for source in sources:
+        n = stories.index(source) % (len(SIZES) - 1) if source in stories else len(SIZES) - 1
+        html = html.replace(f'src="{source}"', f'src="{base}/{n}.png"')
     return html
+
+
+@pytest.fixture(scope="module")
+def pictures() -> Iterator[str]:
+    with picture_server() as base:
+        yield base
+
+
+def emailed_with_local_pictures(config: Config, base: str) -> str:
+    """The branded edition as a reader gets it, its pictures on the local server."""
+    html = emailed_html(config)
+    assert len(set(_SRC.findall(html))) >= 4, "the edition should carry a logo and several pictures"
+    return localize(html, base)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -171,7 +171,7 @@ def test_the_text_tab_shows_the_text_part(preview: PreviewServer, browser_page: 
     text = page.locator("#text")
     expect(text).to_be_visible()
     expect(text).to_contain_text("Ukraine\n=======\n")
-    expect(text).to_contain_text(f"TOP STORY · UKRAINE\n===================\n\n{FIRST_HEADLINE}")
+    expect(text).to_contain_text(f"Top story · Ukraine\n===================\n\n{FIRST_HEADLINE}")
     expect(text).to_contain_text("Unsubscribe: http")
 
 

@@ -154,9 +154,11 @@ def _link(text: str, path: str) -> str:
 
 
 def _desk_headings(message: EmailMessage) -> set[str]:
-    """The desks that head a section of the text part: a line underlined with "=" below it."""
+    """The desks of the text part: a line underlined with "=" below it heads a desk's section,
+    or the lead story ("Top story · <desk>"), which may be its desk's only one."""
     lines = _text(message).splitlines()
-    return {line for line, below in itertools.pairwise(lines) if below and below == "=" * len(line)}
+    underlined = {line for line, below in itertools.pairwise(lines) if below and below == "=" * len(line)}
+    return {line.removeprefix("Top story · ") for line in underlined}
 
 
 def _headlines(message: EmailMessage) -> list[str]:

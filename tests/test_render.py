@@ -127,7 +127,7 @@ def test_text_part_is_written_for_reading(config: Config) -> None:
     edition = build_edition(config, "daily", now=NOW)
     text = render_edition(config, edition).text
     lead = edition.desks[0].items[0]
-    top = f"TOP STORY · {lead.desk.upper()}"
+    top = f"Top story · {lead.desk}"
     assert f"\n\n{top}\n{'=' * len(top)}\n\n{lead.title}\n{lead.url}\n" in text
     assert text.index(top) < text.index("\nUkraine\n=======\n")
     assert "In this edition: Ukraine 5 · North America 6 · Business 6 · Europe 6 ·\nCulture 6\n" in text
