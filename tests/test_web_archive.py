@@ -86,8 +86,8 @@ def _parts(message: EmailMessage) -> tuple[str, str]:
 def test_every_email_links_to_the_readers_desks_and_the_editions_page(site: Site) -> None:
     html, text = _parts(_email(site.config, site.first))
     page = f"{BASE}/archive/daily/2026-11-25"
-    assert f'<a href="{page}"' in html and "View in browser</a>" in html
-    assert f"View in browser: {page}\n" in text
+    assert f'<a href="{page}"' in html and "View this edition in your browser</a>" in html
+    assert f"View this edition in your browser:\n{page}\n" in text
     [html_token] = re.findall(rf'href="{BASE}/preferences/([^"]+)"[^>]*>Manage your desks', html)
     [text_token] = re.findall(rf"Manage your desks: {BASE}/preferences/(\S+)", text)
     assert html_token == text_token
@@ -120,7 +120,7 @@ def test_the_archive_page_has_the_whole_edition_and_nobodys_data(site: Site) -> 
         "/preferences/",
         "/unsubscribe/",
         "%%",
-        "View in browser",
+        "in your browser",
     ):
         assert personal not in page, personal
     assert f'href="{BASE}/subscribe/daily"' in page and "Hello," in page
@@ -220,7 +220,7 @@ def test_archive_off_means_no_link_and_no_pages(tmp_path: Path, make_project: Ma
     assert config.mailing_list("daily").archive is False
     off = _site(tmp_path, config)
     html, text = _parts(_email(config, off.first))
-    assert "View in browser" not in html and "View in browser" not in text and "/archive/" not in html + text
+    assert "in your browser" not in html and "in your browser" not in text and "/archive/" not in html + text
     assert "Manage your desks" in html and "Manage your desks" in text  # the reader's own links stay
     for path in ("/archive/daily/2026-11-25", "/archive/daily/", "/archive/daily/feed.atom"):
         assert off.client.get(path).status_code == 404
