@@ -7,8 +7,13 @@ mode whatever accent a newsroom picks (a pale yellow brand still gets readable l
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from digest.config.models import Newsroom
 
 # WCAG 2.x AA for body text.
 MIN_CONTRAST = 4.5
@@ -120,10 +125,17 @@ class Palette:
 
     @classmethod
     def of(cls, accent: str = DEFAULT_ACCENT) -> Palette:
-        return cls(
-            light=_scheme(accent, "#ffffff", "#1f1f1f", "#5c5c5c", "#d6d6d6"),
-            dark=_scheme(accent, "#121212", "#e8e8e8", "#ababab", "#3d3d3d"),
-        )
+        return _palette(accent)
+
+
+# Finding the readable shades takes about 0.3 ms; every variant of an edition and every page
+# asks again for the same accent.
+@functools.lru_cache(maxsize=8)
+def _palette(accent: str) -> Palette:
+    return Palette(
+        light=_scheme(accent, "#ffffff", "#1f1f1f", "#5c5c5c", "#d6d6d6"),
+        dark=_scheme(accent, "#121212", "#e8e8e8", "#ababab", "#3d3d3d"),
+    )
 
 
 def _scheme(accent: str, background: str, ink: str, muted: str, rule: str) -> Scheme:
@@ -143,3 +155,20 @@ def _scheme(accent: str, background: str, ink: str, muted: str, rule: str) -> Sc
         # The rule's own grey, darkened (lightened in dark mode) until a field's edge shows.
         control=readable(rule, background, MIN_NON_TEXT_CONTRAST),
     )
+
+
+def brand_context(newsroom: Newsroom) -> dict[str, Any]:
+    """The newsroom's look as templates see it, the emails' and the web pages' alike: ``light``
+    and ``dark`` schemes, ``fonts``, and ``logo`` (None without one; its alt text defaults to
+    the newsroom's name)."""
+    logo = None
+    if newsroom.logo_url:
+        logo = {
+            "url": newsroom.logo_url,
+            "dark_url": newsroom.logo_dark_url,
+            "width": newsroom.logo_width,
+            "height": newsroom.logo_height,
+            "alt": newsroom.logo_alt or newsroom.name,
+        }
+    palette = Palette.of(newsroom.accent_color)
+    return {"light": palette.light, "dark": palette.dark, "fonts": newsroom.font_stack, "logo": logo}

@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from digest.brand import Palette
+from digest.brand import brand_context
 from digest.config import Config
-from digest.config.models import Newsroom
 from digest.edition.lead import lead_story
 from digest.model import Edition, Item
 
@@ -154,18 +153,3 @@ def template_context(config: Config, edition: Edition, *, web: bool = False) -> 
         "signup_url": web_url(config, f"/subscribe/{mailing_list.name}"),
         "web": web,
     }
-
-
-def brand_context(newsroom: Newsroom) -> dict[str, Any]:
-    """The newsroom's look for templates: the email's and the web pages' alike."""
-    logo = None
-    if newsroom.logo_url:
-        logo = {
-            "url": newsroom.logo_url,
-            "dark_url": newsroom.logo_dark_url,
-            "width": newsroom.logo_width,
-            "height": newsroom.logo_height,
-            "alt": newsroom.logo_alt or newsroom.name,
-        }
-    palette = Palette.of(newsroom.accent_color)
-    return {"light": palette.light, "dark": palette.dark, "fonts": newsroom.font_stack, "logo": logo}

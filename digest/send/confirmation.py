@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import jinja2
 
+from digest.brand import brand_context
 from digest.config import Config, MailingList
 from digest.errors import TransportError
 from digest.ingest.sanitize import one_line, shorten
 from digest.model import Rendered
 from digest.render import environment
-from digest.render.context import brand_context
 from digest.render.html import to_email_html
 from digest.render.message import Recipient, sender_domain
 from digest.render.templates import render_template

@@ -23,7 +23,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wrappers import Response
 
-from digest.brand import Palette
+from digest.brand import brand_context
 from digest.render.templates import make_environment
 
 if TYPE_CHECKING:
@@ -71,10 +71,6 @@ def page_headers(newsroom: Newsroom) -> dict[str, str]:
     return with_images(" ".join(origins))
 
 
-# Finding the readable shades takes most of a millisecond; every page needs them.
-_palette = functools.lru_cache(maxsize=8)(Palette.of)
-
-
 @functools.lru_cache(maxsize=8)
 def _environment(templates: str | None) -> jinja2.Environment:
     from pathlib import Path
@@ -96,7 +92,7 @@ def render(
     document = (
         environment(site.config)
         .get_template(f"pages/{template}.html.j2")
-        .render(newsroom=newsroom, palette=_palette(newsroom.accent_color), **context)
+        .render(newsroom=newsroom, brand=brand_context(newsroom), **context)
     )
     return Response(
         document, status, mimetype="text/html", headers={**page_headers(newsroom), **(headers or {})}
