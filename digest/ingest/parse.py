@@ -83,13 +83,14 @@ def parse_xml_feed(body: bytes, headers: dict[str, str]) -> Parsed:
     if not result.entries and not result.get("version"):
         raise FeedError("is not an RSS, Atom or JSON feed")
     base = headers.get("content-location") or result.feed.get("link")
-    texts = media_texts(body)
-    if texts is None or len(texts) != len(result.entries):
-        # Unread, or entries counted otherwise: a wrong pairing would credit another's picture.
-        return Parsed([_from_feedparser(entry, None) for entry in result.entries], warnings, base)
-    return Parsed(
-        [_from_feedparser(e, t) for e, t in zip(result.entries, texts, strict=True)], warnings, base
+    found = media_texts(body)
+    # Unread, or entries counted otherwise: a wrong pairing would credit another's picture.
+    paired = found is not None and len(found) == len(result.entries)
+    texts: list[dict[str, MediaText] | None] = (
+        list(found) if found and paired else [None] * len(result.entries)
     )
+    entries = [_from_feedparser(e, t) for e, t in zip(result.entries, texts, strict=True)]
+    return Parsed(entries, warnings, base)
 
 
 def _bozo_message(exc: BaseException | None) -> str:
