@@ -66,7 +66,7 @@ def _item(item: Item, zone: ZoneInfo, image_width: int) -> SimpleNamespace:
             "summary_html": Markup(item.summary_html),
             "summary_text": item.summary_text,
             "image": item.image,
-            "image_alt": item.image_alt or item.title,
+            "image_alt": item.image_alt,
             "image_credit": item.image_credit,
             "image_width": image_width,
             "image_height": _scaled_height(item, image_width),
