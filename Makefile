@@ -40,8 +40,8 @@ demo: $(STAMP)
 	@echo
 	@echo "The edition: build/daily.html (open it in a browser), build/daily.txt, build/daily.eml"
 	@echo "As each subscriber got it: outbox/daily-*/ (one .eml per subscriber; open one in a mail client)"
-	@echo "To follow their unsubscribe links: export $(DEMO_ENV) (the demo's secret, never for real mail),"
-	@echo "then run .venv/bin/digest serve"
+	@echo "Its logo, web archive and unsubscribe links come from digest serve: export $(DEMO_ENV)"
+	@echo "(the demo's secret, never for real mail), then run .venv/bin/digest serve"
 
 # The preview's browser tests drive Debian's Chromium (Playwright's own browsers are not used).
 /usr/bin/chromium:

@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from digest import logos
+
 if TYPE_CHECKING:
-    from digest.config.models import Newsroom
+    from digest.config.models import Settings
 
 # WCAG 2.x AA for body text.
 MIN_CONTRAST = 4.5
@@ -157,15 +159,16 @@ def _scheme(accent: str, background: str, ink: str, muted: str, rule: str) -> Sc
     )
 
 
-def brand_context(newsroom: Newsroom) -> dict[str, Any]:
+def brand_context(settings: Settings) -> dict[str, Any]:
     """The newsroom's look as templates see it, the emails' and the web pages' alike: ``light``
     and ``dark`` schemes, ``fonts``, and ``logo`` (None without one; its alt text defaults to
-    the newsroom's name)."""
+    the newsroom's name, its addresses are where readers fetch it)."""
+    newsroom, base_url = settings.newsroom, settings.server.base_url
     logo = None
     if newsroom.logo_url:
         logo = {
-            "url": newsroom.logo_url,
-            "dark_url": newsroom.logo_dark_url,
+            "url": logos.href(newsroom.logo_url, base_url),
+            "dark_url": newsroom.logo_dark_url and logos.href(newsroom.logo_dark_url, base_url),
             "width": newsroom.logo_width,
             "height": newsroom.logo_height,
             "alt": newsroom.logo_alt or newsroom.name,

@@ -1,4 +1,4 @@
-"""`make demo`'s unsubscribe links work with the `digest serve` the README tells you to run.
+"""`make demo`'s unsubscribe links and logo work with the `digest serve` the README tells you to run.
 
 The demo's commands run as the Makefile runs them (its DEMO_ENV), in a copy of the project;
 `digest serve` runs with the line the README says to export; the link comes from a real .eml.
@@ -78,6 +78,9 @@ def test_a_demo_link_unsubscribes_through_the_readmes_serve(tmp_path: Path) -> N
     link = re.match(r"<(http://127\.0\.0\.1:8080/unsubscribe/[^>]+)>", str(message["List-Unsubscribe"]))
     assert link is not None
     assert link[1] in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    logos = re.findall(r'<img src="(http://127\.0\.0\.1:8080/brand/[^"]+)"', html)
+    assert [logo.rsplit("/", 1)[1] for logo in logos] == ["ledger.png", "ledger-dark.png"]
 
     port = free_port()
     url = link[1].replace(":8080/", f":{port}/")
@@ -98,6 +101,10 @@ def test_a_demo_link_unsubscribes_through_the_readmes_serve(tmp_path: Path) -> N
             assert store.suppressions.is_suppressed(READER, "daily") is None  # GET changes nothing
         done = httpx.post(url, data={"confirm": "yes"})
         assert done.status_code == 200 and "You are unsubscribed" in done.text
+        # The masthead's logos are the example files, published by the same server.
+        for logo in logos:
+            picture = httpx.get(logo.replace(":8080/", f":{port}/"))
+            assert picture.content == (tmp_path / "examples" / "brand" / logo.rsplit("/", 1)[1]).read_bytes()
     finally:
         serve.terminate()
         _out, err = serve.communicate(timeout=10)

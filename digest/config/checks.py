@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from digest.config.models import Desks, Feed, MailingList, Render, find_feed
+from digest import logos
+from digest.config.models import Desks, Feed, MailingList, Newsroom, Render, find_feed
 from digest.config.problems import Problem
 from digest.tomlpos import Loc
 
@@ -31,6 +32,7 @@ class _Tables:
     # The aliases defined, whether or not their options are right (those have problems of their own).
     transports: Collection[str]
     render: Render | None
+    newsroom: Newsroom | None
 
     @classmethod
     def salvage(cls, data: Mapping[str, Any]) -> _Tables:
@@ -41,6 +43,7 @@ class _Tables:
             lists=tuple(_salvage(MailingList, raw) for raw in _array(data.get("lists"))),
             transports=set(transports) if isinstance(transports, Mapping) else set(),
             render=_salvage(Render, data.get("render", {})),
+            newsroom=_salvage(Newsroom, data.get("newsroom")),
         )
 
 
@@ -73,6 +76,7 @@ def check(data: Mapping[str, Any], root: Path, env: Mapping[str, str] | None = N
         *_desk_names(tables),
         *_list_references(tables),
         *_files(tables, root),
+        *_logo_files(tables.newsroom, root),
         *_dkim_keys(data, root, os.environ if env is None else env),
     ]
 
@@ -166,6 +170,18 @@ def _files(tables: _Tables, root: Path) -> list[Problem]:
     templates = tables.render.templates if tables.render else None
     if templates is not None and not resolve(root, templates).is_dir():
         problems.append(Problem(("render", "templates"), f"templates folder {templates!r} not found"))
+    return problems
+
+
+def _logo_files(newsroom: Newsroom | None, root: Path) -> list[Problem]:
+    """The logo files config.toml names can be published: found, small, the image they say."""
+    problems = []
+    for key in ("logo_url", "logo_dark_url"):
+        source = getattr(newsroom, key, None)
+        if source and logos.is_file(source) and (message := logos.problem(source, resolve(root, source))):
+            size = f"{logos.MAX_BYTES // 1024} KB"
+            hint = f"name a PNG, JPEG or GIF under {size} (relative to config.toml), or its https URL"
+            problems.append(Problem(("newsroom", key), message, hint=hint))
     return problems
 
 

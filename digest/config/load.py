@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from digest import logos
 from digest.config.checks import check, resolve
 from digest.config.models import MailingList, Settings, slugify
 from digest.config.problems import Problem, problems_from
@@ -72,6 +73,12 @@ class Config:
 
     def list_timezone(self, mailing_list: MailingList) -> str:
         return mailing_list.timezone or self.settings.newsroom.timezone
+
+    def logo_files(self) -> dict[str, Path]:
+        """The logo files `digest serve` publishes (``digest.logos``), by their published name."""
+        newsroom = self.settings.newsroom
+        sources = (newsroom.logo_url, newsroom.logo_dark_url)
+        return {logos.published_name(s): self.resolve(s) for s in sources if s and logos.is_file(s)}
 
     def desk_url(self, desk: str) -> str:
         links = self.settings.desks.links

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from digest import logos
 from digest.brand import DEFAULT_ACCENT, hex_color
 from digest.brand import font_stack as css_font_stack
 from digest.config.problems import Expects, shown
@@ -70,6 +71,17 @@ Item = TypeVar("Item")
 Array = Annotated[tuple[Item, ...], BeforeValidator(_array)]
 Timezone = Annotated[str, AfterValidator(_timezone), Expects('a timezone name like "Europe/Kyiv"')]
 WebUrl = Annotated[str, AfterValidator(_web_url), Expects('an http(s) URL like "https://news.example.org"')]
+
+
+def _logo_source(value: str) -> str:
+    return logos.check_file_name(value) if logos.is_file(value) else _web_url(value)
+
+
+LogoSource = Annotated[
+    str,
+    AfterValidator(_logo_source),
+    Expects('an http(s) URL, or a PNG, JPEG or GIF file beside config.toml like "brand/logo.png"'),
+]
 Name = Annotated[
     str,
     Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
@@ -121,11 +133,11 @@ class Newsroom(_Section):
     )
     dir: Literal["ltr", "rtl", "auto"] = "auto"
     """The text's direction; ``auto`` takes it from ``lang`` (Arabic, Hebrew… are rtl)."""
-    logo_url: WebUrl | None = None
+    logo_url: LogoSource | None = None
     logo_width: int | None = Field(default=None, ge=16, le=600)
     logo_height: int | None = Field(default=None, ge=8, le=600)
     logo_alt: str | None = Field(default=None, min_length=1)
-    logo_dark_url: WebUrl | None = None
+    logo_dark_url: LogoSource | None = None
     accent_color: Annotated[str, AfterValidator(hex_color), Expects('a hex colour like "#0b57a4"')] = (
         DEFAULT_ACCENT
     )
@@ -141,6 +153,12 @@ class Newsroom(_Section):
             raise ValueError("logo_url needs logo_width (in pixels, as the logo shows in the email)")
         if not self.logo_url and (self.logo_dark_url or self.logo_width or self.logo_height or self.logo_alt):
             raise ValueError("logo_dark_url, logo_width, logo_height and logo_alt need logo_url")
+        files = [source for source in (self.logo_url, self.logo_dark_url) if source and logos.is_file(source)]
+        if len(files) == 2 and files[0] != files[1] and len({logos.published_name(f) for f in files}) == 1:
+            raise ValueError(
+                f"logo_url and logo_dark_url are two files of one name ({logos.published_name(files[0])!r}), "
+                "published at one address; rename one"
+            )
         return self
 
     @property

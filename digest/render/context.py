@@ -134,7 +134,7 @@ def template_context(config: Config, edition: Edition, *, web: bool = False) -> 
             "site_url": newsroom.site_url,
             "postal_address": newsroom.postal_address,
         },
-        "brand": brand_context(newsroom),
+        "brand": brand_context(config.settings),
         "list": {"name": mailing_list.display_title},
         "edition": {
             "date": edition.date,

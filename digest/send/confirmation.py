@@ -76,7 +76,7 @@ class ConfirmationMailer:
         templates = self._templates
         context = {
             "newsroom": self.config.settings.newsroom,
-            "brand": brand_context(self.config.settings.newsroom),
+            "brand": brand_context(self.config.settings),
             "list": mailing_list,
             "list_title": mailing_list.display_title,
             "name": one_line(confirmation.name),

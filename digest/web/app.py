@@ -1,7 +1,8 @@
 """The WSGI app of `digest serve`: one table of routes, each answered by the module of its feature.
 
-Every answer goes through ``digest.web.pages`` (one layout, one set of security headers);
-nothing on disk is served, so there is no path to traverse. The state store is opened on first
+Every answer goes through ``digest.web.pages`` (one layout, one set of security headers).
+The only files served are the logo files config.toml names, each found by its exact name
+(``digest.web.logo``), so there is no path to traverse. The state store is opened on first
 use, not when the app is made, so each worker of a WSGI server opens its own after forking.
 """
 
@@ -98,7 +99,7 @@ Handler = Callable[[Site, WebRequest, Mapping[str, str]], Response]
 
 
 def _routes() -> list[tuple[Rule, Handler]]:
-    from digest.web import archive, preferences, signup, unsubscribe, webhooks
+    from digest.web import archive, logo, preferences, signup, unsubscribe, webhooks
 
     return [
         *unsubscribe.ROUTES,
@@ -106,6 +107,7 @@ def _routes() -> list[tuple[Rule, Handler]]:
         *preferences.ROUTES,
         *archive.ROUTES,
         *webhooks.ROUTES,
+        *logo.ROUTES,
         (Rule("/healthz", endpoint="healthz", methods=["GET"]), _healthz),
     ]
 

@@ -187,9 +187,7 @@ def index(site: Site, request: WebRequest, values: Mapping[str, str]) -> Respons
         feed=f"{root}/feed.atom",
     )
     newest = editions[0][0].frozen_at if editions else None
-    return _answer(
-        request, page.get_data(), "text/html", newest, pages.page_headers(site.config.settings.newsroom)
-    )
+    return _answer(request, page.get_data(), "text/html", newest, pages.page_headers(site.config.settings))
 
 
 def feed(site: Site, request: WebRequest, values: Mapping[str, str]) -> Response:

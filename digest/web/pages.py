@@ -27,7 +27,7 @@ from digest.brand import brand_context
 from digest.render.templates import make_environment
 
 if TYPE_CHECKING:
-    from digest.config import Config, Newsroom
+    from digest.config import Config, Settings
     from digest.web.app import Site
 
 # No script at all; frame-ancestors: a framed page could trick a reader into a click. Styles
@@ -64,10 +64,11 @@ def origin(url: str) -> str | None:
     return f"{parts.scheme}://{host}" if _SOURCE.match(host) else None
 
 
-def page_headers(newsroom: Newsroom) -> dict[str, str]:
+def page_headers(settings: Settings) -> dict[str, str]:
     """The headers of a page of ours: images from the logos' origins and nowhere else."""
-    logos = (newsroom.logo_url, newsroom.logo_dark_url)
-    origins = sorted({source for url in logos if url and (source := origin(url))})
+    logo = brand_context(settings)["logo"] or {}
+    hrefs = (logo.get("url"), logo.get("dark_url"))
+    origins = sorted({source for url in hrefs if url and (source := origin(url))})
     return with_images(" ".join(origins))
 
 
@@ -88,14 +89,14 @@ def render(
     site: Site, template: str, status: int = 200, *, headers: dict[str, str] | None = None, **context: Any
 ) -> Response:
     """``pages/<template>.html.j2`` as a complete page, in the newsroom's name."""
-    newsroom = site.config.settings.newsroom
+    settings = site.config.settings
     document = (
         environment(site.config)
         .get_template(f"pages/{template}.html.j2")
-        .render(newsroom=newsroom, brand=brand_context(newsroom), **context)
+        .render(newsroom=settings.newsroom, brand=brand_context(settings), **context)
     )
     return Response(
-        document, status, mimetype="text/html", headers={**page_headers(newsroom), **(headers or {})}
+        document, status, mimetype="text/html", headers={**page_headers(settings), **(headers or {})}
     )
 
 
