@@ -108,3 +108,11 @@ class TransportError(DigestError):
 
 class SubscriberError(DigestError):
     """A subscriber file cannot be read at all (individual bad rows are only reported)."""
+
+
+class SpamAssassinError(DigestError):
+    """SpamAssassin could not score a message: it timed out, failed, or gave no verdict."""
+
+
+class SpamAssassinMissing(SpamAssassinError):
+    """perl, or its Mail::SpamAssassin module, is not installed."""

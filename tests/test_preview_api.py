@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 
 from digest.config import load_config
 from digest.preview.app import PreviewApp, make_app
-from digest.preview.checks import SPAM_NOT_INSTALLED, Check, SpamResults, is_web_link, link_check, spam_check
+from digest.preview.checks import Check, is_web_link, link_check
 from digest.preview.payload import (
     EditionInfo,
     ErrorInfo,
@@ -580,47 +580,6 @@ def test_the_command_serves_until_sigterm(project: Path) -> None:
 def test_link_check(href: str, ok: bool) -> None:
     assert is_web_link(href) is ok
     assert link_check([href])["ok"] is ok
-
-
-def test_spam_check_reads_spamassassin_or_says_it_did_not_run() -> None:
-    missing = spam_check(b"Subject: x\r\n\r\nbody\r\n", which=lambda _name: None)
-    assert missing["ok"] is None and missing["detail"] == SPAM_NOT_INSTALLED
-    calls: list[list[str]] = []
-
-    def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        calls.append(command)
-        out = (
-            b"X-Spam-Checker-Version: SpamAssassin 4.0.0\r\n"
-            b"X-Spam-Status: No, score=1.3 required=5.0 tests=HTML_MESSAGE,\r\n"
-            b"\tMIME_HTML_ONLY autolearn=no version=4.0.0\r\n"
-            b"Subject: x\r\n\r\nbody\r\n"
-        )
-        return subprocess.CompletedProcess(command, 0, out, b"")
-
-    found = spam_check(b"Subject: y\r\n\r\nbody\r\n", which=lambda _name: "/usr/bin/spamassassin", run=run)
-    assert calls == [["/usr/bin/spamassassin", "-L", "-t"]]
-    assert found["ok"] is True and found["detail"].startswith("score 1.3, spam at 5")
-    assert "MIME_HTML_ONLY" in found["detail"]
-
-
-def test_spam_verdicts_are_remembered_only_where_asked() -> None:
-    calls: list[bytes] = []
-
-    def run(command: list[str], *, input: bytes, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
-        calls.append(input)
-        out = b"X-Spam-Status: No, score=0.1 required=5.0 tests=none\r\n\r\n"
-        return subprocess.CompletedProcess(command, 0, out, b"")
-
-    results = SpamResults(limit=2)
-    which = lambda _name: "/usr/bin/spamassassin"  # noqa: E731
-    first = spam_check(b"one", which=which, run=run, results=results)
-    assert spam_check(b"one", which=which, run=run, results=results) == first and calls == [b"one"]
-    spam_check(b"one", which=which, run=run)  # no results given: nothing remembered or reused
-    assert calls == [b"one", b"one"]
-    spam_check(b"two", which=which, run=run, results=results)
-    spam_check(b"three", which=which, run=run, results=results)  # over the limit: starts afresh
-    spam_check(b"one", which=which, run=run, results=results)
-    assert calls == [b"one", b"one", b"two", b"three", b"one"]
 
 
 def test_an_oversized_test_send_is_refused(start: Callable[..., Server]) -> None:

@@ -7,17 +7,14 @@ is walked with the standard library's parser, never with regexes.
 from __future__ import annotations
 
 import hashlib
-import re
-import shutil
-import subprocess
 import threading
 from collections.abc import Callable
-from email.parser import BytesParser
-from email.policy import default
 from html.parser import HTMLParser
 from typing import TypedDict
 from urllib.parse import urlsplit
 
+from digest.errors import SpamAssassinError, SpamAssassinMissing
+from digest.preview import spamassassin
 from digest.preview.model import Preview
 
 GMAIL_CLIP = 102_000  # bytes of HTML after which Gmail hides the rest behind "View entire message"
@@ -133,9 +130,6 @@ def feed_check(warnings: tuple[str, ...]) -> Check:
 
 # -- SpamAssassin ---------------------------------------------------------------------------
 
-_SCORE = re.compile(r"score=(-?\d+(?:\.\d+)?)\s+required=(-?\d+(?:\.\d+)?)")
-_TESTS = re.compile(r"tests=(\S+)")
-
 
 class SpamResults:
     """SpamAssassin's verdicts by content, so a reload of an unchanged edition does not run it
@@ -160,53 +154,53 @@ class SpamResults:
 # The preview server's: one process, reloaded many times.
 PREVIEW_SPAM_RESULTS = SpamResults()
 
-Runner = Callable[..., subprocess.CompletedProcess[bytes]]
+Scorer = Callable[[bytes], spamassassin.Verdict]
+
+
+def machine_score(message: bytes) -> spamassassin.Verdict:
+    """The verdict of the machine's own SpamAssassin setup (its rules, sa-update's, local.cf):
+    what the editor's mail server would say."""
+    return spamassassin.score(message, spamassassin.MACHINE, timeout=SPAM_TIMEOUT)
 
 
 def spam_check(
     message: bytes,
     *,
     key: str | None = None,
-    which: Callable[[str], str | None] = shutil.which,
-    run: Runner = subprocess.run,
+    scorer: Scorer = machine_score,
     results: SpamResults | None = None,
 ) -> Check:
-    """The score of a local ``spamassassin -L -t`` (local tests only); ok None when not run.
+    """SpamAssassin's score, local tests only, with the rules that hit; ok None when not run.
 
     With ``results``, verdicts are remembered there by ``key`` (the content, not the Date
-    header), so a reload of an unchanged edition does not run SpamAssassin again.
+    header), so a reload of an unchanged edition does not run SpamAssassin again. Only
+    verdicts: a scan that failed or timed out is tried again on the next reload.
     """
     name = "Spam score"
-    program = which("spamassassin")
-    if program is None:
-        return check("spam", name, None, SPAM_NOT_INSTALLED)
     key = key or hashlib.sha256(message).hexdigest()
     known = results.get(key) if results is not None else None
     if known is not None:
         return known
     try:
-        done = run([program, "-L", "-t"], input=message, capture_output=True, timeout=SPAM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return check("spam", name, None, f"SpamAssassin did not answer within {SPAM_TIMEOUT:.0f} s")
-    except OSError as exc:
-        return check("spam", name, None, f"SpamAssassin could not run: {exc}")
-    status = BytesParser(policy=default).parsebytes(done.stdout, headersonly=True).get("X-Spam-Status")
-    # SpamAssassin folds the header after the commas of its test list.
-    status_text = re.sub(r",\s+", ",", " ".join(str(status or "").split()))
-    found = _SCORE.search(status_text)
-    if found is None:
-        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = f": {error[0]}" if error else ""
-        return check("spam", name, None, f"SpamAssassin gave no score (exit {done.returncode}){reason}")
-    score, required = float(found.group(1)), float(found.group(2))
-    tests = _TESTS.search(status_text)
-    detail = f"score {score:g}, spam at {required:g}"
-    if tests and tests.group(1) != "none":
-        detail += f" (tests: {tests.group(1).replace(',', ', ')})"
-    result = check("spam", name, score < required, detail)
+        verdict = scorer(message)
+    except SpamAssassinMissing:
+        return check("spam", name, None, SPAM_NOT_INSTALLED)
+    except SpamAssassinError as error:
+        return check("spam", name, None, str(error))
+    result = check("spam", name, not verdict.spam, spam_detail(verdict))
     if results is not None:
         results.put(key, result)
     return result
+
+
+def spam_detail(verdict: spamassassin.Verdict) -> str:
+    """The total, the threshold and each rule that hit with its score, e.g. "score 0.101, spam
+    at 5 (MIME_HTML_ONLY 0.1, HTML_MESSAGE 0.001)": exact, where the X-Spam-Status header
+    rounds to one decimal, so the editor sees which rules a change moved."""
+    detail = f"score {verdict.score:g}, spam at {verdict.required:g}"
+    if verdict.hits:
+        detail += " (" + ", ".join(f"{hit.name} {hit.score:g}" for hit in verdict.hits) + ")"
+    return detail
 
 
 # -- all of them ------------------------------------------------------------------------------
