@@ -14,7 +14,7 @@ from digest.edition import assemble, build_edition
 from digest.errors import TemplateError
 from digest.ingest.items import DeskRules, build_items
 from digest.ingest.parse import RawEntry, RawImage
-from digest.model import FeedResult, Window
+from digest.model import Edition, FeedResult, Window
 from digest.render import SUBJECT_LIMIT, environment, render_edition, templates
 from digest.render.context import PLACEHOLDERS
 from digest.render.mjml_check import check_mjml_template
@@ -150,6 +150,60 @@ def test_empty_edition_renders_a_short_note(config: Config) -> None:
     rendered = render_edition(config, edition)
     assert "no new stories" in rendered.text.lower()
     assert rendered.subject == "The Morning Ledger · Wednesday, 25 November 2026"
+
+
+def with_pictures(edition: Edition, sizes: list[tuple[int, int] | None]) -> Edition:
+    """``edition`` with its first desk's stories pictured, in turn, at ``sizes`` (None: the feed
+    gave no size); picture n is https://images.example.org/n.jpg. The first story leads."""
+    desk = edition.desks[0]
+    items = list(desk.items)
+    for n, size in enumerate(sizes):
+        width, height = size or (None, None)
+        url = f"https://images.example.org/{n}.jpg"
+        items[n] = dataclasses.replace(items[n], image=url, image_width=width, image_height=height)
+    return dataclasses.replace(
+        edition, desks=(dataclasses.replace(desk, items=tuple(items)), *edition.desks[1:])
+    )
+
+
+def picture(html: str, n: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Picture n's attributes and inline style, as the emailed HTML has them."""
+    tag = re.search(rf'<img src="https://images\.example\.org/{n}\.jpg"[^>]*>', html)
+    assert tag, f"picture {n} is missing"
+    attributes = dict(re.findall(r'([a-z-]+)="([^"]*)"', tag.group(0)))
+    style = dict(
+        (name.strip(), value.strip())
+        for name, value in (rule.split(":", 1) for rule in attributes["style"].split(";") if rule.strip())
+    )
+    return attributes, style
+
+
+def test_a_picture_narrower_than_its_slot_keeps_its_own_width(config: Config) -> None:
+    # The lead (slot 552), then thumbnails (slot 120, the phone's whole column up to 432).
+    sizes = [(400, 300), (90, 60), (300, 200), (1200, 675), None]
+    html = render_edition(config, with_pictures(build_edition(config, "daily", now=NOW), sizes)).html
+    lead, lead_style = picture(html, 0)
+    assert (lead["width"], lead["height"]) == ("400", "300")
+    assert (lead_style["width"], lead_style["max-width"]) == ("100%", "400px")  # narrower on a phone
+    small, small_style = picture(html, 1)
+    assert (small["width"], small["height"]) == ("90", "60")
+    assert (small_style["width"], small_style["max-width"]) == ("90px", "90px")
+    middling, middling_style = picture(html, 2)
+    assert (middling["width"], middling["height"]) == ("120", "80")
+    assert middling_style["max-width"] == "300px"  # the phone's full-width thumbnail stops there
+    for n in (3, 4):  # as wide as its slot or more, or of unknown size: the slot's width, as before
+        large, large_style = picture(html, n)
+        assert (large["width"], large_style["width"], large_style["max-width"]) == ("120", "120px", "100%")
+    assert picture(html, 4)[0].get("height") is None
+    # Every thumbnail's cell keeps the slot's width, so the stories' text starts on one line.
+    assert html.count('<td class="thumb" width="120"') == html.count('<td class="thumb"') >= 4
+
+
+def test_a_lead_picture_of_unknown_size_fills_the_slot_as_before(config: Config) -> None:
+    html = render_edition(config, with_pictures(build_edition(config, "daily", now=NOW), [None])).html
+    lead, style = picture(html, 0)
+    assert lead["width"] == "552" and "height" not in lead
+    assert (style["width"], style["max-width"], style["height"]) == ("100%", "552px", "auto")
 
 
 def test_users_templates_override_the_packaged_ones(make_project: MakeProject) -> None:

@@ -40,12 +40,13 @@ class Greeting:
 
 
 # Display widths in the 600px email (24px gutters): the lead's picture fills the column, the
-# other stories' pictures are thumbnails beside their text.
+# other stories' pictures are thumbnails beside their text. No picture is drawn wider than
+# LEAD_WIDTH, on a phone (where thumbnails go full width, at most 480 - 48 px) or elsewhere.
 LEAD_WIDTH = 552
 THUMB_WIDTH = 120
 
 
-def _item(item: Item, zone: ZoneInfo, image_width: int) -> SimpleNamespace:
+def _item(item: Item, zone: ZoneInfo, slot: int) -> SimpleNamespace:
     published = item.published.astimezone(zone).strftime("%H:%M")
     # Only a later time than the one shown: feeds often stamp both alike, or seconds apart.
     updated = (
@@ -53,6 +54,7 @@ def _item(item: Item, zone: ZoneInfo, image_width: int) -> SimpleNamespace:
         if item.updated and item.updated > item.published
         else None
     )
+    width = _drawn_width(item, slot)
     return SimpleNamespace(
         **{
             "id": item.id,
@@ -68,13 +70,41 @@ def _item(item: Item, zone: ZoneInfo, image_width: int) -> SimpleNamespace:
             "image": item.image,
             "image_alt": item.image_alt,
             "image_credit": item.image_credit,
-            "image_width": image_width,
-            "image_height": _scaled_height(item, image_width),
+            # The slot keeps its width when a picture is narrower: the text beside it starts where
+            # every other story's does.
+            "image_slot": slot,
+            "image_width": width,
+            "image_height": _scaled_height(item, width),
+            # The cap for a phone's full-width thumbnail: the picture's own width, when it has one
+            # narrower than any slot (None: the thumbnail may fill the phone's column).
+            "image_max_width": item.image_width
+            if item.image_width and item.image_width < LEAD_WIDTH
+            else None,
             "read_time": item.read_time,
             "categories": list(item.categories),
             "desk": item.desk,
         }
     )
+
+
+def _drawn_width(item: Item, slot: int) -> int:
+    """The width a picture is drawn at in a ``slot`` that wide: the slot's, or the picture's own
+    when the feed says it is narrower (a small picture is never stretched); the slot's when the
+    feed gives no size."""
+    return min(slot, item.image_width) if item.image_width else slot
+
+
+def _anchors(slugs: list[str]) -> list[str]:
+    """The id of each desk's heading, ``desk-<slug>``, numbered where two would be the same
+    (desk names in a script the slug drops, Arabic or Hebrew, all slug to ``desk``)."""
+    anchors: list[str] = []
+    for slug in slugs:
+        anchor, number = f"desk-{slug}", 1
+        while anchor in anchors:
+            number += 1
+            anchor = f"desk-{slug}-{number}"
+        anchors.append(anchor)
+    return anchors
 
 
 def _scaled_height(item: Item, width: int) -> int | None:
@@ -114,13 +144,14 @@ def template_context(config: Config, edition: Edition, *, web: bool = False) -> 
     lead = lead_story(edition, config.settings.desks.lead_category)
     # Namespaces, not dicts: in a template `desk.items` must be the stories, not dict.items().
     desks = []
-    for desk in edition.desks:
+    anchors = _anchors([desk.slug for desk in edition.desks])
+    for desk, anchor in zip(edition.desks, anchors, strict=True):
         items = [_item(item, zone, THUMB_WIDTH) for item in desk.items if item is not lead]
         desks.append(
             SimpleNamespace(
                 name=desk.name,
                 slug=desk.slug,
-                anchor=f"desk-{desk.slug}",
+                anchor=anchor,
                 more_url=desk.more_url,
                 more_count=desk.more_count,
                 items=items,
