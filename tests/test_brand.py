@@ -120,6 +120,8 @@ def test_a_hex_colour_is_read_short_or_long_in_either_case(written: str, read: s
         "",
         " #0b57a4",
         "#0b57a4 ",
+        "#0b57a4\n",
+        "#abc\n",
     ],
 )
 def test_anything_else_is_no_hex_colour(value: str) -> None:
