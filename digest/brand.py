@@ -26,7 +26,7 @@ DEFAULT_ACCENT = "#0b57a4"
 SAFE_FALLBACK = ("Helvetica", "Arial", "sans-serif")
 DEFAULT_FONTS = ("-apple-system", "BlinkMacSystemFont", "Segoe UI", "Roboto", *SAFE_FALLBACK)
 _GENERIC = {"serif", "sans-serif", "monospace", "system-ui", "cursive", "fantasy"}
-_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 # A font name CSS takes unquoted: words of letters, digits and hyphens, each starting with a
 # letter. No quotes, ";" or braces: a stack goes into style attributes and <style>.
 _WORD = r"-?[^\W\d][\w-]*"
@@ -35,7 +35,8 @@ _FONT_NAME = re.compile(rf"^{_WORD}(?: {_WORD})*$")
 
 def hex_color(value: str) -> str:
     """``#abc`` or ``#aabbcc``, returned as lower-case ``#aabbcc``; ValueError otherwise."""
-    if not _HEX.match(value):
+    # fullmatch: a `$` would let a trailing newline through, into the pages' CSS.
+    if not _HEX.fullmatch(value):
         raise ValueError(f'{value!r} is not a hex colour like "#0b57a4"')
     digits = value[1:].lower()
     if len(digits) == 3:

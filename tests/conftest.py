@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from digest import brand
 from digest.config import Config, load_config
 from digest.edition import build_edition
 from digest.render import Greeting, render_edition, render_greeting
@@ -122,6 +123,13 @@ def _no_secrets_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests set the secrets they need; none leak in from the developer's environment."""
     for name in ("DIGEST_SECRET", "SENDGRID_API_KEY", "DIGEST_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _palettes_worked_out_afresh() -> None:
+    """Each test works out the palettes it uses: the cache would hand one test the palette an
+    earlier test computed, and hand a mutation run's mutant the unmutated code's palette."""
+    brand._palette.cache_clear()
 
 
 def write_project(

@@ -289,6 +289,36 @@ CASES: list[tuple[str, dict[str, str], str, list[tuple[str | None, str]]]] = [
         [("Kiev2", "newsroom.timezone: unknown timezone 'Europe/Kiev2'; use an IANA name")],
     ),
     (
+        "an accent that is no hex colour",
+        {"[desks]": 'accent_color = "blue"\n\n[desks]'},
+        "",
+        [("accent_color", "newsroom.accent_color: 'blue' is not a hex colour like \"#0b57a4\"")],
+    ),
+    (
+        "a font name CSS cannot take unquoted",
+        {"[desks]": 'font_stack = "Georgia; color: red"\n\n[desks]'},
+        "",
+        [
+            (
+                "font_stack",
+                "newsroom.font_stack: font 'Georgia; color: red' cannot stand unquoted in a CSS font list; use "
+                "names whose words are letters, digits and hyphens, each word starting with a letter",
+            )
+        ],
+    ),
+    (
+        "a generic family before the fonts",
+        {"[desks]": 'font_stack = "serif, Georgia"\n\n[desks]'},
+        "",
+        [
+            (
+                "font_stack",
+                "newsroom.font_stack: the generic family in 'serif, Georgia' must come last, where a browser "
+                "falls back to it",
+            )
+        ],
+    ),
+    (
         "missing key",
         {'site_url = "https://news.example.org"\n': ""},
         "",
