@@ -233,4 +233,4 @@ def test_a_font_stack_ends_in_fonts_every_client_has(written: str | None, stack:
 
 
 def test_without_a_logo_the_brand_has_none(config: Config) -> None:
-    assert brand_context(config.settings.newsroom)["logo"] is None
+    assert brand_context(config.settings)["logo"] is None
