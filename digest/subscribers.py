@@ -246,7 +246,13 @@ class CheckReport:
 
 
 def unique_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscriber | Problem]:
-    """``read_subscribers``, with a later row for an address already seen turned into a Problem.
+    """``read_subscribers``, with a later row for an address already seen turned into a Problem."""
+    return without_duplicates(path, read_subscribers(path, list_desks))
+
+
+def without_duplicates(path: Path, entries: Iterator[Subscriber | Problem]) -> Iterator[Subscriber | Problem]:
+    """``entries`` (``read_subscribers``'s, of ``path``), with a later row for an address
+    already seen turned into a Problem.
 
     Duplicates (addresses equal after case folding) are found through a UNIQUE key in a
     temporary SQLite file rather than a set in memory, so memory stays flat for any list size.
@@ -265,7 +271,6 @@ def unique_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subs
         )
         # One transaction, never committed: with no journal, SQLite writes pages out of its
         # small cache as it fills, so memory stays flat without a commit.
-        entries = read_subscribers(path, list_desks)
         while batch := list(islice(entries, UNIQUE_BATCH)):
             first = _first_lines(db, (entry for entry in batch if isinstance(entry, Subscriber)))
             for entry in batch:

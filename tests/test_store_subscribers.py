@@ -224,7 +224,7 @@ def test_an_unchanged_file_is_not_read_again(
     def unread(*_args: object) -> Iterator[object]:
         raise AssertionError("the file was read again")
 
-    monkeypatch.setattr("digest.state.imports.unique_subscribers", unread)
+    monkeypatch.setattr("digest.state.imports.read_ahead", unread)
     report = import_subscribers(store, "daily", path, DESKS, now=LATER)
     assert report.skipped and report.describe().endswith("unchanged since the last import; nothing to do")
     with pytest.raises(AssertionError, match="read again"):  # a changed file is

@@ -13,7 +13,8 @@ The editors' CSV stays the way they add readers in bulk, but what a reader then 
   a "removed from the file" event; one that had left keeps its record, so its status holds).
   Readers who signed up, or whom an editor added, are never removed by the file.
 
-The file is streamed, the store written in chunks, duplicates found through a temporary key
+The file is streamed (read in a second process while this one writes, when it is large:
+``digest.readahead``), the store written in chunks, duplicates found through a temporary key
 (``digest.subscribers.unique_subscribers``) and the keys the file still has kept in a
 temporary table of the store for finding the removed rows: memory stays flat for any list.
 New readers wait in an unindexed temporary table and go into the readers table at the end in
@@ -52,13 +53,14 @@ from sqlalchemy import (
     update,
 )
 
+from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
 from digest.state.queries import chunked, insert_ignoring, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
-from digest.subscribers import Problem, Subscriber, unique_subscribers
+from digest.subscribers import Problem, Subscriber, without_duplicates
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,8 @@ def import_subscribers(
             return report
         importer = _Importer(store, conn, report, now)
         try:
-            for rows in _chunks(unique_subscribers(path, list_desks), report, on_problem):
+            entries = without_duplicates(path, read_ahead(path, list_desks))
+            for rows in _chunks(entries, report, on_problem):
                 importer.chunk(rows)
             importer.insert_new()
             importer.remove_missing()
