@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
-from digest.state.queries import chunked, insert_ignoring
+from digest.state.queries import among, insert_ignoring
 
 
 class Status(StrEnum):
@@ -250,18 +250,17 @@ class Ledger:
         table = schema.ledger
         with conn.begin():
             for (status, provider_id, error), ids in grouped.items():
-                for chunk in chunked(ids):
-                    conn.execute(
-                        update(table)
-                        .where(table.c.id.in_(chunk), table.c.batch_id == owner, table.c.status == SENDING)
-                        .values(
-                            status=status,
-                            provider_id=provider_id,
-                            error=error,
-                            sent_at=now if status == SENT else None,
-                            updated_at=now,
-                        )
+                conn.execute(
+                    update(table)
+                    .where(among(conn, table.c.id, ids), table.c.batch_id == owner, table.c.status == SENDING)
+                    .values(
+                        status=status,
+                        provider_id=provider_id,
+                        error=error,
+                        sent_at=now if status == SENT else None,
+                        updated_at=now,
                     )
+                )
             if single:
                 conn.execute(_FINISH_ONE, single)
 
