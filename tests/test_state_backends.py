@@ -181,6 +181,22 @@ def test_suppressions(store: Store) -> None:
     }
 
 
+def test_addresses_any_json_or_sql_would_trip_on_are_looked_up_as_they_are(store: Store) -> None:
+    # suppressed_among binds its addresses as one value (a JSON array on SQLite, an array on
+    # PostgreSQL): quotes, backslashes, commas and letters beyond ASCII must arrive unchanged.
+    awkward = [
+        '"o\'brien, jr"@example.org',
+        '"back\\slash"@example.org',
+        "jürgen@bücher.example",
+        "[]@example.org",
+        "null@example.org",
+    ]
+    for email in awkward[::2]:
+        assert store.suppressions.add(email, reason="bounced", source="sendgrid")
+    assert store.suppressions.suppressed_among([*awkward, *awkward], "daily") == set(awkward[::2])
+    assert store.suppressions.suppressed_among([], "daily") == set()
+
+
 def test_many_suppressions_are_added_in_chunks_and_counted_once(store: Store) -> None:
     assert store.suppressions.add("old@example.org", reason="complained", source="web")
     rows = [(f"r{n}@example.org", "bounced" if n % 3 else "unsubscribed") for n in range(2500)]

@@ -23,10 +23,11 @@ def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
         yield wanted[start : start + size]
 
 
-def among(conn: Connection, column: ColumnElement[Any], values: Sequence[int]) -> ColumnElement[bool]:
+def among(conn: Connection, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
     """``column IN values``, the values bound as one parameter however many there are: a JSON
     array that SQLite reads with json_each, an array on PostgreSQL. A thousand ids bound one
-    by one cost more to bind than the update they select (about 0.9 µs a row on SQLite)."""
+    by one cost more to bind than the update they select (about 0.9 µs a row on SQLite).
+    ``values`` are numbers or strings."""
     if conn.dialect.name == "postgresql":
         return column == any_(
             bindparam("among", list(values), type_=postgresql.ARRAY(column.type), unique=True)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from digest.address import address_key
 from digest.state import schema
-from digest.state.queries import found_among, insert_ignoring
+from digest.state.queries import among, insert_ignoring
 
 ALL_LISTS = "*"
 
@@ -165,13 +165,11 @@ class Suppressions:
         """Those of ``emails`` (already normalized) that must not get this list."""
         table = schema.suppressions
         with self.engine.connect() as conn:
-            return found_among(
-                conn,
-                lambda chunk: select(table.c.email).where(
-                    table.c.email.in_(chunk), table.c.list_name.in_((list_name, ALL_LISTS))
-                ),
-                emails,
+            query = select(table.c.email).where(
+                among(conn, table.c.email, dict.fromkeys(emails)),
+                table.c.list_name.in_((list_name, ALL_LISTS)),
             )
+            return set(conn.execute(query).scalars())
 
     def remove(self, email: str, list_name: str | None = None) -> int:
         """Lift a suppression (an editor re-subscribing someone on their request)."""
