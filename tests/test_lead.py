@@ -12,25 +12,13 @@ from digest.edition.lead import lead_story
 from digest.model import DeskSection, Edition, Item, Variant, Window
 from digest.render import render_edition
 from tests.conftest import NOW, MakeProject
+from tests.test_edition import story as edition_story
 
 
 def story(name: str, desk: str, hours_ago: int, *categories: str) -> Item:
-    return Item(
-        id=name,
-        title=name,
-        url=f"https://news.example.org/{name}",
-        canonical_url=f"https://news.example.org/{name}",
-        summary_html="<p>Summary.</p>",
-        summary_text="Summary.",
-        author=None,
-        categories=categories,
-        desk=desk,
-        published=NOW - dt.timedelta(hours=hours_ago),
-        updated=None,
-        image=None,
-        image_alt="",
-        read_time=2,
-        feed="test",
+    url = f"https://news.example.org/{name}"
+    return edition_story(
+        0, desk, hours_ago, id=name, title=name, url=url, canonical_url=url, categories=categories
     )
 
 
