@@ -213,3 +213,25 @@ def test_the_shipped_config_publishes_the_example_logos() -> None:
     for source in ("examples/brand/ledger.png", "examples/brand/ledger-dark.png"):
         assert f'"{source}"' in shipped
         assert logos.problem(source, REPO / source) is None
+
+
+def test_a_logo_that_cannot_be_read_at_the_moment_is_a_404_not_a_500(
+    branded: Callable[..., Config],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Checked, then removed or locked before it was read: the race the handler guards.
+    config = branded()
+    client = _client(config, tmp_path)
+    real = Path.read_bytes
+
+    def locked(path: Path) -> bytes:
+        if path.name == "ledger.png":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", locked)
+    assert client.get("/brand/ledger.png").status_code == 404
+    assert "not publishing the logo ledger.png: Permission denied" in caplog.text
+    assert client.get("/brand/ledger-dark.png").status_code == 200

@@ -36,13 +36,16 @@ def logo_file(site: Site, request: WebRequest, values: Mapping[str, str]) -> Res
     if problem := logos.problem(name, path):
         log.warning("not publishing the logo: %s", problem)
         raise NotFound()
-    stat = path.stat()
-    body, kind = path.read_bytes(), logos.media_type(name)
-    response = Response(body, 200, mimetype=kind, headers=pages.SECURITY_HEADERS)
+    try:
+        modified, body = path.stat().st_mtime, path.read_bytes()
+    except OSError as exc:  # removed or replaced since the check a moment ago
+        log.warning("not publishing the logo %s: %s", name, exc.strerror or exc)
+        raise NotFound() from None
+    response = Response(body, 200, mimetype=logos.media_type(name), headers=pages.SECURITY_HEADERS)
     response.headers["Cache-Control"] = CACHE_CONTROL
     # Webmail shows it from its own origin: a same-origin policy here would break the masthead.
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    response.last_modified = dt.datetime.fromtimestamp(int(stat.st_mtime), dt.UTC)
+    response.last_modified = dt.datetime.fromtimestamp(int(modified), dt.UTC)
     response.add_etag()
     return response.make_conditional(request)
 
