@@ -1,7 +1,7 @@
 """The ledger's exactly-once guards, on SQLite and on a real PostgreSQL server.
 
 Each test is about one guard a mutant once removed without any test noticing: the owner check
-in ``finish``, its chunked updates, the edition and owner filters of ``release``,
+in ``finish``, its updates of a thousand rows, the edition and owner filters of ``release``,
 ``retry_failed`` and ``failures``, and ``claim`` with several variants.
 """
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from digest.model import Edition, Rendered
 from digest.state import schema
 from digest.state.gaps import record_gaps
-from digest.state.queries import found_among, insert_ignoring
+from digest.state.queries import among, insert_ignoring
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,29 +106,22 @@ class Editions:
     def contents(self, edition_ids: Iterable[str]) -> dict[str, str]:
         """The frozen text of each of ``edition_ids`` that has one."""
         table = schema.editions
-        ids = list(edition_ids)
-        found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):  # within every database's limit on parameters
-                rows = conn.execute(
-                    select(table.c.id, table.c.content).where(
-                        table.c.id.in_(ids[start : start + 500]), table.c.content.is_not(None)
-                    )
+            rows = conn.execute(
+                select(table.c.id, table.c.content).where(
+                    among(conn, table.c.id, edition_ids), table.c.content.is_not(None)
                 )
-                found.update({row.id: row.content for row in rows})
-        return found
+            )
+            return {row.id: row.content for row in rows}
 
     def seen(self, list_name: str, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` (story ids or canonical links) an earlier edition of the list carried."""
         table = schema.seen_items
         with self.engine.connect() as conn:
-            return found_among(
-                conn,
-                lambda chunk: select(table.c.item_id).where(
-                    table.c.list_name == list_name, table.c.item_id.in_(chunk)
-                ),
-                keys,
+            query = select(table.c.item_id).where(
+                table.c.list_name == list_name, among(conn, table.c.item_id, keys)
             )
+            return set(conn.execute(query).scalars())
 
     def record(self, edition: Edition, content: str, *, now: dt.datetime | None = None) -> bool:
         """Freeze the edition as ``content`` and mark its stories seen; False if frozen before.

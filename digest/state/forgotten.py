@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, case, delete, func, literal, null, se
 
 from digest.address import address_key
 from digest.state import schema
-from digest.state.queries import found_among, insert_ignoring
+from digest.state.queries import among, insert_ignoring
 from digest.state.suppressions import ALL_LISTS, Reason
 
 # A hash can never be taken for an address: it has no "@".
@@ -134,13 +134,10 @@ def _wipe_free_space(engine: Engine) -> None:
 def forgotten_among(conn: Connection, hashes: Iterable[str]) -> set[str]:
     """Those of ``hashes`` that are forgotten addresses."""
     sup = schema.suppressions
-    return found_among(
-        conn,
-        lambda chunk: select(sup.c.email).where(
-            sup.c.email.in_(chunk), sup.c.list_name == ALL_LISTS, sup.c.source == literal(SOURCE)
-        ),
-        hashes,
+    query = select(sup.c.email).where(
+        among(conn, sup.c.email, hashes), sup.c.list_name == ALL_LISTS, sup.c.source == literal(SOURCE)
     )
+    return set(conn.execute(query).scalars())
 
 
 def any_forgotten(conn: Connection) -> bool:

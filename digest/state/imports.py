@@ -56,7 +56,7 @@ from sqlalchemy import (
 from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
-from digest.state.queries import chunked, insert_ignoring, insert_many
+from digest.state.queries import among, insert_ignoring, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
@@ -223,25 +223,21 @@ class _Importer:
 
     def _existing(self, keys: list[str]) -> dict[str, _Current]:
         table = schema.subscribers
-        found: dict[str, _Current] = {}
-        for part in chunked(keys):
-            query = select(
-                table.c.email, table.c.name, table.c.desks, table.c.status, table.c.file_row
-            ).where(table.c.list_name == self.list_name, table.c.email.in_(part))
-            found.update((email, _Current(*rest)) for email, *rest in self.conn.execute(query))
-        return found
+        query = select(table.c.email, table.c.name, table.c.desks, table.c.status, table.c.file_row).where(
+            table.c.list_name == self.list_name, among(self.conn, table.c.email, keys)
+        )
+        return {email: _Current(*rest) for email, *rest in self.conn.execute(query)}
 
     def _suppressed(self, keys: list[str]) -> dict[str, str]:
         sup = schema.suppressions
         found: dict[str, str] = {}
-        for part in chunked(keys):
-            query = select(sup.c.email, sup.c.reason).where(
-                sup.c.email.in_(part), sup.c.list_name.in_((self.list_name, ALL_LISTS))
-            )
-            for email, reason in self.conn.execute(query):
-                # A bounce or complaint (every list) says more than an unsubscribe.
-                if found.get(email) in (None, Reason.UNSUBSCRIBED.value):
-                    found[email] = reason
+        query = select(sup.c.email, sup.c.reason).where(
+            among(self.conn, sup.c.email, keys), sup.c.list_name.in_((self.list_name, ALL_LISTS))
+        )
+        for email, reason in self.conn.execute(query):
+            # A bounce or complaint (every list) says more than an unsubscribe.
+            if found.get(email) in (None, Reason.UNSUBSCRIBED.value):
+                found[email] = reason
         return found
 
     def _new(self, row: Subscriber, suppression: str | None) -> tuple[str, str, str | None, str, str]:

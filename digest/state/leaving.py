@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from digest.address import address_key
 from digest.state import schema
-from digest.state.queries import chunked, insert_ignoring
+from digest.state.queries import among, insert_ignoring
 from digest.state.readers import LEFT
 from digest.state.suppressions import ALL_LISTS, Reason
 
@@ -94,14 +94,11 @@ def _set_status(
     ``reason``; the (list, address) of each whose status changed."""
     table = schema.subscribers
     status = LEFT[reason].value
-    changed: list[tuple[str, str]] = []
-    for chunk in chunked(emails):
-        where = [table.c.email.in_(chunk), table.c.status != status]
-        if list_name != ALL_LISTS:
-            where.append(table.c.list_name == list_name)
-        changed.extend(
-            (name, email)
-            for name, email in conn.execute(select(table.c.list_name, table.c.email).where(*where))
-        )
-        conn.execute(update(table).where(*where).values(status=status, updated_at=now))
+    where = [among(conn, table.c.email, emails), table.c.status != status]
+    if list_name != ALL_LISTS:
+        where.append(table.c.list_name == list_name)
+    changed = [
+        (name, email) for name, email in conn.execute(select(table.c.list_name, table.c.email).where(*where))
+    ]
+    conn.execute(update(table).where(*where).values(status=status, updated_at=now))
     return changed

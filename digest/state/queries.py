@@ -1,47 +1,27 @@
-"""What every repository of the state store needs: IN (…) lists in chunks or as one value,
-insert-or-ignore, bulk inserts."""
+"""What every repository of the state store needs: IN (…) lists as one value, insert-or-ignore,
+bulk inserts."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, any_, bindparam, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Table, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
-
-T = TypeVar("T", bound=Hashable)
-
-# Values bound in one IN (…): well under SQLite's and PostgreSQL's limits on parameters.
-IN_CHUNK = 500
-
-
-def chunked(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
-    """``values`` without repeats, in their order, in lists of at most ``size``."""
-    wanted = list(dict.fromkeys(values))
-    for start in range(0, len(wanted), size):
-        yield wanted[start : start + size]
 
 
 def among(conn: Connection, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
     """``column IN values``, the values bound as one parameter however many there are: a JSON
-    array that SQLite reads with json_each, an array on PostgreSQL. A thousand ids bound one
-    by one cost more to bind than the update they select (about 0.9 µs a row on SQLite).
-    ``values`` are numbers or strings."""
+    array that SQLite reads with json_each, an array on PostgreSQL. No list is cut to stay under
+    a database's limit on parameters, and a thousand ids bound one by one cost more to bind than
+    the update they select (about 0.9 µs a row on SQLite). ``values`` are numbers or strings."""
     if conn.dialect.name == "postgresql":
         return column == any_(
             bindparam("among", list(values), type_=postgresql.ARRAY(column.type), unique=True)
         )
     listed = func.json_each(bindparam("among", json.dumps(list(values)), unique=True))
     return column.in_(select(literal_column("value")).select_from(listed))
-
-
-def found_among(conn: Connection, query: Callable[[list[T]], Select[Any]], values: Iterable[T]) -> set[Any]:
-    """Every value ``query(chunk)`` selects, for each chunk of ``values``."""
-    found: set[Any] = set()
-    for chunk in chunked(values):
-        found.update(conn.execute(query(chunk)).scalars())
-    return found
 
 
 def insert_ignoring(
