@@ -70,6 +70,11 @@ def problem(source: str, path: Path) -> str | None:
         return f"logo file {source!r} not found (looked in {path})"
     except OSError as exc:
         return f"cannot read logo file {source!r}: {exc.strerror or exc}"
+    return content_problem(source, size, head)
+
+
+def content_problem(source: str, size: int, head: bytes) -> str | None:
+    """What is wrong with a logo file of ``size`` bytes that starts with ``head``, or None."""
     if size > MAX_BYTES:
         limit = MAX_BYTES // 1024
         return f"logo file {source!r} is {size // 1024} KB; an email's logo should stay under {limit} KB"

@@ -7,6 +7,7 @@ import datetime as dt
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lxml.html
 import pytest
@@ -221,17 +222,26 @@ def test_a_logo_that_cannot_be_read_at_the_moment_is_a_404_not_a_500(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Checked, then removed or locked before it was read: the race the handler guards.
+    # Locked (or removed) since the config loaded and checked it.
     config = branded()
     client = _client(config, tmp_path)
-    real = Path.read_bytes
+    real = Path.open
 
-    def locked(path: Path) -> bytes:
+    def locked(path: Path, *args: Any, **kwargs: Any) -> Any:
         if path.name == "ledger.png":
             raise PermissionError(13, "Permission denied")
-        return real(path)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", locked)
+    monkeypatch.setattr(Path, "open", locked)
     assert client.get("/brand/ledger.png").status_code == 404
     assert "not publishing the logo ledger.png: Permission denied" in caplog.text
     assert client.get("/brand/ledger-dark.png").status_code == 200
+
+
+def test_a_logo_that_grew_too_big_after_loading_is_not_served(
+    branded: Callable[..., Config], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = branded()
+    (config.root / "brand" / "ledger.png").write_bytes(LIGHT.read_bytes() + bytes(logos.MAX_BYTES))
+    assert _client(config, tmp_path).get("/brand/ledger.png").status_code == 404
+    assert f"is {(LIGHT.stat().st_size + logos.MAX_BYTES) // 1024} KB" in caplog.text

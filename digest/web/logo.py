@@ -32,20 +32,22 @@ def logo_file(site: Site, request: WebRequest, values: Mapping[str, str]) -> Res
     path = site.config.logo_files().get(name)
     if path is None:
         raise NotFound()
-    # Checked when the config loaded, and again now: the file may have changed since.
-    if problem := logos.problem(name, path):
-        log.warning("not publishing the logo: %s", problem)
-        raise NotFound()
     try:
-        modified, body = path.stat().st_mtime, path.read_bytes()
-    except OSError as exc:  # removed or replaced since the check a moment ago
+        stat = path.stat()
+        with path.open("rb") as file:  # never more than a logo may be, whatever the file became
+            body = file.read(logos.MAX_BYTES + 1)
+    except OSError as exc:  # removed, or locked, since the config loaded
         log.warning("not publishing the logo %s: %s", name, exc.strerror or exc)
         raise NotFound() from None
+    # Checked when the config loaded, and again now, on the bytes served: the file may have changed.
+    if problem := logos.content_problem(name, max(stat.st_size, len(body)), body):
+        log.warning("not publishing the logo: %s", problem)
+        raise NotFound()
     response = Response(body, 200, mimetype=logos.media_type(name), headers=pages.SECURITY_HEADERS)
     response.headers["Cache-Control"] = CACHE_CONTROL
     # Webmail shows it from its own origin: a same-origin policy here would break the masthead.
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    response.last_modified = dt.datetime.fromtimestamp(int(modified), dt.UTC)
+    response.last_modified = dt.datetime.fromtimestamp(int(stat.st_mtime), dt.UTC)
     response.add_etag()
     return response.make_conditional(request)
 
