@@ -16,7 +16,7 @@ from python_http_client.exceptions import HTTPError
 
 from digest.config import Config, SendGridOptions
 from digest.errors import DigestError, TransportError
-from digest.send.transports.sendgrid import API_KEY_VARIABLE, describe_failure, error_message, make_client
+from digest.send.transports.sendgrid_api import API_KEY_VARIABLE, describe_failure, error_message, make_client
 
 # SendGrid's endpoint under /v3/suppression/ → our reason.
 ENDPOINTS = {"unsubscribes": "unsubscribed", "bounces": "bounced", "spam_reports": "complained"}

@@ -18,9 +18,7 @@ an answer (SendGrid says it did not take the request) and is retried without tha
 from __future__ import annotations
 
 import html
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,9 +26,7 @@ from email.utils import parseaddr
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 
-import python_http_client
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
@@ -42,10 +38,15 @@ from digest.render.context import PLACEHOLDERS
 from digest.render.message import placeholder_values
 from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Outcome, Record
+from digest.send.transports.sendgrid_api import (
+    API_KEY_VARIABLE,
+    describe_failure,
+    error_message,
+    make_client,
+)
 
 log = logging.getLogger(__name__)
 
-API_KEY_VARIABLE = "SENDGRID_API_KEY"
 MAX_SUBSTITUTION_BYTES = 10_000
 # SendGrid refuses these in `headers`: they come from the payload's own fields or from SendGrid.
 RESERVED_HEADERS = frozenset(
@@ -290,71 +291,6 @@ class SendGridTransport:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "[redacted]") if self._api_key else text
-
-
-def make_client(api_url: str, api_key: str, timeout: float) -> SendGridAPIClient:
-    """The official client, with a timeout (it has none by default: a silent server hangs it)."""
-    if api_key:
-        _REDACTOR.keys.add(api_key)  # kept out of the library's debug log, wherever it shows up
-    client = SendGridAPIClient(api_key, host=api_url.rstrip("/"))
-    client.client = python_http_client.Client(
-        host=client.host, request_headers=client._default_headers, version=3, timeout=timeout
-    )
-    return client
-
-
-def error_message(exc: HTTPError) -> str:
-    """SendGrid's own words from ``{"errors": [{"message", "field", "help"}]}``, else the body."""
-    raw = exc.body or b""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    messages = []
-    if isinstance(data, dict) and isinstance(data.get("errors"), list):
-        for error in data["errors"]:
-            if isinstance(error, dict) and error.get("message"):
-                field = f" (field {error['field']})" if error.get("field") else ""
-                messages.append(f"{one_line(str(error['message']))}{field}")
-    if messages:
-        return "; ".join(messages)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return one_line(text)[:300] or str(exc.reason or "no details")
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A connection-level failure in a few words (never the request, which holds the key)."""
-    reason: Any = exc.reason if isinstance(exc, URLError) else exc
-    if isinstance(reason, TimeoutError):
-        return "timed out"
-    return one_line(str(reason)) or type(reason).__name__
-
-
-class _RedactAuthorization(logging.Filter):
-    """python-http-client logs at DEBUG the request headers, the API key included, and every
-    response body, which may echo the key (a proxy's error page, a misconfigured gateway)."""
-
-    pattern = re.compile(r"Bearer\s+[^\s'\",}]+")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.keys: set[str] = set()
-        """Every API key a client was made with in this process."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.pattern.sub("Bearer [redacted]", message) if "Bearer" in message else message
-        for key in self.keys:
-            redacted = redacted.replace(key, "[redacted]")
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_library_log = logging.getLogger("python_http_client.client")
-if not any(isinstance(existing, _RedactAuthorization) for existing in _library_log.filters):
-    _library_log.addFilter(_RedactAuthorization())
-_REDACTOR = next(f for f in _library_log.filters if isinstance(f, _RedactAuthorization))
 
 
 def create(options: SendGridOptions, env: Mapping[str, str], root: Path) -> SendGridTransport:
