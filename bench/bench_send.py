@@ -30,12 +30,14 @@ own. The runs (sizes are comma-separated lists):
 Each sink runs in a process of its own, so the CPU it spends is not counted (it is shown
 apart). The send is the whole of ``Sender.send()``: building and rendering the edition,
 reading and validating the CSV, filling the ledger, claiming, building payloads or messages,
-posting, recording. CPU is ``time.process_time()`` of the sending processes (all threads,
-user and system) over the send, divided by the number of recipients.
+posting, recording. CPU is that of the sending processes (all threads, user and system) and
+of the processes they waited for (a large file is read ahead in a second process), over the
+send, divided by the number of recipients.
 
 ``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path with a
 meter around the functions of each stage: thread CPU time, each stage without the stages it
-calls. The meter itself costs a few µs per recipient. ``--cprofile N`` lists the functions
+calls (``BENCH_METER=wall`` in the environment: wall time instead, to see where a sender
+waits). The meter itself costs a few µs per recipient. ``--cprofile N`` lists the functions
 with the most CPU of their own under cProfile instead (much slower; for digging in).
 """
 
@@ -327,6 +329,9 @@ STAGES: dict[str, list[str]] = {
 }
 
 
+_METER_CLOCK = time.perf_counter if os.environ.get("BENCH_METER") == "wall" else time.thread_time
+
+
 class Meter:
     """Thread CPU time per stage, each stage without the stages it calls."""
 
@@ -353,14 +358,14 @@ class Meter:
 
     def _enter(self, stage: str) -> None:
         stack = self._local.__dict__.setdefault("stack", [])
-        now = time.thread_time()
+        now = _METER_CLOCK()
         if stack:
             self._charge(stack[-1], now)
         stack.append([stage, now])
 
     def _leave(self) -> None:
         stack = self._local.stack
-        now = time.thread_time()
+        now = _METER_CLOCK()
         self._charge(stack.pop(), now)
         if stack:
             stack[-1][1] = now
@@ -568,6 +573,7 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
 
 
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
+    from bench.bench_subscribers import cpu_seconds
     from digest.config import load_config
     from digest.send.run import Sender
     from digest.statefile import open_store
@@ -594,9 +600,9 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
         meter.install()
     profilers = _profile_threads() if mode == "cprofile" else []
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cpu, wall, started = time.process_time(), time.perf_counter(), time.time()
+    cpu, wall, started = cpu_seconds(), time.perf_counter(), time.time()
     summary = sender.send()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     for profiler in profilers:
         profiler.disable()
@@ -700,9 +706,12 @@ def send(
         stats = pstats.Stats(str(profile_out))
         table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
         result["top"] = sorted(
-            ((entry[2], f"{Path(file).name}:{line} {func}") for (file, line, func), entry in table.items()),
+            (
+                (entry[2], f"{Path(file).name}:{line} {func} ({entry[1]:,} calls)")
+                for (file, line, func), entry in table.items()
+            ),
             reverse=True,
-        )[:15]
+        )[:25]
     shutil.rmtree(project, ignore_errors=True)
     return result
 

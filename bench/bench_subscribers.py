@@ -76,7 +76,7 @@ def child(stage: str, path: Path) -> None:
     from digest.subscribers import Problem, check_subscribers, read_subscribers
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start, cpu = time.perf_counter(), _cpu()
+    start, cpu = time.perf_counter(), cpu_seconds()
     if stage == "read":
         counts = {"subscribers": 0, "problems": 0}
         for entry in read_subscribers(path, DESKS):
@@ -86,12 +86,12 @@ def child(stage: str, path: Path) -> None:
     else:
         report = check_subscribers(path, DESKS)
         counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
-    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"seconds": seconds, "cpu": cpu, "base_kib": base, "peak_kib": peak, "counts": counts}))
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """CPU seconds of this process and of the children it waited for (a large file's import
     reads it in a second process: digest.readahead)."""
     mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
