@@ -174,6 +174,24 @@ def test_release_gives_back_only_that_owners_rows_of_that_edition(store: Store) 
     assert store.ledger.counts("e2") == Counter({PENDING: 4, SENDING: 2})
 
 
+def test_unclaim_gives_back_only_those_rows_of_that_owner_untried(store: Store) -> None:
+    store.ledger.add("e1", entries(6), now=NOW)
+    mine = store.ledger.claim("e1", STALE, 4, now=NOW, claim_timeout=TIMEOUT)
+    theirs = store.ledger.claim("e1", FRESH, 2, now=NOW, claim_timeout=TIMEOUT)
+    store.ledger.finish(STALE, [(mine[0].id, SENT, None, None)], now=NOW)
+    later = NOW + dt.timedelta(seconds=5)
+
+    ids = [row.id for row in (*mine[:3], *theirs)]  # one sent, two held, and the other owner's
+    assert store.ledger.unclaim(STALE, ids, now=later) == 2
+    rows = {row.email: row for row in (store.ledger.row("e1", f"r{n}@example.org") for n in range(6)) if row}
+    assert [rows[row.email].status for row in mine] == [SENT, PENDING, PENDING, SENDING]
+    assert [rows[row.email].status for row in theirs] == [SENDING, SENDING]
+    assert [rows[row.email].updated_at for row in mine[1:]] == [later, later, NOW]
+    # Untried: the next claim of those rows is their first attempt; the rest keep their count.
+    again = store.ledger.claim("e1", FRESH, 6, now=later, claim_timeout=TIMEOUT)
+    assert [(row.email, row.attempts) for row in again] == [(row.email, 1) for row in mine[1:3]]
+
+
 # --- retry_failed() and failures(): one edition -----------------------------------------------
 
 

@@ -30,6 +30,7 @@ from digest.model import Edition, Variant
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
+from digest.send.claims import ClaimAhead
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
 from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
@@ -45,7 +46,6 @@ from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
-CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
@@ -307,11 +307,10 @@ class Sender:
         owner = owner_id()
         done = sent_now = 0
         transport.open()
+        claims = ClaimAhead(self.store.ledger, self.edition_id, owner, transport.max_batch, self.clock)
         try:
             while not (stop and stop.is_set()):
-                claimed = self.store.ledger.claim(
-                    self.edition_id, owner, transport.max_batch, now=self.clock(), claim_timeout=CLAIM_TIMEOUT
-                )
+                claimed = claims.take()
                 if not claimed:
                     return sent_now, False
                 try:
@@ -319,6 +318,7 @@ class Sender:
                 except BaseException:
                     # The transport raised before any outcome: nothing of this batch went out
                     # (a transport reports partial success as outcomes), so the next run may send it.
+                    claims.close()
                     self.store.ledger.release(self.edition_id, owner, now=self.clock())
                     raise
                 done += len(claimed)
@@ -326,6 +326,7 @@ class Sender:
                     progress(done, todo)
             return sent_now, True
         finally:
+            claims.close()
             transport.close()
 
     def _send_claimed(

@@ -294,6 +294,17 @@ class Ledger:
                 .values(status=PENDING, updated_at=now)
             ).rowcount
 
+    def unclaim(self, owner: str, ids: Sequence[int], *, now: dt.datetime) -> int:
+        """Give back rows this owner claimed ahead and never tried: pending again, and the
+        claim not counted as an attempt (``digest.send.claims``)."""
+        table = schema.ledger
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(table)
+                .where(among(conn, table.c.id, ids), table.c.batch_id == owner, table.c.status == SENDING)
+                .values(status=PENDING, attempts=table.c.attempts - 1, updated_at=now)
+            ).rowcount
+
     def counts(self, edition_id: str) -> Counter[str]:
         table = schema.ledger
         with self.engine.connect() as conn:
