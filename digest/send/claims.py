@@ -44,7 +44,7 @@ class ClaimAhead:
         self._size, self._clock = size, clock
         self.ahead = ledger.engine.dialect.name != "sqlite" if ahead is None else ahead
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="digest-claim")
-        self._ahead: Future[list[Claimed]] | None = None
+        self._next: Future[list[Claimed]] | None = None
 
     def __enter__(self) -> ClaimAhead:
         return self
@@ -54,17 +54,21 @@ class ClaimAhead:
 
     def take(self) -> list[Claimed]:
         """The next batch (empty when none is left), with the one after it being claimed."""
-        ahead, self._ahead = self._ahead, None
-        claimed = ahead.result() if ahead is not None else self._claim()
+        if self._next is not None:
+            # Kept until its result is in: interrupted while waiting, close() still gives it back.
+            claimed = self._next.result()
+            self._next = None
+        else:
+            claimed = self._claim()
         if claimed and self.ahead:
-            self._ahead = self._executor.submit(self._claim)
+            self._next = self._executor.submit(self._claim)
         return claimed
 
     def close(self) -> None:
         """Give back the batch claimed ahead, if any, untried; then stop claiming."""
-        ahead, self._ahead = self._ahead, None
+        pending, self._next = self._next, None
         try:
-            if ahead is not None and ahead.exception() is None and (rows := ahead.result()):
+            if pending is not None and pending.exception() is None and (rows := pending.result()):
                 # A claim that failed took nothing (its transaction rolled back), and the error
                 # to tell is the one that stopped the send.
                 self._ledger.unclaim(self._owner, [row.id for row in rows], now=self._clock())
