@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import Counter
 
 import pytest
 
 from digest.send.claims import ClaimAhead
 from digest.state import Store
 from digest.state.ledger import PENDING, SENDING, SENT, Claimed, Entry, Ledger
-from tests.conftest import NOW
+from tests.conftest import NOW, MakeProject
+from tests.sendgrid_sink import Reply, SendGridSink, errors
+from tests.test_faults_transports import EDITION, READERS, Script, send_via_sendgrid, sendgrid_project
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -109,3 +112,34 @@ def test_closing_after_a_failed_claim_ahead_gives_back_nothing_and_raises_nothin
     claims.close()  # the send stopped: the error to tell is its own, not the claim's
     store.ledger.finish(OWNER, [(row.id, SENT, "m", None) for row in first], now=NOW)
     assert store.ledger.counts("e1") == {SENT: 2, PENDING: 4}
+
+
+def test_a_send_on_postgresql_stopped_by_an_error_leaves_nothing_claimed(
+    make_project: MakeProject, postgres_url: str
+) -> None:
+    """The whole send on a database server, where it claims ahead: SendGrid takes the first
+    request and refuses the key on the second, while the third batch was claimed ahead."""
+    script = Script(Reply(202), Reply(401, errors("The provided authorization grant is invalid")))
+    with SendGridSink(default=script) as sink:
+        project = sendgrid_project(make_project, sink, READERS)
+        text = project.read_text().replace(
+            'url = "sqlite:///state/digest.sqlite3"', f'url = "{postgres_url}"'
+        )
+        project.write_text(text)
+
+        stopped = send_via_sendgrid(project)
+        assert stopped.exit_code == 1 and f"{EDITION}: stopped by the error below: sent 2" in stopped.stderr
+        with Store(postgres_url).migrate() as store:
+            rows = [store.ledger.row(EDITION, address) for address in READERS]
+            assert [row.status for row in rows if row] == [SENT] * 2 + [PENDING] * 6
+            # The refused batch was tried once; nothing after it was: the batch claimed ahead
+            # went back untried. (Claimed again here, each row counts one attempt more.)
+            again = store.ledger.claim(EDITION, OWNER, 8, now=NOW, claim_timeout=dt.timedelta(0))
+            assert [(row.email, row.attempts) for row in again] == list(
+                zip(READERS[2:], [2, 2, 1, 1, 1, 1], strict=True)
+            )
+            store.ledger.release(EDITION, OWNER, now=NOW)
+
+        resumed = send_via_sendgrid(project)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert script.accepted() == Counter(READERS)
