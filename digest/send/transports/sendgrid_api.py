@@ -52,7 +52,8 @@ class _Client(python_http_client.Client):
             timeout=self.timeout,
         )
 
-    def post(self, request_body: Any = None, **_: Any) -> python_http_client.client.Response:
+    def post(self, request_body: Any) -> python_http_client.client.Response:
+        # Only a body: query parameters or extra headers would need the library's own post.
         data = json.dumps(request_body).encode()
         request = urllib.request.Request(
             self._build_url(None),
