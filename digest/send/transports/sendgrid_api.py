@@ -42,7 +42,8 @@ class _Client(python_http_client.Client):
     """
 
     def _build_client(self, name: str | None = None) -> _Client:
-        # The library builds each step of ``client.mail.send`` as its own class; keep this one.
+        # The library makes each step of ``client.mail.send`` a plain Client: keep this class,
+        # so that the step that posts is this one.
         return _Client(
             host=self.host,
             version=self._version,
