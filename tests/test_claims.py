@@ -11,8 +11,9 @@ import pytest
 
 from digest.send.claims import ClaimAhead
 from digest.state import Store
-from digest.state.ledger import PENDING, SENDING, SENT, Claimed, Entry, Ledger
+from digest.state.ledger import PENDING, SENDING, SENT, Claimed, Ledger
 from tests.conftest import NOW, MakeProject
+from tests.ledger_rows import Entry, add_rows
 from tests.sendgrid_sink import Reply, SendGridSink, errors
 from tests.test_faults_transports import EDITION, READERS, Script, send_via_sendgrid, sendgrid_project
 
@@ -24,7 +25,7 @@ OWNER = "elsewhere:1:t1:aaaaaaaa"
 def fill(store: Store, count: int) -> None:
     variants = ("business", "europe", "ukraine")
     readers = [Entry(f"r{n:02d}@example.org", f"R {n}", variants[n % 3]) for n in range(count)]
-    store.ledger.add("e1", readers, now=NOW)
+    add_rows(store, "e1", readers, now=NOW)
 
 
 def clock() -> dt.datetime:

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from digest.state import Store, schema
-from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, SKIPPED, Entry, Row
+from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, SKIPPED, Row
 from digest.state.resends import Resend
 from tests.conftest import NOW
+from tests.ledger_rows import Entry, add_rows
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -46,7 +47,8 @@ def column(store: Store, name: str, edition_id: str = "e1") -> dict[str, object]
 
 
 def test_each_entry_is_stored_as_given_and_new_rows_are_counted_by_status(store: Store) -> None:
-    added = store.ledger.add(
+    added = add_rows(
+        store,
         "e1",
         [
             Entry("anna@example.org", "Anna", "ukraine"),
@@ -70,14 +72,14 @@ def test_each_entry_is_stored_as_given_and_new_rows_are_counted_by_status(store:
         1,
     )
     # Added again (a rerun, a duplicate row): left as it is, and counted.
-    again = store.ledger.add("e1", [Entry("anna@example.org", "Other", "all")], now=at(5))
+    again = add_rows(store, "e1", [Entry("anna@example.org", "Other", "all")], now=at(5))
     assert again == Counter(duplicate=1)
     assert column(store, "name") == {"anna@example.org": "Anna", "boris@example.org": "Boris"}
 
 
 def test_a_row_is_the_editions_own_and_none_for_an_address_it_did_not_have(store: Store) -> None:
-    store.ledger.add("e1", [Entry("anna@example.org", "Anna", "all")], now=NOW)
-    store.ledger.add("e2", [Entry("anna@example.org", "Anna B", "all", SKIPPED)], now=at(1))
+    add_rows(store, "e1", [Entry("anna@example.org", "Anna", "all")], now=NOW)
+    add_rows(store, "e2", [Entry("anna@example.org", "Anna B", "all", SKIPPED)], now=at(1))
     first, second = store.ledger.row("e1", "anna@example.org"), store.ledger.row("e2", "anna@example.org")
     assert first is not None and second is not None
     assert (first.name, first.status, first.updated_at) == ("Anna", PENDING, NOW)
@@ -86,29 +88,11 @@ def test_a_row_is_the_editions_own_and_none_for_an_address_it_did_not_have(store
     assert store.ledger.row("e3", "anna@example.org") is None
 
 
-@pytest.mark.parametrize("chunk", [None, 3], ids=["default chunk of 2000", "chunk of 3"])
-def test_a_long_list_is_written_chunk_by_chunk_as_it_is_read(store: Store, chunk: int | None) -> None:
-    # Streaming: each full chunk is in the database before the next entry is even read, so a
-    # list of any length needs memory for one chunk.
-    size = chunk or 2000
-    seen: list[int] = []
-
-    def entries() -> Iterator[Entry]:
-        for n in range(2 * size + 1):
-            if n in (size, 2 * size):
-                seen.append(sum(store.ledger.counts("e1").values()))
-            yield Entry(f"r{n}@example.org", "", "all")
-
-    options = {} if chunk is None else {"chunk": chunk}
-    assert store.ledger.add("e1", entries(), now=NOW, **options) == Counter({PENDING: 2 * size + 1})
-    assert seen == [size, 2 * size]
-
-
 # --- each step's time ---------------------------------------------------------------------------
 
 
 def test_every_change_of_a_row_records_when(store: Store) -> None:
-    store.ledger.add("e1", [Entry(f"r{n}@example.org", "", "all") for n in range(12)], now=NOW)
+    add_rows(store, "e1", [Entry(f"r{n}@example.org", "", "all") for n in range(12)], now=NOW)
     claimed = store.ledger.claim("e1", ONE, 12, now=at(1), claim_timeout=TIMEOUT)
     assert set(column(store, "updated_at").values()) == {at(1)}
     assert set(column(store, "claimed_at").values()) == {at(1)}
@@ -135,7 +119,7 @@ def test_every_change_of_a_row_records_when(store: Store) -> None:
 
 def test_last_sent_is_the_editions_latest_and_none_before_any(store: Store) -> None:
     for edition in ("e1", "e2"):
-        store.ledger.add(edition, [Entry(f"r{n}@example.org", "", "all") for n in range(2)], now=NOW)
+        add_rows(store, edition, [Entry(f"r{n}@example.org", "", "all") for n in range(2)], now=NOW)
     assert store.ledger.last_sent("e1") is None
     first, second = store.ledger.claim("e1", ONE, 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(ONE, [(first.id, SENT, "a", None)], now=at(1))
@@ -152,7 +136,7 @@ def test_last_sent_is_the_editions_latest_and_none_before_any(store: Store) -> N
 def test_a_sender_that_keeps_working_keeps_its_newest_claim(store: Store) -> None:
     # A long send: the first batch was claimed (and sent) long ago, the current one just now.
     # Judged by the rows it holds now, the sender is alive.
-    store.ledger.add("e1", [Entry(f"r{n}@example.org", "", "all") for n in range(3)], now=NOW)
+    add_rows(store, "e1", [Entry(f"r{n}@example.org", "", "all") for n in range(3)], now=NOW)
     (early,) = store.ledger.claim("e1", ONE, 1, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(ONE, [(early.id, SENT, "m", None)], now=at(1))
     (current,) = store.ledger.claim("e1", ONE, 1, now=at(15), claim_timeout=TIMEOUT)
@@ -168,7 +152,7 @@ def test_a_sender_that_keeps_working_keeps_its_newest_claim(store: Store) -> Non
 
 def test_a_claim_in_another_edition_does_not_age_this_one(store: Store) -> None:
     for edition in ("e1", "e2"):
-        store.ledger.add(edition, [Entry("anna@example.org", "", "all")], now=NOW)
+        add_rows(store, edition, [Entry("anna@example.org", "", "all")], now=NOW)
     store.ledger.claim("e2", ONE, 1, now=NOW, claim_timeout=TIMEOUT)  # old, in e2
     store.ledger.claim("e1", ONE, 1, now=at(15), claim_timeout=TIMEOUT)  # fresh, in e1
     assert store.ledger.claim("e1", TWO, 1, now=at(16), claim_timeout=TIMEOUT) == []
@@ -177,7 +161,7 @@ def test_a_claim_in_another_edition_does_not_age_this_one(store: Store) -> None:
 
 def test_taking_back_a_dead_senders_claim_leaves_what_it_sent_and_other_editions(store: Store) -> None:
     for edition in ("e1", "e2"):
-        store.ledger.add(edition, [Entry(f"r{n}@example.org", "", "all") for n in range(2)], now=NOW)
+        add_rows(store, edition, [Entry(f"r{n}@example.org", "", "all") for n in range(2)], now=NOW)
     sent, _held = store.ledger.claim("e1", ONE, 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(ONE, [(sent.id, SENT, "m", None)], now=NOW)
     store.ledger.claim("e2", ONE, 2, now=NOW, claim_timeout=TIMEOUT)
@@ -198,7 +182,7 @@ def locked(store: Store) -> Iterator[list[int]]:
     if store.engine.dialect.name != "postgresql":
         pytest.skip("row locks: PostgreSQL only (SQLite has one writer at a time)")
     variants = ["a", "a", "a", "a", "b"]
-    store.ledger.add("e1", [Entry(f"r{n}@example.org", "", v) for n, v in enumerate(variants)], now=NOW)
+    add_rows(store, "e1", [Entry(f"r{n}@example.org", "", v) for n, v in enumerate(variants)], now=NOW)
     other = create_engine(store.engine.url)
     with other.connect() as conn:
         table = schema.ledger
@@ -240,7 +224,7 @@ def test_a_claim_takes_another_variant_when_the_first_is_all_held(store: Store, 
 
 
 def fail(store: Store, edition_id: str, errors: list[str | None]) -> None:
-    store.ledger.add(edition_id, [Entry(f"f{n}@example.org", "", "all") for n in range(len(errors))], now=NOW)
+    add_rows(store, edition_id, [Entry(f"f{n}@example.org", "", "all") for n in range(len(errors))], now=NOW)
     claimed = store.ledger.claim(edition_id, ONE, len(errors), now=NOW, claim_timeout=TIMEOUT)
     outcomes = [(row.id, FAILED, None, error) for row, error in zip(claimed, errors, strict=True)]
     # Recorded last row first: on PostgreSQL the rows' new versions then lie in reverse order.
@@ -290,8 +274,11 @@ def test_failures_come_in_list_order_twenty_at_a_time(store: Store) -> None:
 
 def test_an_address_shows_each_edition_it_had_with_its_resends(store: Store) -> None:
     for edition in ("2026-12-02", "2026-11-30", "2026-12-01"):
-        store.ledger.add(
-            edition, [Entry("anna@example.org", "", "all"), Entry("boris@example.org", "", "all")], now=NOW
+        add_rows(
+            store,
+            edition,
+            [Entry("anna@example.org", "", "all"), Entry("boris@example.org", "", "all")],
+            now=NOW,
         )
     (row, _) = store.ledger.claim("2026-12-01", ONE, 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(ONE, [(row.id, SENT, "m", None)], now=at(1))

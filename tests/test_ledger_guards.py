@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from digest.state import Store, schema
-from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Entry, Status
+from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Status
 from tests.conftest import NOW
+from tests.ledger_rows import Entry, add_rows
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -45,7 +46,7 @@ def statuses(store: Store, edition_id: str) -> dict[str, tuple[str, str | None, 
 
 @pytest.mark.parametrize("size", [1, 20], ids=["per-row path", "grouped path"])
 def test_a_stale_sender_cannot_overwrite_the_new_owners_result(store: Store, size: int) -> None:
-    store.ledger.add("e1", entries(size), now=NOW)
+    add_rows(store, "e1", entries(size), now=NOW)
     stale = store.ledger.claim("e1", STALE, size, now=NOW, claim_timeout=TIMEOUT)
     later = NOW + TIMEOUT + dt.timedelta(seconds=1)
     fresh = store.ledger.claim("e1", FRESH, size, now=later, claim_timeout=TIMEOUT)
@@ -70,7 +71,7 @@ def test_a_stale_sender_cannot_overwrite_the_new_owners_result(store: Store, siz
 def test_a_stale_sender_cannot_record_a_row_taken_back_and_not_yet_claimed_again(
     store: Store, size: int
 ) -> None:
-    store.ledger.add("e1", entries(size), now=NOW)
+    add_rows(store, "e1", entries(size), now=NOW)
     stale = store.ledger.claim("e1", STALE, size, now=NOW, claim_timeout=TIMEOUT)
     later = NOW + TIMEOUT + dt.timedelta(seconds=1)
     # The new sender's claim takes every row back but only the first for itself.
@@ -91,7 +92,7 @@ def test_an_outcome_once_recorded_is_not_replaced_by_a_later_one_of_the_same_sen
 ) -> None:
     """A transport's record (digest.send.recording) writes each outcome as it comes; whatever
     is finished after that for the same rows, by the same sender, must not change them."""
-    store.ledger.add("e1", entries(size), now=NOW)
+    add_rows(store, "e1", entries(size), now=NOW)
     claimed = store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(FRESH, [(row.id, SENT, "msg-1", None) for row in claimed], now=NOW)
     store.ledger.finish(FRESH, [(row.id, FAILED, None, "421 late") for row in claimed], now=NOW)
@@ -99,7 +100,7 @@ def test_an_outcome_once_recorded_is_not_replaced_by_a_later_one_of_the_same_sen
 
 
 def test_a_claim_is_taken_back_only_after_the_timeout_has_passed(store: Store) -> None:
-    store.ledger.add("e1", entries(2), now=NOW)
+    add_rows(store, "e1", entries(2), now=NOW)
     first = store.ledger.claim("e1", STALE, 1, now=NOW, claim_timeout=TIMEOUT)
     # At exactly the timeout the first claim still stands: the other sender gets the other row.
     second = store.ledger.claim("e1", FRESH, 2, now=NOW + TIMEOUT, claim_timeout=TIMEOUT)
@@ -112,7 +113,7 @@ def test_a_claim_is_taken_back_only_after_the_timeout_has_passed(store: Store) -
 
 
 def test_finish_of_a_thousand_shared_outcomes_records_every_row(store: Store) -> None:
-    store.ledger.add("e1", entries(1000), now=NOW)
+    add_rows(store, "e1", entries(1000), now=NOW)
     claimed = store.ledger.claim("e1", FRESH, 1000, now=NOW, claim_timeout=TIMEOUT)
     assert len(claimed) == 1000
     store.ledger.finish(FRESH, [(row.id, SENT, "sg-1", None) for row in claimed], now=NOW)
@@ -123,7 +124,7 @@ def test_finish_of_a_thousand_shared_outcomes_records_every_row(store: Store) ->
 
 
 def test_finish_of_a_thousand_mixed_outcomes_records_every_row(store: Store) -> None:
-    store.ledger.add("e1", entries(1000), now=NOW)
+    add_rows(store, "e1", entries(1000), now=NOW)
     claimed = store.ledger.claim("e1", FRESH, 1000, now=NOW, claim_timeout=TIMEOUT)
     results: list[tuple[int, Status, str | None, str | None]] = []
     for n, row in enumerate(claimed):
@@ -159,7 +160,7 @@ def test_finish_of_a_thousand_mixed_outcomes_records_every_row(store: Store) -> 
 
 def test_release_gives_back_only_that_owners_rows_of_that_edition(store: Store) -> None:
     for edition in ("e1", "e2"):
-        store.ledger.add(edition, entries(6), now=NOW)
+        add_rows(store, edition, entries(6), now=NOW)
     mine_1 = store.ledger.claim("e1", STALE, 3, now=NOW, claim_timeout=TIMEOUT)
     theirs_1 = store.ledger.claim("e1", FRESH, 2, now=NOW, claim_timeout=TIMEOUT)
     mine_2 = store.ledger.claim("e2", STALE, 2, now=NOW, claim_timeout=TIMEOUT)
@@ -175,7 +176,7 @@ def test_release_gives_back_only_that_owners_rows_of_that_edition(store: Store) 
 
 
 def test_unclaim_gives_back_only_those_rows_of_that_owner_untried(store: Store) -> None:
-    store.ledger.add("e1", entries(6), now=NOW)
+    add_rows(store, "e1", entries(6), now=NOW)
     mine = store.ledger.claim("e1", STALE, 4, now=NOW, claim_timeout=TIMEOUT)
     theirs = store.ledger.claim("e1", FRESH, 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(STALE, [(mine[0].id, SENT, None, None)], now=NOW)
@@ -197,7 +198,7 @@ def test_unclaim_gives_back_only_those_rows_of_that_owner_untried(store: Store) 
 
 def test_retry_failed_and_failures_keep_to_their_edition(store: Store) -> None:
     for edition, failing in (("e1", 2), ("e2", 3)):
-        store.ledger.add(edition, entries(4, prefix=edition), now=NOW)
+        add_rows(store, edition, entries(4, prefix=edition), now=NOW)
         claimed = store.ledger.claim(edition, FRESH, 4, now=NOW, claim_timeout=TIMEOUT)
         store.ledger.finish(
             FRESH,
@@ -230,7 +231,7 @@ def test_a_claim_takes_one_variant_in_id_order_and_every_variant_in_turn(store: 
     for n in range(5):
         for variant, count in (("b", 5), ("a", 4), ("c", 2)):
             if n < count:
-                store.ledger.add("e1", [Entry(f"{variant}{n}@example.org", "", variant)], now=NOW, chunk=1)
+                add_rows(store, "e1", [Entry(f"{variant}{n}@example.org", "", variant)], now=NOW, chunk=1)
 
     taken: list[list[tuple[str, int]]] = []
     while claimed := store.ledger.claim("e1", FRESH, 3, now=NOW, claim_timeout=TIMEOUT):
@@ -255,7 +256,7 @@ def test_a_claim_takes_one_variant_in_id_order_and_every_variant_in_turn(store: 
 
 
 def test_a_claim_of_one_variant_is_not_topped_up_from_another(store: Store) -> None:
-    store.ledger.add("e1", [Entry("z@example.org", "", "z"), Entry("a@example.org", "", "a")], now=NOW)
+    add_rows(store, "e1", [Entry("z@example.org", "", "z"), Entry("a@example.org", "", "a")], now=NOW)
     first = store.ledger.claim("e1", FRESH, 10, now=NOW, claim_timeout=TIMEOUT)
     second = store.ledger.claim("e1", FRESH, 10, now=NOW, claim_timeout=TIMEOUT)
     assert [(row.email, row.variant) for row in first] == [("a@example.org", "a")]
@@ -266,7 +267,7 @@ def test_a_claim_of_one_variant_is_not_topped_up_from_another(store: Store) -> N
 def test_a_released_row_is_claimed_again_in_list_order(store: Store) -> None:
     # On PostgreSQL the released row's new version lies after the others in the table: a claim
     # still takes the list's rows in id order, and returns them in that order.
-    store.ledger.add("e1", entries(4), now=NOW)
+    add_rows(store, "e1", entries(4), now=NOW)
     assert [row.email for row in store.ledger.claim("e1", STALE, 1, now=NOW, claim_timeout=TIMEOUT)] == [
         "r0@example.org"
     ]

@@ -17,8 +17,9 @@ from sqlalchemy import Connection
 from digest.send.recording import Recorder, result_of
 from digest.send.transports.base import Outcome
 from digest.state import Store
-from digest.state.ledger import FAILED, REFUSED, SENDING, SENT, Claimed, Entry, Result
+from digest.state.ledger import FAILED, REFUSED, SENDING, SENT, Claimed, Result
 from tests.conftest import NOW
+from tests.ledger_rows import Entry, add_rows
 from tests.test_ledger import TIMEOUT, column
 
 pytest_plugins = ["tests.pgserver"]
@@ -29,7 +30,7 @@ THREADS = 8
 
 def claimed(store: Store, count: int) -> list[Claimed]:
     entries = [Entry(f"reader{n}@example.org", f"Reader {n}", "all") for n in range(count)]
-    store.ledger.add("e1", entries, now=NOW)
+    add_rows(store, "e1", entries, now=NOW)
     rows = store.ledger.claim("e1", OWNER, count, now=NOW, claim_timeout=TIMEOUT)
     assert len(rows) == count
     return rows

@@ -14,10 +14,11 @@ from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import StateError
 from digest.render import Rendered
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENT, Entry
+from digest.state.ledger import FAILED, PENDING, SENT
 from digest.state.resends import Resend
 from digest.state.schema import SCHEMA_VERSION
 from tests.conftest import NOW
+from tests.ledger_rows import Entry, add_rows
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -87,7 +88,7 @@ def test_editions_variants_and_seen_stories(store: Store, config: Config) -> Non
 
 def test_ledger_add_claim_finish(store: Store) -> None:
     entries = [Entry(f"r{n}@example.org", f"R {n}", "all") for n in range(10)]
-    added = store.ledger.add("e1", entries + entries[:3], now=NOW, chunk=4)
+    added = add_rows(store, "e1", entries + entries[:3], now=NOW, chunk=4)
     assert added["pending"] == 10 and added["duplicate"] == 3
     claimed = store.ledger.claim("e1", "host:1:a", 4, now=NOW, claim_timeout=TIMEOUT)
     assert [row.email for row in claimed] == [f"r{n}@example.org" for n in range(4)]
@@ -106,7 +107,7 @@ def test_ledger_add_claim_finish(store: Store) -> None:
 
 def test_a_resend_that_reached_the_reader_records_their_ledger_row_as_sent(store: Store) -> None:
     later = NOW + dt.timedelta(hours=1)
-    store.ledger.add("e1", [Entry(f"r{n}@example.org", f"R {n}", "all") for n in range(2)], now=NOW)
+    add_rows(store, "e1", [Entry(f"r{n}@example.org", f"R {n}", "all") for n in range(2)], now=NOW)
     claimed = store.ledger.claim("e1", "host:1:a", 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(
         "host:1:a", [(claimed[0].id, SENT, "id-0", None), (claimed[1].id, FAILED, None, "550 no")], now=NOW
@@ -131,7 +132,7 @@ def test_a_resend_that_reached_the_reader_records_their_ledger_row_as_sent(store
 
 
 def test_concurrent_claims_never_overlap(store: Store, state_url: str) -> None:
-    store.ledger.add("e1", (Entry(f"r{n:04d}@example.org", "", "all") for n in range(600)), now=NOW)
+    add_rows(store, "e1", (Entry(f"r{n:04d}@example.org", "", "all") for n in range(600)), now=NOW)
     taken: dict[str, list[str]] = {}
 
     def worker(owner: str) -> None:
@@ -152,7 +153,7 @@ def test_concurrent_claims_never_overlap(store: Store, state_url: str) -> None:
 
 
 def test_a_claim_left_by_a_dead_sender_is_taken_back(store: Store) -> None:
-    store.ledger.add("e1", [Entry("a@example.org", "", "all"), Entry("b@example.org", "", "all")], now=NOW)
+    add_rows(store, "e1", [Entry("a@example.org", "", "all"), Entry("b@example.org", "", "all")], now=NOW)
     # A sender on another machine: only the timeout frees its rows.
     assert len(store.ledger.claim("e1", "elsewhere:1:x", 1, now=NOW, claim_timeout=TIMEOUT)) == 1
     later = NOW + TIMEOUT + dt.timedelta(seconds=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
-from digest.state.queries import among, insert_ignoring
+from digest.state.queries import among
 
 
 class Status(StrEnum):
@@ -59,17 +59,6 @@ _GROUP_MIN = 8
 _Outcome = tuple[Status, str | None, str | None]
 Result = tuple[int, Status, str | None, str | None]
 """What became of one claimed row: (row id, status, provider id, error)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A recipient to add to an edition's ledger."""
-
-    email: str
-    name: str
-    variant: str
-    status: Status = PENDING
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,49 +88,6 @@ class Claimed(NamedTuple):
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def add(
-        self, edition_id: str, entries: Iterable[Entry], *, now: dt.datetime, chunk: int = 2000
-    ) -> Counter[str]:
-        """Add recipients not yet in the edition's ledger; counts the new rows by status.
-
-        Streams: ``entries`` is consumed in chunks, so memory does not grow with the list.
-        An address already in the ledger (a duplicate row, or a recipient of an earlier run)
-        is left as it is and counted as "duplicate".
-        """
-        counts: Counter[str] = Counter()
-        batch: list[dict[str, object]] = []
-
-        def flush() -> None:
-            # A claim takes one variant's rows; a variant's rows side by side in the table
-            # make that a few pages to rewrite instead of one page for each row (a 1,000-row
-            # claim out of a list of 32 variants: about 40 pages instead of 1,000).
-            batch.sort(key=lambda row: row["variant"])  # type: ignore[arg-type, return-value]
-            with self.engine.begin() as conn:
-                # The only key a new row can collide on is (edition, address).
-                statement = insert_ignoring(conn, schema.ledger)
-                inserted = conn.execute(statement.returning(schema.ledger.c.status), batch).scalars().all()
-            counts.update(inserted)
-            counts["duplicate"] += len(batch) - len(inserted)
-            batch.clear()
-
-        for entry in entries:
-            batch.append(
-                {
-                    "edition_id": edition_id,
-                    "email": entry.email,
-                    "name": entry.name,
-                    "variant": entry.variant,
-                    "status": entry.status,
-                    "error": entry.error,
-                    "updated_at": now,
-                }
-            )
-            if len(batch) >= chunk:
-                flush()
-        if batch:
-            flush()
-        return counts
 
     def retry_failed(self, edition_id: str, *, now: dt.datetime) -> int:
         """A new run sends again to those a previous run failed to reach.
