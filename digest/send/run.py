@@ -46,7 +46,6 @@ from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
-
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
 
