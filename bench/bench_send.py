@@ -303,8 +303,14 @@ STAGES: dict[str, list[str]] = {
         "digest.send.run:import_subscribers",  # since: imported into the state store
     ],
     "ledger: insert": ["digest.state.ledger:Ledger.add", "digest.send.run:fill_ledger"],
-    "ledger: claim, finish, suppressions": [
-        "digest.state.ledger:Ledger.claim",
+    # On a database server the claim runs in a thread beside the batch going out.
+    "ledger: claim": ["digest.state.ledger:Ledger.claim"],
+    # The sending thread waiting for the claim or the write a thread is making.
+    "ledger: waits for a claim or a write": [
+        "digest.send.claims:ClaimAhead.take",
+        "digest.send.recording:Recorder.ready",
+    ],
+    "ledger: finish, suppressions": [
         "digest.state.ledger:Ledger.finish",
         "digest.send.recording:Recorder.record",
         "digest.state.ledger:Ledger.retry_failed",
@@ -894,12 +900,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nnaive {path}: a full render and message for each of {result['recipients']} subscribers: "
                 f"{each * 1e3:.1f} ms CPU each, {each / fast[path]:,.0f}× the {fast[path] * 1e6:.1f} µs above"
             )
-        for path in paths if args.breakdown else ():
+        # The SendGrid path is metered once more on PostgreSQL when it has runs there.
+        metered = [(path, None) for path in paths] + [("sendgrid", "PostgreSQL")] * bool(args.postgresql)
+        for path, server in metered if args.breakdown else ():
             n = args.breakdown
-            result = send(folder, path, n, "breakdown", args.smtp_sink)
+            url = database(f"bench_breakdown_{n}") if server else None
+            result = send(folder, path, n, "breakdown", args.smtp_sink, state_url=url, warm=args.warm)
             stages = result["stages"]
             stages["other (send loop, batches, threads)"] = max(result["cpu"] - sum(stages.values()), 0.0)
-            print(f"\n{path}, {n:,} recipients, metered: {result['cpu'] / n * 1e6:.1f} µs CPU per recipient")
+            where = f"{path}, {server or 'SQLite'}" + (", warm" if args.warm else "")
+            print(f"\n{where}, {n:,} recipients, metered: {result['cpu'] / n * 1e6:.1f} µs CPU per recipient")
             for stage, seconds in stages.items():
                 print(f"  {stage:<42}{seconds / n * 1e6:>8.1f} µs{seconds / result['cpu']:>6.0%}")
         for path in paths if args.cprofile else ():

@@ -214,6 +214,44 @@ def test_batches_up_to_max_batch_are_taken_whole(transport: tuple[Transport, Inb
     assert len(inbox()) == len(addresses)
 
 
+def test_ready_is_called_before_each_message_or_request_goes_out(transport: tuple[Transport, Inbox]) -> None:
+    sender, inbox = transport
+    addresses = [f"ready{n}@example.org" for n in range(12)]
+    delivered_then: list[int] = []
+    lock = threading.Lock()
+
+    def ready() -> None:
+        with lock:  # SMTP calls from one thread per connection
+            delivered_then.append(len(inbox()))
+
+    sender.open()
+    try:
+        outcomes = sender.send(batch(addresses), ready=ready)
+    finally:
+        sender.close()
+    assert all(o.accepted for o in outcomes) and len(inbox()) == len(addresses)
+    # Once for each message SMTP sends, once for the outbox's one write or SendGrid's one
+    # request; each time before what it precedes, so never as many delivered as calls so far.
+    assert len(delivered_then) == (len(addresses) if sender.name == "smtp" else 1)
+    assert all(count < call for call, count in enumerate(delivered_then, 1))
+
+
+def test_an_error_in_ready_stops_the_send_before_anything_goes_out(transport: tuple[Transport, Inbox]) -> None:
+    sender, inbox = transport
+    addresses = [f"unready{n}@example.org" for n in range(20)]
+
+    def ready() -> None:
+        raise Unrecordable("the last outcome is not in the ledger")
+
+    sender.open()
+    try:
+        with pytest.raises(Unrecordable, match="the last outcome"):
+            sender.send(batch(addresses), ready=ready)
+    finally:
+        sender.close()
+    assert inbox() == []
+
+
 class Unrecordable(Exception):
     """What a ledger that cannot write raises from ``record``."""
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digest.cli.base import Context, now
 from digest.cli.resend import resend_one
 from digest.errors import DigestError, StateError
+from digest.send import dry
 from digest.send.summary import SendSummary, transport_label
 from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
@@ -149,7 +150,7 @@ def send(
         sender = Sender(config, list_name, store, transport_alias=alias, now=now())
         where = transport_label(config, sender.alias)
         if dry_run:
-            _print_dry_run(sender.dry_run(), sender.timezone, where)
+            _print_dry_run(dry.dry_run(sender), sender.timezone, where)
             return
         progress = _ProgressLine()
         with _stop_on_signals() as stop:

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from itertools import groupby
 from zoneinfo import ZoneInfo
@@ -41,7 +40,7 @@ from digest.state import Store
 from digest.state.imports import import_subscribers
 from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Result, Status
 from digest.state.owner import owner_id
-from digest.state.recipients import Group, desk_groups, dry_counts, fill_ledger
+from digest.state.recipients import Group, desk_groups, fill_ledger
 from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
@@ -264,7 +263,7 @@ class Sender:
         self._stop = stop
         self.store.readers.expire_pending(self.clock())
         # Before the edition is built: a held list freezes nothing, marks no story seen.
-        if (guard := self._guardrail(write=True)) is not None:
+        if (guard := self.guardrail(write=True)) is not None:
             return SendSummary(self.list.name, self.edition_id, guardrail=guard)
         try:
             edition = self.edition(freeze=True)
@@ -307,29 +306,36 @@ class Sender:
         done = sent_now = 0
         transport.open()
         claims = ClaimAhead(self.store.ledger, self.edition_id, owner, transport.max_batch, self.clock)
+        # Where claims are made ahead (a database server), outcomes are written while the next
+        # batch is addressed; the transport waits for them before anything more goes out.
+        recorder = Recorder(self.store.ledger, owner, self.clock, deferred=claims.ahead)
         try:
+            stopped = True
             while not (stop and stop.is_set()):
                 claimed = claims.take()
                 if not claimed:
-                    return sent_now, False
-                try:
-                    sent_now += self._send_claimed(transport, edition, owner, claimed)
-                except BaseException:
-                    # The transport raised before any outcome: nothing of this batch went out
-                    # (a transport reports partial success as outcomes), so the next run may send it.
-                    claims.close()
-                    self.store.ledger.release(self.edition_id, owner, now=self.clock())
-                    raise
+                    stopped = False
+                    break
+                sent_now += self._send_claimed(transport, recorder, edition, claimed)
                 done += len(claimed)
                 if progress:
                     progress(done, todo)
-            return sent_now, True
+            recorder.ready()
+            return sent_now, stopped
+        except BaseException:
+            # Nothing of the batch in hand went out (a transport reports partial success as
+            # outcomes), so the next run may send it; what was sent is written first.
+            claims.close()
+            recorder.close()
+            self.store.ledger.release(self.edition_id, owner, now=self.clock())
+            raise
         finally:
             claims.close()
+            recorder.close()
             transport.close()
 
     def _send_claimed(
-        self, transport: Transport, edition: Edition, owner: str, claimed: list[Claimed]
+        self, transport: Transport, recorder: Recorder, edition: Edition, claimed: list[Claimed]
     ) -> int:
         """Send one claimed batch and record every outcome; returns how many were accepted.
 
@@ -341,60 +347,33 @@ class Sender:
             (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
         ]
         refused: list[tuple[str, str]] = []
-        with Recorder(self.store.ledger, owner, self.clock) as recorder:
-            sendable = sorted(
-                (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
+        recorded: set[int] = set()
+        sendable = sorted(
+            (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
+        )
+        for key, rows_iter in groupby(sendable, key=lambda row: row.variant):
+            rows = list(rows_iter)
+            content = self.rendered(edition, key, freeze=True)
+            if content is None:
+                results += [(row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows]
+                continue
+            record = recorder.of(rows)
+            outcomes = transport.send(
+                self.batch(key, content, [self.envelope(row) for row in rows]), record, recorder.ready
             )
-            for key, rows_iter in groupby(sendable, key=lambda row: row.variant):
-                rows = list(rows_iter)
-                content = self.rendered(edition, key, freeze=True)
-                if content is None:
-                    results += [
-                        (row.id, SKIPPED, None, "no stories in the chosen desks today") for row in rows
-                    ]
-                    continue
-                outcomes = transport.send(
-                    self.batch(key, content, [self.envelope(row) for row in rows]),
-                    recorder.of(rows),
-                )
-                results += [result_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
-                refused += [
-                    (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
-                ]
-            rest = [result for result in results if result[0] not in recorder.recorded]
-            self.store.ledger.finish(owner, rest, now=self.clock())
-        # After the ledger: a crash in between leaves a row that says why, and no event lost
-        # for good (the row is not retried, but `digest bounces` events are idempotent anyway).
-        suppress_refused(self.store, self.list.name, self.edition_id, refused, now=self.clock())
+            recorded |= record.recorded
+            results += [result_of(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+            refused += [
+                (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
+            ]
+        recorder.record([result for result in results if result[0] not in recorded])
+        if refused:
+            # After the ledger: a crash in between leaves a row that says why, and no event lost
+            # for good (the row is not retried, but `digest bounces` events are idempotent anyway).
+            recorder.ready()
+            suppress_refused(self.store, self.list.name, self.edition_id, refused, now=self.clock())
         return sum(status == SENT for _, status, _, _ in results)
 
-    def _guardrail(self, *, write: bool) -> GuardrailHold | None:
+    def guardrail(self, *, write: bool) -> GuardrailHold | None:
         guard, name = self.config.settings.guardrail, self.list.name
         return check_guardrail(self.store, guard, name, self.edition_id, now=self.clock(), write=write)
-
-    def dry_run(self) -> SendSummary:
-        """What a send would do now, changing nothing."""
-        if (guard := self._guardrail(write=False)) is not None:
-            return SendSummary(self.list.name, self.edition_id, guardrail=guard, dry_run=True)
-        try:
-            edition = self.edition(freeze=False)
-        except Held as held:
-            return SendSummary(self.list.name, self.edition_id, held=held.hold, dry_run=True)
-        if edition.is_empty:
-            return SendSummary(self.list.name, self.edition_id, empty=True, dry_run=True)
-        problems: list[str] = []
-        self.import_subscribers(problems)
-        counts, by_key = dry_counts(
-            self.store.engine, self.edition_id, self.list.name, self.groups(edition, freeze=False)
-        )
-        variants: Counter[str] = Counter()
-        for key, count in by_key.items():
-            variants[Variant.from_key(key).label(self.list_desks)] += count
-        return SendSummary(
-            self.list.name,
-            self.edition_id,
-            counts=dict(counts),
-            problems=tuple(problems),
-            variants=dict(variants),
-            dry_run=True,
-        )

@@ -78,6 +78,9 @@ class Outcome:
 Record = Callable[[Sequence[tuple[int, Outcome]]], None]
 """Takes outcomes as a transport learns them: (the envelope's position in the batch, its outcome)."""
 
+Ready = Callable[[], None]
+"""Called before each message or request goes out; nothing goes out until it returns."""
+
 
 class Transport(Protocol):
     """Three methods. ``send`` retries what its provider says is temporary, as configured,
@@ -90,6 +93,11 @@ class Transport(Protocol):
     connection unrecorded. An error raised by ``record`` stops the send and is raised by
     ``send``. Outcomes the transport makes up at the end (envelopes never tried) may be
     returned without having been recorded.
+
+    ``ready``, when given, is called before each message or request goes out (after it is
+    composed), and nothing goes out until it returns: a caller whose ``record`` returns before
+    the outcome is durable makes it durable there, so the bound above still holds while the
+    next message is being prepared. An error it raises stops the send like one from ``record``.
     """
 
     name: str
@@ -97,6 +105,8 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
 
-    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]: ...
+    def send(
+        self, batch: Batch, record: Record | None = None, ready: Ready | None = None
+    ) -> list[Outcome]: ...
 
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from digest.address import address_key
 from digest.config.transports import OutboxOptions
 from digest.errors import TransportError
 from digest.output import write_atomically
-from digest.send.transports.base import Batch, Outcome, Record
+from digest.send.transports.base import Batch, Outcome, Ready, Record
 
 
 class OutboxTransport:
@@ -30,10 +30,12 @@ class OutboxTransport:
             problem = exc.strerror or exc
             raise TransportError(f"cannot create the outbox folder: {problem}", path=self.folder) from None
 
-    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None, ready: Ready | None = None) -> list[Outcome]:
         files = {}
         for envelope in batch.envelopes:
             files[self._path(batch.edition_id, envelope.recipient.email)] = batch.message(envelope).as_bytes()
+        if ready is not None:
+            ready()
         write_atomically(files)
         outcomes = [
             Outcome.ok(envelope.recipient.email, str(path))

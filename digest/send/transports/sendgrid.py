@@ -37,7 +37,7 @@ from digest.ingest.sanitize import one_line
 from digest.render.context import PLACEHOLDERS
 from digest.render.message import placeholder_values
 from digest.retry import RetryPolicy
-from digest.send.transports.base import Batch, Outcome, Record
+from digest.send.transports.base import Batch, Outcome, Ready, Record
 from digest.send.transports.sendgrid_api import (
     API_KEY_VARIABLE,
     describe_failure,
@@ -232,13 +232,15 @@ class SendGridTransport:
         """Nothing stays connected between requests; forget the client."""
         self._client = None
 
-    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None, ready: Ready | None = None) -> list[Outcome]:
         payload = SendGridPayload(batch, self.options)
         outcomes: dict[int, Outcome] = dict(payload.refused)
         if record is not None and outcomes:
             record(list(outcomes.items()))
         accepted_any = False
         for positions, body in payload.requests():
+            if ready is not None:
+                ready()
             try:
                 answer = self._post(body)
             except TransportError as exc:

@@ -13,7 +13,7 @@ import queue
 import smtplib
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -25,7 +25,7 @@ from digest.errors import TransportError
 from digest.render.message import Composer
 from digest.retry import RetryPolicy
 from digest.send.dkim import Signer, create_signer
-from digest.send.transports.base import Batch, Envelope, Outcome, Record
+from digest.send.transports.base import Batch, Envelope, Outcome, Ready, Record
 from digest.send.transports.smtp_wire import (
     Connection,
     Failure,
@@ -64,10 +64,11 @@ class _Run:
     composer: Composer | None
     sender: str
     record: Record | None
+    ready: Ready | None
     jobs: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue)
     outcomes: list[Outcome | None] = field(init=False)
     lost: list[str] = field(default_factory=list)
-    # What record raised (it must stop the send, not be taken for one message's failure).
+    # What record or ready raised (it must stop the send, not be taken for one message's failure).
     unrecorded: list[BaseException] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -76,10 +77,16 @@ class _Run:
 
     def recorded(self, index: int, outcome: Outcome) -> bool:
         """Hand one outcome to ``record``; False (and the send stops) when that failed."""
-        if self.record is None:
-            return True
+        record = self.record
+        return record is None or self._stops(lambda: record([(index, outcome)]))
+
+    def ready_to_send(self) -> bool:
+        """Call ``ready`` before a message goes out; False (and the send stops) when that failed."""
+        return self.ready is None or self._stops(self.ready)
+
+    def _stops(self, call: Callable[[], object]) -> bool:
         try:
-            self.record([(index, outcome)])
+            call()
         except BaseException as exc:
             self.unrecorded.append(exc)
             self.stop.set()
@@ -159,7 +166,7 @@ class SmtpTransport:
             log.warning("opened %d of %d SMTP connections: %s", len(opened), wanted, errors[0])
         self._connections = opened
 
-    def send(self, batch: Batch, record: Record | None = None) -> list[Outcome]:
+    def send(self, batch: Batch, record: Record | None = None, ready: Ready | None = None) -> list[Outcome]:
         """Deliver every envelope; one Outcome each, in the batch's order, whatever happens.
 
         Each connection hands its message's outcome to ``record`` and waits for it before it
@@ -176,7 +183,7 @@ class SmtpTransport:
         if opened_here:
             self.open()
         try:
-            return self._send(batch, sender, record)
+            return self._send(batch, sender, record, ready)
         finally:
             if opened_here:
                 self.close()
@@ -213,8 +220,8 @@ class SmtpTransport:
             self._composers[key] = composer
         return self._composers[key]
 
-    def _send(self, batch: Batch, sender: str, record: Record | None) -> list[Outcome]:
-        run = _Run(batch, self._composer(batch), sender, record)
+    def _send(self, batch: Batch, sender: str, record: Record | None, ready: Ready | None) -> list[Outcome]:
+        run = _Run(batch, self._composer(batch), sender, record, ready)
         for index in range(len(batch.envelopes)):
             run.jobs.put(index)
         workers = [
@@ -247,6 +254,8 @@ class SmtpTransport:
             try:
                 index = run.jobs.get_nowait()
             except queue.Empty:
+                return
+            if not run.ready_to_send():
                 return
             envelope = run.batch.envelopes[index]
             unreachable = False
