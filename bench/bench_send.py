@@ -303,20 +303,16 @@ STAGES: dict[str, list[str]] = {
         "digest.send.run:import_subscribers",  # since: imported into the state store
     ],
     "ledger: insert": ["digest.state.ledger:Ledger.add", "digest.send.run:fill_ledger"],
-    # On a database server the claim runs in a thread beside the batch going out.
-    "ledger: claim": ["digest.state.ledger:Ledger.claim"],
-    # The sending thread waiting for the claim or the write a thread is making.
-    "ledger: waits for a claim or a write": [
-        "digest.send.claims:ClaimAhead.take",
-        "digest.send.recording:Recorder.ready",
-    ],
-    "ledger: finish, suppressions": [
+    "ledger: claim": ["digest.state.ledger:Ledger.claim", "digest.state.ledger:Ledger.release"],
+    # On a database server a thread writes the outcomes; the sending thread waits for it here.
+    "ledger: waits for a write": ["digest.send.recording:Recorder.ready"],
+    "ledger: suppressions": ["digest.state.suppressions:Suppressions.suppressed_among"],
+    "ledger: finish, counts": [
         "digest.state.ledger:Ledger.finish",
         "digest.send.recording:Recorder.record",
         "digest.state.ledger:Ledger.retry_failed",
         "digest.state.ledger:Ledger.counts",
         "digest.state.ledger:Ledger.failures",
-        "digest.state.suppressions:Suppressions.suppressed_among",
     ],
     "envelopes: tokens, Message-IDs, headers": ["digest.send.run:Sender.envelope"],
     "payload JSON / MIME message": [

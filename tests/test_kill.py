@@ -215,7 +215,13 @@ def test_kill_9_at_ten_random_moments_then_resume_sends_everyone_once_but_the_in
         life.ledger_rows = int(query(db, "SELECT count(*) FROM send_ledger")[0][0] or 0) if life.frozen else 0
         # owner_id() is host:pid:tag; the pid is how the resume knows the owner is dead.
         owner = f"{socket.gethostname()[:32]}:{life.pid}:%"
-        held = query(db, "SELECT email FROM send_ledger WHERE status = 'sending' AND batch_id LIKE ?", owner)
+        held = query(
+            db,
+            "SELECT l.email FROM send_ledger l JOIN send_claims c ON c.edition_id = l.edition_id"
+            " AND c.variant = l.variant AND l.id BETWEEN c.first_id AND c.last_id"
+            " WHERE l.status = 'pending' AND c.owner LIKE ?",
+            owner,
+        )
         life.in_flight = frozenset(str(email) for (email,) in held)
         lives.append(life)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, insert, select
 
 from digest.state import Store, schema
+from digest.state.claims import CLAIM_LOCK
 from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, SKIPPED, Row
 from digest.state.resends import Resend
 from tests.conftest import NOW
@@ -36,11 +37,26 @@ def at(minutes: float) -> dt.datetime:
 
 
 def column(store: Store, name: str, edition_id: str = "e1") -> dict[str, object]:
-    """email → one column of every row of the edition."""
+    """email → one column of every row of the edition: "status" as the ledger tells it (a
+    pending row that a claim holds is "sending"), "holder" the owner of that claim, if any."""
     table = schema.ledger
     with store.engine.connect() as conn:
-        rows = conn.execute(select(table.c.email, table.c[name]).where(table.c.edition_id == edition_id))
-        return {email: value for email, value in rows}
+        claims = conn.execute(select(schema.claims).where(schema.claims.c.edition_id == edition_id)).all()
+        rows = conn.execute(
+            select(
+                table.c.email,
+                table.c.id,
+                table.c.variant,
+                table.c.status,
+                table.c[name if name in table.c else "id"],
+            ).where(table.c.edition_id == edition_id)
+        ).all()
+    found: dict[str, object] = {}
+    for email, row_id, variant, status, value in rows:
+        holders = [c.owner for c in claims if c.variant == variant and c.first_id <= row_id <= c.last_id]
+        holder = holders[0] if status == PENDING and holders else None
+        found[email] = {"status": SENDING if holder else status, "holder": holder}.get(name, value)
+    return found
 
 
 # --- add() and row() ----------------------------------------------------------------------------
@@ -91,11 +107,17 @@ def test_a_row_is_the_editions_own_and_none_for_an_address_it_did_not_have(store
 # --- each step's time ---------------------------------------------------------------------------
 
 
+def claimed_at(store: Store) -> list[object]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(schema.claims.c.claimed_at).order_by(schema.claims.c.id)).scalars())
+
+
 def test_every_change_of_a_row_records_when(store: Store) -> None:
     add_rows(store, "e1", [Entry(f"r{n}@example.org", "", "all") for n in range(12)], now=NOW)
     claimed = store.ledger.claim("e1", ONE, 12, now=at(1), claim_timeout=TIMEOUT)
-    assert set(column(store, "updated_at").values()) == {at(1)}
-    assert set(column(store, "claimed_at").values()) == {at(1)}
+    # A claim writes none of its rows: its time is its own.
+    assert set(column(store, "updated_at").values()) == {NOW}
+    assert claimed_at(store) == [at(1)]
     # Ten share an outcome (one grouped UPDATE), two have their own (the per-row one).
     shared = [(row.id, SENT, "msg-1", None) for row in claimed[:10]]
     own = [(claimed[10].id, SENT, "msg-2", None), (claimed[11].id, FAILED, None, "451 try later")]
@@ -107,14 +129,11 @@ def test_every_change_of_a_row_records_when(store: Store) -> None:
     assert store.ledger.last_sent("e1") == at(2)
     assert store.ledger.retry_failed("e1", now=at(3)) == 1
     assert updated | {claimed[11].email: at(3)} == column(store, "updated_at")
-    store.ledger.claim("e1", ONE, 1, now=at(4), claim_timeout=TIMEOUT)
-    assert store.ledger.release("e1", ONE, now=at(5)) == 1
-    assert column(store, "updated_at")[claimed[11].email] == at(5)
-    store.ledger.claim("e1", ONE, 1, now=at(6), claim_timeout=TIMEOUT)
-    # Taken back after the timeout by another sender's claim, which takes nothing itself.
-    assert store.ledger.claim("e1", TWO, 0, now=at(20), claim_timeout=TIMEOUT) == []
-    assert column(store, "status")[claimed[11].email] == PENDING
-    assert column(store, "updated_at")[claimed[11].email] == at(20)
+    store.ledger.release("e1", ONE)
+    again = store.ledger.claim("e1", ONE, 5, now=at(4), claim_timeout=TIMEOUT)
+    assert [row.email for row in again] == [claimed[11].email]
+    assert store.ledger.release("e1", ONE) == 1
+    assert column(store, "updated_at") == updated | {claimed[11].email: at(3)}
 
 
 def test_last_sent_is_the_editions_latest_and_none_before_any(store: Store) -> None:
@@ -137,17 +156,20 @@ def test_a_sender_that_keeps_working_keeps_its_newest_claim(store: Store) -> Non
     # A long send: the first batch was claimed (and sent) long ago, the current one just now.
     # Judged by the rows it holds now, the sender is alive.
     add_rows(store, "e1", [Entry(f"r{n}@example.org", "", "all") for n in range(3)], now=NOW)
+    # Its first claim's rows are all recorded, but the claim not yet dropped (finish's done).
     (early,) = store.ledger.claim("e1", ONE, 1, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(ONE, [(early.id, SENT, "m", None)], now=at(1))
     (current,) = store.ledger.claim("e1", ONE, 1, now=at(15), claim_timeout=TIMEOUT)
     taken = store.ledger.claim("e1", TWO, 5, now=at(16), claim_timeout=TIMEOUT)
     assert [row.email for row in taken] == ["r2@example.org"]
+    # Nothing left but the working sender's rows: looked at, and left to it.
+    assert store.ledger.claim("e1", TWO, 5, now=at(16), claim_timeout=TIMEOUT) == []
     assert column(store, "status") == {
         "r0@example.org": SENT,
         "r1@example.org": SENDING,
         "r2@example.org": SENDING,
     }
-    assert column(store, "batch_id")[current.email] == ONE
+    assert column(store, "holder") == {"r0@example.org": None, current.email: ONE, "r2@example.org": TWO}
 
 
 def test_a_claim_in_another_edition_does_not_age_this_one(store: Store) -> None:
@@ -156,7 +178,11 @@ def test_a_claim_in_another_edition_does_not_age_this_one(store: Store) -> None:
     store.ledger.claim("e2", ONE, 1, now=NOW, claim_timeout=TIMEOUT)  # old, in e2
     store.ledger.claim("e1", ONE, 1, now=at(15), claim_timeout=TIMEOUT)  # fresh, in e1
     assert store.ledger.claim("e1", TWO, 1, now=at(16), claim_timeout=TIMEOUT) == []
-    assert column(store, "batch_id") == {"anna@example.org": ONE}
+    assert column(store, "holder") == {"anna@example.org": ONE}
+    # The old one is taken back in its own edition.
+    assert [row.email for row in store.ledger.claim("e2", TWO, 1, now=at(16), claim_timeout=TIMEOUT)] == [
+        "anna@example.org"
+    ]
 
 
 def test_taking_back_a_dead_senders_claim_leaves_what_it_sent_and_other_editions(store: Store) -> None:
@@ -166,30 +192,31 @@ def test_taking_back_a_dead_senders_claim_leaves_what_it_sent_and_other_editions
     store.ledger.finish(ONE, [(sent.id, SENT, "m", None)], now=NOW)
     store.ledger.claim("e2", ONE, 2, now=NOW, claim_timeout=TIMEOUT)
     again = store.ledger.claim("e1", TWO, 5, now=at(11), claim_timeout=TIMEOUT)
-    assert [(row.email, row.attempts) for row in again] == [("r1@example.org", 2)]
+    # Its outcome was never recorded: the first attempt that counts is this one.
+    assert [(row.email, row.attempts) for row in again] == [("r1@example.org", 1)]
     assert column(store, "status") == {"r0@example.org": SENT, "r1@example.org": SENDING}
+    assert column(store, "holder") == {"r0@example.org": None, "r1@example.org": TWO}
     assert column(store, "status", "e2") == {"r0@example.org": SENDING, "r1@example.org": SENDING}
-    assert set(column(store, "batch_id", "e2").values()) == {ONE}
+    assert set(column(store, "holder", "e2").values()) == {ONE}
 
 
-# --- PostgreSQL: two senders claim side by side -------------------------------------------------
+# --- two senders claim side by side ------------------------------------------------------------
 
 
 @pytest.fixture
-def locked(store: Store) -> Iterator[list[int]]:
-    """Rows another sender holds mid-claim: the first three, locked FOR UPDATE in an open
-    transaction on a connection of its own."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL only (SQLite has one writer at a time)")
+def held(store: Store) -> Iterator[Callable[[], None]]:
+    """Another sender mid-claim: its claim of the first three rows written, in a transaction
+    it has not committed yet (holding the claim lock); calling the fixture's value commits it."""
     variants = ["a", "a", "a", "a", "b"]
     add_rows(store, "e1", [Entry(f"r{n}@example.org", "", v) for n, v in enumerate(variants)], now=NOW)
     other = create_engine(store.engine.url)
     with other.connect() as conn:
-        table = schema.ledger
-        held = (
-            conn.execute(select(table.c.id).order_by(table.c.id).limit(3).with_for_update()).scalars().all()
-        )
-        yield list(held)
+        conn.begin()
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK, func.hashtext("e1"))))
+        values = {"edition_id": "e1", "variant": "a", "owner": ONE, "first_id": 1, "last_id": 3}
+        conn.execute(insert(schema.claims).values(**values, claimed_at=NOW))
+        yield conn.commit
         conn.rollback()
     other.dispose()
 
@@ -208,16 +235,36 @@ def claim_within(store: Store, limit: int, seconds: float = 10) -> list[str] | N
     return found[0] if found else None
 
 
-def test_a_claim_skips_the_rows_another_sender_is_claiming(store: Store, locked: list[int]) -> None:
-    # Without SKIP LOCKED it would wait for the other claim, then find its rows taken and
-    # report nothing left: the second sender would stop as soon as it started.
-    assert claim_within(store, 5) == ["r3@example.org"]
+def test_a_claim_waits_for_one_in_progress_then_takes_the_rows_after_it(
+    store: Store, held: Callable[[], None]
+) -> None:
+    # Claimed together, two senders would both take the first rows: one waits its turn.
+    found: list[list[str]] = []
+
+    def claim() -> None:
+        found.append([row.email for row in store.ledger.claim("e1", TWO, 5, now=NOW, claim_timeout=TIMEOUT)])
+
+    waiting = threading.Thread(target=claim, daemon=True)
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive() and found == []
+    held()
+    waiting.join(20)
+    assert found == [["r3@example.org"]]
 
 
-def test_a_claim_takes_another_variant_when_the_first_is_all_held(store: Store, locked: list[int]) -> None:
+def test_a_claim_takes_another_variant_when_the_first_is_all_held(
+    store: Store, held: Callable[[], None]
+) -> None:
+    held()
     assert claim_within(store, 1) == ["r3@example.org"]
     assert claim_within(store, 1) == ["r4@example.org"]
     assert claim_within(store, 1) == []
+    assert column(store, "holder") == {
+        **{f"r{n}@example.org": ONE for n in range(3)},
+        "r3@example.org": TWO,
+        "r4@example.org": TWO,
+    }
 
 
 # --- failed rows: retried, listed, or refused for good ------------------------------------------
@@ -228,7 +275,7 @@ def fail(store: Store, edition_id: str, errors: list[str | None]) -> None:
     claimed = store.ledger.claim(edition_id, ONE, len(errors), now=NOW, claim_timeout=TIMEOUT)
     outcomes = [(row.id, FAILED, None, error) for row, error in zip(claimed, errors, strict=True)]
     # Recorded last row first: on PostgreSQL the rows' new versions then lie in reverse order.
-    store.ledger.finish(ONE, outcomes[::-1], now=NOW)
+    store.ledger.finish(ONE, outcomes[::-1], now=NOW, done=[claimed[0].id])
 
 
 def test_failed_rows_are_retried_and_listed_unless_refused_for_good(store: Store) -> None:

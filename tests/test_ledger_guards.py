@@ -11,12 +11,12 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
 
-from digest.state import Store, schema
+from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Status
 from tests.conftest import NOW
 from tests.ledger_rows import Entry, add_rows
+from tests.test_ledger import column
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -30,15 +30,16 @@ def entries(count: int, *, prefix: str = "r", variant: str = "all") -> list[Entr
 
 
 def statuses(store: Store, edition_id: str) -> dict[str, tuple[str, str | None, str | None, str | None]]:
-    """email → (status, provider id, error, owner) of every row of the edition."""
-    table = schema.ledger
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            select(table.c.email, table.c.status, table.c.provider_id, table.c.error, table.c.batch_id).where(
-                table.c.edition_id == edition_id
-            )
-        ).all()
-    return {email: (status, provider, error, owner) for email, status, provider, error, owner in rows}
+    """email → (status as the ledger tells it, provider id, error, owner) of every row of the
+    edition; the owner is the claim's while one holds the row, else the one that recorded it."""
+    status, holder = column(store, "status", edition_id), column(store, "holder", edition_id)
+    provider, error, recorder = (
+        column(store, name, edition_id) for name in ("provider_id", "error", "batch_id")
+    )
+    return {
+        email: (status[email], provider[email], error[email], holder[email] or recorder[email])  # type: ignore[misc]
+        for email in status
+    }
 
 
 # --- finish(): only the owner that holds a row records its outcome ---------------------------
@@ -51,7 +52,7 @@ def test_a_stale_sender_cannot_overwrite_the_new_owners_result(store: Store, siz
     later = NOW + TIMEOUT + dt.timedelta(seconds=1)
     fresh = store.ledger.claim("e1", FRESH, size, now=later, claim_timeout=TIMEOUT)
     assert [row.id for row in fresh] == [row.id for row in stale]
-    assert all(row.attempts == 2 for row in fresh)
+    assert all(row.attempts == 1 for row in fresh)  # no outcome was recorded: no attempt counted
 
     # The stale sender reports while the new owner still holds the rows: left alone.
     store.ledger.finish(STALE, [(row.id, FAILED, None, "550 stale") for row in stale], now=later)
@@ -80,8 +81,8 @@ def test_a_stale_sender_cannot_record_a_row_taken_back_and_not_yet_claimed_again
     store.ledger.finish(STALE, [(row.id, SENT, "msg-stale", None) for row in stale], now=later)
     rows = statuses(store, "e1")
     assert rows.pop("r0@example.org") == (SENDING, None, None, FRESH)
-    # Still this stale owner's rows by their owner column, but pending: the next claim sends them.
-    assert set(rows.values()) == {(PENDING, None, None, STALE)}
+    # Nobody's, and pending: the next claim sends them.
+    assert set(rows.values()) == {(PENDING, None, None, None)}
     again = store.ledger.claim("e1", FRESH, size, now=later, claim_timeout=TIMEOUT)
     assert [row.email for row in again] == [f"r{n}@example.org" for n in range(1, size)]
 
@@ -100,13 +101,14 @@ def test_an_outcome_once_recorded_is_not_replaced_by_a_later_one_of_the_same_sen
 
 
 def test_a_claim_is_taken_back_only_after_the_timeout_has_passed(store: Store) -> None:
-    add_rows(store, "e1", entries(2), now=NOW)
+    add_rows(store, "e1", entries(1), now=NOW)
     first = store.ledger.claim("e1", STALE, 1, now=NOW, claim_timeout=TIMEOUT)
-    # At exactly the timeout the first claim still stands: the other sender gets the other row.
-    second = store.ledger.claim("e1", FRESH, 2, now=NOW + TIMEOUT, claim_timeout=TIMEOUT)
-    assert [row.email for row in first] == ["r0@example.org"]
-    assert [row.email for row in second] == ["r1@example.org"]
+    # At exactly the timeout the claim still stands; a moment later it is taken back.
+    assert store.ledger.claim("e1", FRESH, 1, now=NOW + TIMEOUT, claim_timeout=TIMEOUT) == []
     assert statuses(store, "e1")["r0@example.org"][3] == STALE
+    later = NOW + TIMEOUT + dt.timedelta(seconds=1)
+    assert store.ledger.claim("e1", FRESH, 1, now=later, claim_timeout=TIMEOUT) == first
+    assert statuses(store, "e1")["r0@example.org"][3] == FRESH
 
 
 # --- finish(): every row of a large outcome list is recorded -----------------------------------
@@ -166,7 +168,7 @@ def test_release_gives_back_only_that_owners_rows_of_that_edition(store: Store) 
     mine_2 = store.ledger.claim("e2", STALE, 2, now=NOW, claim_timeout=TIMEOUT)
     store.ledger.finish(STALE, [(mine_1[0].id, SENT, None, None)], now=NOW)
 
-    assert store.ledger.release("e1", STALE, now=NOW) == 2
+    assert store.ledger.release("e1", STALE) == 2
     e1, e2 = statuses(store, "e1"), statuses(store, "e2")
     assert [e1[row.email][0] for row in mine_1] == [SENT, PENDING, PENDING]
     assert [e1[row.email][0] for row in theirs_1] == [SENDING, SENDING]
@@ -175,22 +177,23 @@ def test_release_gives_back_only_that_owners_rows_of_that_edition(store: Store) 
     assert store.ledger.counts("e2") == Counter({PENDING: 4, SENDING: 2})
 
 
-def test_unclaim_gives_back_only_those_rows_of_that_owner_untried(store: Store) -> None:
+def test_a_claim_goes_with_the_finish_that_records_its_last_rows_and_only_its_owners(store: Store) -> None:
     add_rows(store, "e1", entries(6), now=NOW)
     mine = store.ledger.claim("e1", STALE, 4, now=NOW, claim_timeout=TIMEOUT)
     theirs = store.ledger.claim("e1", FRESH, 2, now=NOW, claim_timeout=TIMEOUT)
-    store.ledger.finish(STALE, [(mine[0].id, SENT, None, None)], now=NOW)
-    later = NOW + dt.timedelta(seconds=5)
-
-    ids = [row.id for row in (*mine[:3], *theirs)]  # one sent, two held, and the other owner's
-    assert store.ledger.unclaim(STALE, ids, now=later) == 2
-    rows = {row.email: row for row in (store.ledger.row("e1", f"r{n}@example.org") for n in range(6)) if row}
-    assert [rows[row.email].status for row in mine] == [SENT, PENDING, PENDING, SENDING]
-    assert [rows[row.email].status for row in theirs] == [SENDING, SENDING]
-    assert [rows[row.email].updated_at for row in mine[1:]] == [later, later, NOW]
-    # Untried: the next claim of those rows is their first attempt; the rest keep their count.
-    again = store.ledger.claim("e1", FRESH, 6, now=later, claim_timeout=TIMEOUT)
-    assert [(row.email, row.attempts) for row in again] == [(row.email, 1) for row in mine[1:3]]
+    store.ledger.finish(STALE, [(row.id, SENT, "m", None) for row in mine[:3]], now=NOW)
+    assert store.ledger.counts("e1") == Counter({SENT: 3, SENDING: 3})
+    # Done without a result (the last row recorded earlier), and another owner's claim named too.
+    store.ledger.finish(STALE, [(mine[3].id, FAILED, None, "451")], now=NOW, done=[mine[0].id, theirs[0].id])
+    assert store.ledger.counts("e1") == Counter({SENT: 3, FAILED: 1, SENDING: 2})
+    store.ledger.finish(STALE, [], now=NOW, done=[theirs[0].id])
+    assert [statuses(store, "e1")[row.email][3] for row in theirs] == [FRESH, FRESH]
+    store.ledger.finish(FRESH, [], now=NOW, done=[theirs[0].id])
+    assert store.ledger.counts("e1") == Counter({SENT: 3, FAILED: 1, PENDING: 2})
+    # Given back, the rows go to the next claim; a finish that records nothing changes nothing.
+    store.ledger.finish(FRESH, [], now=NOW)
+    again = store.ledger.claim("e1", STALE, 6, now=NOW, claim_timeout=TIMEOUT)
+    assert [row.email for row in again] == [row.email for row in theirs]
 
 
 # --- retry_failed() and failures(): one edition -----------------------------------------------
@@ -205,6 +208,7 @@ def test_retry_failed_and_failures_keep_to_their_edition(store: Store) -> None:
             [(row.id, FAILED, None, f"550 {row.email}") for row in claimed[:failing]]
             + [(row.id, SENT, None, None) for row in claimed[failing:]],
             now=NOW,
+            done=[claimed[0].id],
         )
     assert store.ledger.failures("e1") == [
         ("e10@example.org", "550 e10@example.org"),
@@ -271,8 +275,8 @@ def test_a_released_row_is_claimed_again_in_list_order(store: Store) -> None:
     assert [row.email for row in store.ledger.claim("e1", STALE, 1, now=NOW, claim_timeout=TIMEOUT)] == [
         "r0@example.org"
     ]
-    assert store.ledger.release("e1", STALE, now=NOW) == 1
+    assert store.ledger.release("e1", STALE) == 1
     again = store.ledger.claim("e1", FRESH, 2, now=NOW, claim_timeout=TIMEOUT)
-    assert [(row.email, row.attempts) for row in again] == [("r0@example.org", 2), ("r1@example.org", 1)]
+    assert [(row.email, row.attempts) for row in again] == [("r0@example.org", 1), ("r1@example.org", 1)]
     rest = store.ledger.claim("e1", FRESH, 5, now=NOW, claim_timeout=TIMEOUT)
     assert [row.email for row in rest] == ["r2@example.org", "r3@example.org"]

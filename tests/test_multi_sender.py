@@ -73,7 +73,7 @@ def test_three_senders_on_postgresql_send_every_recipient_exactly_once(
 def owners_sending(store: Store) -> set[str]:
     """The senders holding a claimed batch right now."""
     with store.engine.connect() as conn:
-        query = text("SELECT DISTINCT batch_id FROM send_ledger WHERE status = 'sending'")
+        query = text("SELECT DISTINCT owner FROM send_claims")
         return set(conn.execute(query).scalars())
 
 

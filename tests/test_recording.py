@@ -23,7 +23,7 @@ from digest.state import Store
 from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, Claimed, Ledger, Result
 from tests.conftest import NOW, MakeProject
 from tests.ledger_rows import Entry, add_rows
-from tests.sendgrid_sink import SendGridSink
+from tests.sendgrid_sink import Reply, SendGridSink, errors
 from tests.test_faults_transports import EDITION, READERS, Script, send_via_sendgrid, sendgrid_project
 from tests.test_ledger import TIMEOUT, column
 
@@ -49,13 +49,21 @@ class SlowFirstWrite:
         self.fail = fail
         self.sizes: list[int] = []
 
-    def __call__(self, owner: str, results: Sequence[Result], *, now: object, conn: Connection) -> None:
+    def __call__(
+        self,
+        owner: str,
+        results: Sequence[Result],
+        *,
+        now: object,
+        conn: Connection,
+        done: Sequence[int] = (),
+    ) -> None:
         self.sizes.append(len(results))
         if len(self.sizes) == 1:
             time.sleep(0.2)
             if self.fail:
                 raise OSError("disk full")
-        self.finish(owner, results, now=NOW, conn=conn)
+        self.finish(owner, results, now=NOW, conn=conn, done=done)
 
 
 def run_threads(store: Store, recorder: Recorder, rows: list[Claimed], seen: dict[int, object]) -> None:
@@ -140,12 +148,20 @@ class HeldWrite:
         self.go = threading.Event()
         self.started = threading.Event()
 
-    def __call__(self, owner: str, results: Sequence[Result], *, now: object, conn: Connection) -> None:
+    def __call__(
+        self,
+        owner: str,
+        results: Sequence[Result],
+        *,
+        now: object,
+        conn: Connection,
+        done: Sequence[int] = (),
+    ) -> None:
         self.started.set()
         assert self.go.wait(10)
         if self.fail:
             raise OSError("disk full")
-        self.finish(owner, results, now=NOW, conn=conn)
+        self.finish(owner, results, now=NOW, conn=conn, done=done)
 
 
 def in_thread(call: Callable[[], object]) -> threading.Thread:
@@ -284,3 +300,33 @@ def test_a_send_on_postgresql_whose_deferred_write_fails_sends_nothing_more(
         resumed = send_via_sendgrid(project)
     assert resumed.exit_code == 0, resumed.stderr
     assert script.accepted() == Counter(READERS) + Counter(READERS[:2])
+
+
+def test_a_send_on_postgresql_stopped_by_an_error_leaves_nothing_claimed(
+    make_project: MakeProject, postgres_url: str
+) -> None:
+    """The whole send on a database server, where the first batch's outcomes are written while
+    the second is addressed: SendGrid takes the first request and refuses the key on the second."""
+    script = Script(Reply(202), Reply(401, errors("The provided authorization grant is invalid")))
+    with SendGridSink(default=script) as sink:
+        project = sendgrid_project(make_project, sink, READERS)
+        text = project.read_text().replace(
+            'url = "sqlite:///state/digest.sqlite3"', f'url = "{postgres_url}"'
+        )
+        project.write_text(text)
+
+        stopped = send_via_sendgrid(project)
+        assert stopped.exit_code == 1 and f"{EDITION}: stopped by the error below: sent 2" in stopped.stderr
+        with Store(postgres_url).migrate() as store:
+            rows = [store.ledger.row(EDITION, address) for address in READERS]
+            # The first batch recorded with its message id; nothing else held, nor tried.
+            assert [row.status for row in rows if row] == [SENT] * 2 + [PENDING] * 6
+            assert store.ledger.counts(EDITION) == {SENT: 2, PENDING: 6}
+            again = store.ledger.claim(EDITION, OWNER, 8, now=NOW, claim_timeout=TIMEOUT)
+            # Nothing was recorded of the refused batch: no attempt counted.
+            assert [(row.email, row.attempts) for row in again] == [(email, 1) for email in READERS[2:]]
+            store.ledger.release(EDITION, OWNER)
+
+        resumed = send_via_sendgrid(project)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert script.accepted() == Counter(READERS)

@@ -43,8 +43,9 @@ def test_a_newer_schema_is_refused(state_url: str) -> None:
 
 def test_a_version_3_database_gets_the_claim_index(state_url: str) -> None:
     with Store(state_url).migrate() as store, store.engine.begin() as conn:
-        # What version 3 had: an index on status alone, and no claim index.
+        # What version 3 had: an index on status alone, no claim index, claims in each row.
         conn.execute(text("DROP INDEX ix_send_ledger_claim"))
+        conn.execute(text("ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP"))
         conn.execute(text("CREATE INDEX ix_send_ledger_status ON send_ledger (status)"))
         conn.execute(text("UPDATE digest_meta SET value = '3' WHERE key = 'schema_version'"))
         conn.execute(
@@ -67,6 +68,29 @@ def test_a_version_3_database_gets_the_claim_index(state_url: str) -> None:
             assert conn.execute(
                 text("SELECT value FROM digest_meta WHERE key = 'schema_version'")
             ).scalar() == str(SCHEMA_VERSION)
+
+
+def test_a_version_7_database_gives_back_the_rows_its_senders_held(state_url: str) -> None:
+    """Before version 8 a claim marked each row "sending", with its time in claimed_at."""
+    with Store(state_url).migrate() as store, store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE send_claims"))
+        conn.execute(text("ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP"))
+        conn.execute(text("UPDATE digest_meta SET value = '7' WHERE key = 'schema_version'"))
+        for email, status in [("held@example.org", "sending"), ("sent@example.org", "sent")]:
+            conn.execute(
+                text(
+                    "INSERT INTO send_ledger (edition_id, email, name, variant, status, attempts,"
+                    " batch_id, claimed_at, updated_at) VALUES ('e1', :email, '', 'all', :status, 1,"
+                    " 'old:1:t1:aaaaaaaa', :now, :now)"
+                ),
+                {"email": email, "status": status, "now": NOW},
+            )
+    with Store(state_url).migrate() as store:
+        columns = {column["name"] for column in inspect(store.engine).get_columns("send_ledger")}
+        assert "claimed_at" not in columns and "batch_id" in columns
+        assert store.ledger.counts("e1") == {"pending": 1, "sent": 1}
+        again = store.ledger.claim("e1", "me:1:a", 5, now=NOW, claim_timeout=TIMEOUT)
+        assert [row.email for row in again] == ["held@example.org"]
 
 
 def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:
@@ -97,6 +121,7 @@ def test_ledger_add_claim_finish(store: Store) -> None:
         [(claimed[0].id, SENT, "id-0", None), (claimed[1].id, FAILED, None, "550 no")]
         + [(row.id, SENT, None, None) for row in claimed[2:]],
         now=NOW,
+        done=[claimed[0].id],
     )
     counts = store.ledger.counts("e1")
     assert counts[SENT] == 3 and counts[FAILED] == 1 and counts[PENDING] == 6
@@ -162,7 +187,8 @@ def test_a_claim_left_by_a_dead_sender_is_taken_back(store: Store) -> None:
     )
     assert [r.email for r in fresh] == ["b@example.org"]
     again = store.ledger.claim("e1", "me:3:z", 5, now=later, claim_timeout=TIMEOUT)
-    assert [r.email for r in again] == ["a@example.org"] and again[0].attempts == 2
+    # Nothing was recorded of the dead sender's try: this is the first attempt that counts.
+    assert [r.email for r in again] == ["a@example.org"] and again[0].attempts == 1
 
 
 def test_suppressions(store: Store) -> None:

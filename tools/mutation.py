@@ -47,7 +47,7 @@ MODULES: dict[str, list[str]] = {
     "digest/state/ledger.py": [
         "tests/test_ledger.py",
         "tests/test_ledger_guards.py",
-        "tests/test_claims.py",
+        "tests/test_recording.py",
         "tests/test_state_backends.py",
         "tests/test_state.py",
         "tests/test_send.py",

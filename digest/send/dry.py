@@ -24,7 +24,9 @@ def dry_run(sender: Sender) -> SendSummary:
         return SendSummary(name, edition_id, empty=True, dry_run=True)
     problems: list[str] = []
     sender.import_subscribers(problems)
-    counts, by_key = dry_counts(sender.store.engine, edition_id, name, sender.groups(edition, freeze=False))
+    groups = sender.groups(edition)
+    sender.render_all(edition, groups, freeze=False)
+    counts, by_key = dry_counts(sender.store.engine, edition_id, name, groups)
     variants: Counter[str] = Counter()
     for key, count in by_key.items():
         variants[Variant.from_key(key).label(sender.list_desks)] += count

@@ -47,7 +47,8 @@ class Recorder:
         self._clock = clock
         self._turn = threading.Condition()
         self._waiting: list[Result] = []
-        self._queued = 0  # results ever queued
+        self._done: list[int] = []  # the first row ids of claims all recorded
+        self._queued = 0  # results (and claims done) ever queued
         self._committed = 0  # the first this many of them are in the ledger
         self._writing = False
         self._failed: BaseException | None = None
@@ -70,16 +71,19 @@ class Recorder:
         """The ``record`` of a transport sending to ``rows``, in their order."""
         return RowRecord(self, rows)
 
-    def record(self, results: Sequence[Result]) -> None:
+    def record(self, results: Sequence[Result], *, done: Sequence[Claimed] = ()) -> None:
         """Return once ``results`` are committed; raises what the write raised if it failed.
+        ``done``: a claimed batch whose every outcome is recorded with these (``Ledger.finish``).
 
         Deferred: return at once, with the write begun in a thread; ``ready`` waits for it.
         """
-        if not results:
+        if not results and not done:
             return
         with self._turn:
             self._waiting.extend(results)
-            self._queued += len(results)
+            if done:
+                self._done.append(done[0].id)  # a claim is named by its first row
+            self._queued += len(results) + bool(done)
             if self._writer is None:
                 self._settle(self._queued)
             elif self._failed is None:
@@ -111,11 +115,12 @@ class Recorder:
     def _write(self) -> None:
         """Write everything waiting; called holding the lock, released while writing."""
         batch, self._waiting = self._waiting, []
+        done, self._done = self._done, []
         upto, self._writing = self._queued, True
         self._turn.release()
         try:
             self._conn = self._conn or self._ledger.engine.connect()
-            self._ledger.finish(self._owner, batch, now=self._clock(), conn=self._conn)
+            self._ledger.finish(self._owner, batch, now=self._clock(), conn=self._conn, done=done)
         except BaseException as exc:
             self._turn.acquire()
             self._failed, self._writing = exc, False

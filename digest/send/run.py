@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,6 @@ from digest.model import Edition, Variant
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
-from digest.send.claims import ClaimAhead
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
 from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
@@ -45,6 +45,9 @@ from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
+# How long a claim may be held before another sender takes it back (a sender on another
+# machine cannot be seen to die).
+CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
 
@@ -230,12 +233,19 @@ class Sender:
         chosen = [known[desk.casefold()] for desk in desks or () if desk.casefold() in known]
         return Variant.of(chosen or None, self.list_desks).key
 
-    def groups(self, edition: Edition, *, freeze: bool) -> dict[Group, Status]:
+    def groups(self, edition: Edition) -> dict[Group, Status]:
         """The list's variants, each pending, or skipped when its desks have nothing today."""
         return {
-            group: PENDING if self.rendered(edition, group.key, freeze=freeze) is not None else SKIPPED
+            group: SKIPPED if Variant.from_key(group.key).select(edition).is_empty else PENDING
             for group in desk_groups(self.store.engine, self.list.name, self.variant_of)
         }
+
+    def render_all(self, edition: Edition, groups: Mapping[Group, Status], *, freeze: bool) -> None:
+        """Render (and, frozen, keep) every variant that has readers and stories, before any is
+        sent: a template that fails must stop the send before its first batch, not midway."""
+        for group, status in groups.items():
+            if status == PENDING:
+                self.rendered(edition, group.key, freeze=freeze)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -276,8 +286,7 @@ class Sender:
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
         self.import_subscribers(problems)
-        groups = self.groups(edition, freeze=True)
-        fill_ledger(self.store.engine, self.edition_id, self.list.name, groups, now=self.now)
+        self._render_and_fill(edition, self.groups(edition))
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         total = self.store.ledger.counts(self.edition_id)
         todo = total.get(PENDING, 0) + total.get("sending", 0)
@@ -296,6 +305,15 @@ class Sender:
             bounced=self.store.ledger.refused(self.edition_id),
         )
 
+    def _render_and_fill(self, edition: Edition, groups: dict[Group, Status]) -> None:
+        """Render the variants and fill the ledger: at once on a database server (the fill is its
+        work), else one after the other (on SQLite the renders' saves would wait for the fill)."""
+        fill = functools.partial(fill_ledger, self.store.engine, self.edition_id, self.list.name, groups)
+        with ThreadPoolExecutor(1, thread_name_prefix="digest-fill") as background:
+            filled = background.submit(fill, now=self.now) if self.store.ledger.on_server else None
+            self.render_all(edition, groups, freeze=True)
+            filled.result() if filled else fill(now=self.now)
+
     def _send_batches(
         self, edition: Edition, todo: int, progress: Progress | None, stop: threading.Event | None
     ) -> tuple[int, bool]:
@@ -305,14 +323,15 @@ class Sender:
         owner = owner_id()
         done = sent_now = 0
         transport.open()
-        claims = ClaimAhead(self.store.ledger, self.edition_id, owner, transport.max_batch, self.clock)
-        # Where claims are made ahead (a database server), outcomes are written while the next
-        # batch is addressed; the transport waits for them before anything more goes out.
-        recorder = Recorder(self.store.ledger, owner, self.clock, deferred=claims.ahead)
+        ledger = self.store.ledger
+        # On a database server, outcomes are written while the next batch is claimed and
+        # addressed; the transport waits for them before anything more goes out.
+        recorder = Recorder(ledger, owner, self.clock, deferred=ledger.on_server)
         try:
             stopped = True
             while not (stop and stop.is_set()):
-                claimed = claims.take()
+                size, now = transport.max_batch, self.clock()
+                claimed = ledger.claim(self.edition_id, owner, size, now=now, claim_timeout=CLAIM_TIMEOUT)
                 if not claimed:
                     stopped = False
                     break
@@ -322,20 +341,21 @@ class Sender:
                     progress(done, todo)
             recorder.ready()
             return sent_now, stopped
-        except BaseException:
-            # Nothing of the batch in hand went out (a transport reports partial success as
-            # outcomes), so the next run may send it; what was sent is written first.
-            claims.close()
-            recorder.close()
-            self.store.ledger.release(self.edition_id, owner, now=self.clock())
-            raise
         finally:
-            claims.close()
+            # What this sender still holds goes back once what it sent is written: after an error,
+            # the batch in hand (none of it went out: a transport reports partial success).
             recorder.close()
-            transport.close()
+            try:
+                ledger.release(self.edition_id, owner)
+            finally:
+                transport.close()
 
     def _send_claimed(
-        self, transport: Transport, recorder: Recorder, edition: Edition, claimed: list[Claimed]
+        self,
+        transport: Transport,
+        recorder: Recorder,
+        edition: Edition,
+        claimed: list[Claimed],
     ) -> int:
         """Send one claimed batch and record every outcome; returns how many were accepted.
 
@@ -366,7 +386,7 @@ class Sender:
             refused += [
                 (row.email, o.error or "") for row, o in zip(rows, outcomes, strict=True) if o.permanent
             ]
-        recorder.record([result for result in results if result[0] not in recorded])
+        recorder.record([result for result in results if result[0] not in recorded], done=claimed)
         if refused:
             # After the ledger: a crash in between leaves a row that says why, and no event lost
             # for good (the row is not retried, but `digest bounces` events are idempotent anyway).

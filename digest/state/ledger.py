@@ -1,19 +1,22 @@
 """The send ledger: one row per edition × recipient, so a crash loses nothing and repeats nothing.
 
-A row goes pending → sending (claimed by one sender, with its owner and time) → sent / failed.
-Rows are claimed in small batches inside one transaction, so two senders never hold the same
-row; a row left "sending" by a sender that died is taken back (at once when that sender was a
-process on this machine that no longer exists, else after ``claim_timeout``) and sent again.
-That resend is the one window no sender can close: the provider took the message but the
-answer was lost. Outcomes are recorded as they come (``digest.send.recording``), so it is at
-most one message per SMTP connection or one SendGrid request, and it keeps its Message-ID.
+A row is pending until a sender records its outcome (sent / failed / suppressed / skipped).
+To send, a sender claims the next pending rows of one variant, up to a batch: the claim is
+one row of ``send_claims`` naming the rows' id range, made under a lock on the edition, so
+two senders never hold the same row and no claim writes a thousand rows. A pending row under
+a claim counts as "sending". A claim left by a sender that died is taken back (at once when
+that sender was a process on this machine that no longer exists, else after
+``claim_timeout``) and its rows not yet recorded are sent again. That resend is the one
+window no sender can close: the provider took the message but the answer was lost. Outcomes
+are recorded as they come (``digest.send.recording``), so it is at most one message per SMTP
+connection or one SendGrid request, and it keeps its Message-ID.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -22,18 +25,17 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Select,
     Table,
+    and_,
     bindparam,
+    case,
     func,
     or_,
     select,
-    true,
     update,
 )
 
-from digest.state import schema
-from digest.state.owner import owner_is_dead
+from digest.state import claims, schema
 from digest.state.queries import among
 
 
@@ -53,6 +55,8 @@ SKIPPED, SUPPRESSED = Status.SKIPPED, Status.SUPPRESSED
 # The error of a failed row whose address the receiving server refused for good (a hard
 # bounce at send time): it stays failed, and no later run tries it again.
 REFUSED = "refused permanently: "
+# Past every row id (a BIGINT): the bound of a run with no claim after it.
+_NO_CLAIM = 2**63 - 1
 # finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
 _GROUP_MIN = 8
 # A finish() outcome: (status, provider id, error).
@@ -89,6 +93,12 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @property
+    def on_server(self) -> bool:
+        """Whether the ledger is on a database server, which works in processes of its own, so
+        its writes can overlap the sender's work (SQLite works in the sender, under its GIL)."""
+        return self.engine.dialect.name != "sqlite"
+
     def retry_failed(self, edition_id: str, *, now: dt.datetime) -> int:
         """A new run sends again to those a previous run failed to reach.
 
@@ -107,69 +117,36 @@ class Ledger:
     def row(self, edition_id: str, email: str) -> Row | None:
         """The ledger's row for one recipient (``email`` folded as the ledger keeps it)."""
         table = schema.ledger
+        fields = (_status() if field == "status" else table.c[field] for field in Row.__slots__)
         with self.engine.connect() as conn:
             found = conn.execute(
-                select(*(table.c[field] for field in Row.__slots__)).where(
-                    table.c.edition_id == edition_id, table.c.email == email
-                )
+                select(*fields).where(table.c.edition_id == edition_id, table.c.email == email)
             ).first()
         return Row(*found) if found else None
 
     def claim(
         self, edition_id: str, owner: str, limit: int, *, now: dt.datetime, claim_timeout: dt.timedelta
     ) -> list[Claimed]:
-        """Take up to ``limit`` rows to send: pending ones, or ones a dead sender left behind.
+        """Take up to ``limit`` rows to send: pending ones no claim holds, or, when there are
+        none, ones a dead sender left behind.
 
         The rows are of one variant, so that they go out as one batch (one request, one set
         of connections) rather than one small batch each: variants go out one after another,
         in the order of the claim index, and each variant's recipients in the list's order.
-        Both lookups are a step into that index; finding the first waiting row in id order
-        instead would walk past every row already sent, which slows each claim as the list
-        grows.
+        The claim is one row naming the first and last id; claims never overlap, so the rows
+        between them are this owner's alone. It goes when its rows are recorded (``finish``'s
+        ``done``) or given back (``release``).
         """
-        table = schema.ledger
         with self.engine.begin() as conn:
-            self._release_abandoned(conn, edition_id, now=now, claim_timeout=claim_timeout)
-            # Picked and taken in one statement (the ids never travel to Python and back as a
-            # thousand parameters), under SQLite's write lock or PostgreSQL's row locks.
-            taking = update(table).values(
-                status=SENDING, batch_id=owner, claimed_at=now, attempts=table.c.attempts + 1, updated_at=now
-            )
-            for ids in _waiting(edition_id, limit, postgresql=conn.dialect.name == "postgresql"):
-                taken = conn.execute(
-                    taking.where(table.c.id.in_(ids)).returning(
-                        *(table.c[field] for field in Claimed._fields)
-                    )
-                )
-                rows = list(map(Claimed._make, taken.all()))
-                if rows:
-                    break
-        return sorted(rows)  # by id: it comes first in a Claimed, and no two rows share one
-
-    def _release_abandoned(
-        self, conn: Connection, edition_id: str, *, now: dt.datetime, claim_timeout: dt.timedelta
-    ) -> None:
-        table = schema.ledger
-        owners = conn.execute(
-            select(table.c.batch_id, func.min(table.c.claimed_at))
-            .where(table.c.edition_id == edition_id, table.c.status == SENDING)
-            .group_by(table.c.batch_id)
-        ).all()
-        abandoned = [
-            owner
-            for owner, claimed in owners
-            if owner_is_dead(owner) or (claimed and now - claimed > claim_timeout)
-        ]
-        if abandoned:
-            conn.execute(
-                update(table)
-                .where(
-                    table.c.edition_id == edition_id,
-                    table.c.status == SENDING,
-                    table.c.batch_id.in_(abandoned),
-                )
-                .values(status=PENDING, updated_at=now)
-            )
+            claims.lock(conn, edition_id)
+            rows = _next_run(conn, edition_id, limit)
+            if not rows and claims.take_back_abandoned(
+                conn, edition_id, now=now, claim_timeout=claim_timeout
+            ):
+                rows = _next_run(conn, edition_id, limit)
+            if rows:
+                claims.add(conn, edition_id, owner, rows[0].variant, [row.id for row in rows], now)
+        return rows
 
     def finish(
         self,
@@ -178,6 +155,7 @@ class Ledger:
         *,
         now: dt.datetime,
         conn: Connection | None = None,
+        done: Sequence[int] = (),
     ) -> None:
         """Record (row id, status, provider id, error) for rows this owner claimed.
 
@@ -185,13 +163,15 @@ class Ledger:
         sender) is left alone. Rows with the same outcome (a SendGrid request's recipients
         share one message id) are updated together by id; the rest with one statement run
         for each row (executemany). ``conn``: a connection the caller keeps open for many
-        finishes (one commit per message on the SMTP path), not in a transaction.
+        finishes (one commit per message on the SMTP path), not in a transaction. ``done``:
+        the first row ids of this owner's claims whose every row is recorded with this: the
+        claims go in the same transaction.
         """
-        if not results:
+        if not results and not done:
             return
         if conn is None:
             with self.engine.connect() as own:
-                self.finish(owner, results, now=now, conn=own)
+                self.finish(owner, results, now=now, conn=own, done=done)
             return
         grouped, single = _plan_finish(results, owner=owner, now=now)
         table = schema.ledger
@@ -199,17 +179,21 @@ class Ledger:
             for (status, provider_id, error), ids in grouped.items():
                 conn.execute(
                     update(table)
-                    .where(among(conn, table.c.id, ids), table.c.batch_id == owner, table.c.status == SENDING)
+                    .where(among(conn, table.c.id, ids), table.c.status == PENDING, claims.holding(owner))
                     .values(
                         status=status,
                         provider_id=provider_id,
                         error=error,
                         sent_at=now if status == SENT else None,
+                        batch_id=owner,
+                        attempts=table.c.attempts + 1,
                         updated_at=now,
                     )
                 )
             if single:
                 conn.execute(_FINISH_ONE, single)
+            if done:
+                claims.drop_done(conn, owner, done)
 
     def of_address(self, email: str) -> list[tuple[str, str, dt.datetime | None, int]]:
         """(edition, status, sent at, resends) of every edition that had the address (folded)."""
@@ -223,34 +207,24 @@ class Ledger:
                 ).all()
             )
             rows = conn.execute(
-                select(table.c.edition_id, table.c.status, table.c.sent_at)
+                select(table.c.edition_id, _status(), table.c.sent_at)
                 .where(table.c.email == email)
                 .order_by(table.c.edition_id)
             ).all()
         return [(edition, status, sent_at, again.get(edition, 0)) for edition, status, sent_at in rows]
 
-    def release(self, edition_id: str, owner: str, *, now: dt.datetime) -> int:
-        """Give back rows this owner claimed but did not send (the transport failed outright)."""
-        table = schema.ledger
+    def release(self, edition_id: str, owner: str) -> int:
+        """Give back what this owner claimed (its send is over, or failed outright): its rows
+        not yet recorded are pending for any sender again. Returns how many those are."""
         with self.engine.begin() as conn:
-            return conn.execute(
-                update(table)
-                .where(table.c.edition_id == edition_id, table.c.batch_id == owner, table.c.status == SENDING)
-                .values(status=PENDING, updated_at=now)
-            ).rowcount
-
-    def unclaim(self, owner: str, ids: Sequence[int], *, now: dt.datetime) -> int:
-        """Give back rows this owner claimed ahead and never tried: pending again, and the
-        claim not counted as an attempt (``digest.send.claims``)."""
-        table = schema.ledger
-        with self.engine.begin() as conn:
-            return conn.execute(
-                update(table)
-                .where(among(conn, table.c.id, ids), table.c.batch_id == owner, table.c.status == SENDING)
-                .values(status=PENDING, attempts=table.c.attempts - 1, updated_at=now)
-            ).rowcount
+            given = conn.execute(
+                select(func.count()).where(*_pending(edition_id), claims.holding(owner))
+            ).scalar_one()
+            claims.drop_owners(conn, edition_id, [owner])
+        return int(given)
 
     def counts(self, edition_id: str) -> Counter[str]:
+        """The edition's rows by status, pending rows under a claim as "sending"."""
         table = schema.ledger
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -258,7 +232,14 @@ class Ledger:
                 .where(table.c.edition_id == edition_id)
                 .group_by(table.c.status)
             ).all()
-        return Counter({status: count for status, count in rows})
+            sending = conn.execute(
+                select(func.count()).where(*_pending(edition_id), claims.holding())
+            ).scalar_one()
+        counts = Counter({status: count for status, count in rows})
+        if sending:
+            counts[PENDING] -= sending
+            counts[SENDING.value] = sending
+        return +counts  # without a status whose every row is sending
 
     def last_sent(self, edition_id: str) -> dt.datetime | None:
         """When the edition's latest message was sent (None: nothing sent yet)."""
@@ -295,16 +276,41 @@ class Ledger:
             ]
 
 
-def _waiting(edition_id: str, limit: int, *, postgresql: bool) -> Iterator[Select[tuple[int]]]:
-    """Up to ``limit`` pending rows of the first variant waiting, in list order (``claim``)."""
+def _pending(edition_id: str) -> tuple[ColumnElement[bool], ...]:
     table = schema.ledger
-    pending = (table.c.edition_id == edition_id, table.c.status == PENDING)
-    first_variant = select(table.c.variant).where(*pending).order_by(table.c.variant).limit(1)
-    # Another sender may hold every row of that variant (PostgreSQL skips locked rows): then
-    # any variant will do.
-    for wanted in (table.c.variant == first_variant.scalar_subquery(), true()):
-        query = select(table.c.id).where(*pending, wanted).order_by(table.c.id).limit(limit)
-        yield query.with_for_update(skip_locked=True) if postgresql else query
+    return (table.c.edition_id == edition_id, table.c.status == PENDING)
+
+
+def _status() -> ColumnElement[str]:
+    """A row's status as a reader of the ledger sees it: "sending" for a pending row under a claim."""
+    table = schema.ledger
+    return case((and_(table.c.status == PENDING, claims.holding()), SENDING.value), else_=table.c.status)
+
+
+def _next_run(conn: Connection, edition_id: str, limit: int) -> list[Claimed]:
+    """Up to ``limit`` pending rows of one variant that no claim holds, from the first such row
+    in the claim index's order to short of the next claim's first row (so none between is
+    held: a claim holding one would hold the first)."""
+    table = schema.ledger
+    first = conn.execute(
+        select(table.c.variant, table.c.id, func.coalesce(claims.following(), _NO_CLAIM))
+        .where(*_pending(edition_id), ~claims.holding())
+        .order_by(table.c.variant, table.c.id)
+        .limit(1)
+    ).first()
+    if first is None:
+        return []
+    # Asked apart, and cut at the bound here: so the rows are read from the claim index in id
+    # order, a batch long, even in the plan PostgreSQL keeps for the prepared statement (which
+    # took the primary key for the id range, and read through the other variants' rows).
+    variant, start, bound = first
+    run = (
+        select(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts + 1)
+        .where(*_pending(edition_id), table.c.variant == variant, table.c.id >= start)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return [Claimed._make(row) for row in conn.execute(run) if row[0] < bound]
 
 
 # finish()'s statement for one row, built once: the SMTP path runs it for every message, and
@@ -313,8 +319,8 @@ _FINISH_ONE = (
     update(schema.ledger)
     .where(
         schema.ledger.c.id == bindparam("row_id"),
-        schema.ledger.c.batch_id == bindparam("owner"),
-        schema.ledger.c.status == SENDING,
+        schema.ledger.c.status == PENDING,
+        claims.holding(bindparam("owner")),
     )
     .values(
         status=bindparam("new_status"),
@@ -322,6 +328,8 @@ _FINISH_ONE = (
         error=bindparam("new_error"),
         # Each takes its column's type (UTCDateTime for the times) from values().
         sent_at=bindparam("new_sent_at"),
+        batch_id=bindparam("owner"),
+        attempts=schema.ledger.c.attempts + 1,
         updated_at=bindparam("now"),
     )
 )

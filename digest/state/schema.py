@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Statements that bring an existing database from the previous version to this one, beyond
 # creating the tables that are new (which create_all does). SQL both SQLite and PostgreSQL run.
@@ -36,6 +36,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: (),  # only new tables: feed_gaps, resends
     6: (),  # only new tables: subscribers, subscriber_events, subscriber_files, rate_limits
     7: (),  # only new tables: delivery_events, unattributed_mail, list_holds
+    # Claims are rows of send_claims: a row an older digest left claimed is taken back.
+    8: (
+        "UPDATE send_ledger SET status = 'pending' WHERE status = 'sending'",
+        "ALTER TABLE send_ledger DROP COLUMN claimed_at",
+    ),
 }
 
 
@@ -116,7 +121,8 @@ edition_variants = Table(
     PrimaryKeyConstraint("edition_id", "variant"),
 )
 
-# The send ledger: edition × recipient → pending / sending / sent / failed / skipped / suppressed.
+# The send ledger: edition × recipient → pending / sent / failed / skipped / suppressed; a
+# pending row under a claim (send_claims) is being sent. batch_id: who recorded the outcome.
 ledger = Table(
     "send_ledger",
     metadata,
@@ -128,7 +134,6 @@ ledger = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("batch_id", String(64)),
-    Column("claimed_at", UTCDateTime),
     Column("provider_id", Text),
     Column("error", Text),
     Column("sent_at", UTCDateTime),
@@ -138,6 +143,22 @@ ledger = Table(
     # every pending row of the edition for each batch (a variant's rows are spread out).
     # Counting by status, and taking back abandoned claims, use its first two columns.
     Index("ix_send_ledger_claim", "edition_id", "status", "variant", "id"),
+)
+
+# A sender's claim on the pending ledger rows of one variant from first_id to last_id: a claim
+# is one row here rather than a write to each of its thousand rows, which on PostgreSQL cost
+# a new row version and three index entries each (docs/performance.md).
+claims = Table(
+    "send_claims",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("edition_id", String(200), nullable=False),
+    Column("variant", String(500), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("first_id", BigInteger, nullable=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Index("ix_send_claims_range", "edition_id", "variant", "first_id"),
 )
 
 # Suppressions: list_name is the list for an unsubscribe, "*" for bounces and complaints.
@@ -174,7 +195,7 @@ scheduler_lock = Table(
     "scheduler_lock",
     metadata,
     Column("name", String(64), primary_key=True),
-    Column("owner", String(200), nullable=False),
+    Column("owner", String(64), nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
 )

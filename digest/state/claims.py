@@ -1,0 +1,89 @@
+"""Claims on the send ledger's rows (``send_claims``): which sender holds which batch.
+
+A claim is one row naming a variant's first and last ledger row: the rows between them that
+are still pending are its owner's to send. The claims of an edition are made one at a time
+(``lock``) and never overlap. One row per claim, rather than a mark on each of its thousand
+rows, is what makes a claim cheap on PostgreSQL, where each marked row was a new row version
+and three index entries (docs/performance.md). Every statement on the table is here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Connection, Exists, delete, func, insert, select
+
+from digest.state import schema
+from digest.state.owner import owner_is_dead
+from digest.state.queries import among
+
+# The PostgreSQL advisory lock class of claims (its second key: the edition id's hash).
+CLAIM_LOCK = 0x636C61  # "cla"
+
+
+def lock(conn: Connection, edition_id: str) -> None:
+    """One claim of the edition at a time: SQLite's write lock (a writer's transactions begin
+    IMMEDIATE) does it there; on PostgreSQL, an advisory lock held to the end of the claim."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK, func.hashtext(edition_id))))
+
+
+def holding(owner: str | ColumnElement[str] | None = None) -> Exists:
+    """The ledger row is in a claim (of ``owner``, if given)."""
+    table, claims = schema.ledger, schema.claims
+    holds = (
+        claims.c.edition_id == table.c.edition_id,
+        claims.c.variant == table.c.variant,
+        claims.c.first_id <= table.c.id,
+        claims.c.last_id >= table.c.id,
+    )
+    mine = () if owner is None else (claims.c.owner == owner,)
+    return select(claims.c.id).where(*holds, *mine).exists()
+
+
+def following() -> ColumnElement[int]:
+    """The first row of the next claim of the ledger row's variant, after the row (None: none)."""
+    table, claims = schema.ledger, schema.claims
+    return (
+        select(func.min(claims.c.first_id))
+        .where(claims.c.edition_id == table.c.edition_id, claims.c.variant == table.c.variant)
+        .where(claims.c.first_id > table.c.id)
+        .scalar_subquery()
+    )
+
+
+def add(
+    conn: Connection, edition_id: str, owner: str, variant: str, ids: Sequence[int], now: dt.datetime
+) -> None:
+    """The claim of the rows from ``ids[0]`` to ``ids[-1]`` (in id order) of one variant."""
+    values = {"edition_id": edition_id, "variant": variant, "owner": owner}
+    conn.execute(insert(schema.claims).values(**values, first_id=ids[0], last_id=ids[-1], claimed_at=now))
+
+
+def drop_done(conn: Connection, owner: str, first_ids: Sequence[int]) -> None:
+    """Drop the owner's claims that begin at ``first_ids``: all their rows are recorded."""
+    claims = schema.claims
+    conn.execute(delete(claims).where(claims.c.owner == owner, among(conn, claims.c.first_id, first_ids)))
+
+
+def drop_owners(conn: Connection, edition_id: str, owners: Sequence[str]) -> None:
+    claims = schema.claims
+    conn.execute(delete(claims).where(claims.c.edition_id == edition_id, claims.c.owner.in_(owners)))
+
+
+def take_back_abandoned(
+    conn: Connection, edition_id: str, *, now: dt.datetime, claim_timeout: dt.timedelta
+) -> bool:
+    """Drop the edition's claims of senders that are dead or have claimed nothing for
+    ``claim_timeout``; whether there were any."""
+    claims = schema.claims
+    owners = conn.execute(
+        select(claims.c.owner, func.max(claims.c.claimed_at))
+        .where(claims.c.edition_id == edition_id)
+        .group_by(claims.c.owner)
+    ).all()
+    abandoned = [owner for owner, claimed in owners if owner_is_dead(owner) or now - claimed > claim_timeout]
+    if abandoned:
+        drop_owners(conn, edition_id, abandoned)
+    return bool(abandoned)
