@@ -80,6 +80,12 @@ def test_each_entry_is_stored_as_given_and_new_rows_are_counted_by_status(store:
         boris.id, "boris@example.org", "Boris", "all", SKIPPED, "no desk of theirs had news", None, NOW
     )
     (claimed,) = store.ledger.claim("e1", ONE, 10, now=NOW, claim_timeout=TIMEOUT)
+    # The row as the ledger tells it: being sent while a claim holds it, as stored otherwise.
+    assert store.ledger.row("e1", "anna@example.org") == Row(
+        anna.id, "anna@example.org", "Anna", "ukraine", SENDING, None, None, NOW
+    )
+    assert store.ledger.row("e1", "boris@example.org") == boris
+    assert [status for _, status, _, _ in store.ledger.of_address("anna@example.org")] == [SENDING]
     assert (claimed.id, claimed.email, claimed.name, claimed.variant, claimed.attempts) == (
         anna.id,
         "anna@example.org",

@@ -280,3 +280,40 @@ def test_a_released_row_is_claimed_again_in_list_order(store: Store) -> None:
     assert [(row.email, row.attempts) for row in again] == [("r0@example.org", 1), ("r1@example.org", 1)]
     rest = store.ledger.claim("e1", FRESH, 5, now=NOW, claim_timeout=TIMEOUT)
     assert [row.email for row in rest] == ["r2@example.org", "r3@example.org"]
+
+
+def test_a_claims_done_drops_that_claim_and_not_the_owners_next(store: Store) -> None:
+    # A sender writes one batch's outcomes while it already holds the next (on a server).
+    add_rows(store, "e1", entries(4), now=NOW)
+    first = store.ledger.claim("e1", STALE, 2, now=NOW, claim_timeout=TIMEOUT)
+    second = store.ledger.claim("e1", STALE, 2, now=NOW, claim_timeout=TIMEOUT)
+    store.ledger.finish(STALE, [(row.id, SENT, "m", None) for row in first], now=NOW, done=[first[0].id])
+    assert [statuses(store, "e1")[row.email][:1] for row in second] == [(SENDING,), (SENDING,)]
+    assert store.ledger.claim("e1", FRESH, 4, now=NOW, claim_timeout=TIMEOUT) == []
+
+
+def test_a_claim_in_another_edition_does_not_cut_this_ones_batch_short(store: Store) -> None:
+    # Added in turns, so the two editions' ids interleave: e1 1, e2 2, e1 3, e2 4 …
+    for n in range(3):
+        for edition in ("e1", "e2"):
+            add_rows(store, edition, [Entry(f"r{n}@example.org", "", "all")], now=NOW, chunk=1)
+    assert len(store.ledger.claim("e2", FRESH, 3, now=NOW, claim_timeout=TIMEOUT)) == 3
+    mine = store.ledger.claim("e1", STALE, 3, now=NOW, claim_timeout=TIMEOUT)
+    assert [row.email for row in mine] == [f"r{n}@example.org" for n in range(3)]
+
+
+@pytest.mark.parametrize("size", [2, 20], ids=["per-row path", "grouped path"])
+def test_each_recorded_outcome_counts_one_attempt(store: Store, size: int) -> None:
+    add_rows(store, "e1", entries(size), now=NOW)
+    for attempt in (1, 2, 3):
+        claimed = store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
+        assert {row.attempts for row in claimed} == {attempt}  # the attempt this claim is
+        results = [(row.id, FAILED, None, "451 later") for row in claimed]
+        store.ledger.finish(FRESH, results, now=NOW, done=[claimed[0].id])
+        assert store.ledger.retry_failed("e1", now=NOW) == size
+    # Taken and given back without an outcome: not an attempt.
+    store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
+    store.ledger.release("e1", FRESH)
+    assert {
+        row.attempts for row in store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
+    } == {4}

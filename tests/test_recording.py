@@ -41,13 +41,16 @@ def claimed(store: Store, count: int) -> list[Claimed]:
     return rows
 
 
-class SlowFirstWrite:
-    """The ledger's finish, the first call held long enough for every other thread to queue."""
+class FinishSpy:
+    """The ledger's finish, each call's size noted and ``before`` run ahead of it."""
 
     def __init__(self, store: Store, fail: bool = False) -> None:
         self.finish = store.ledger.finish
         self.fail = fail
         self.sizes: list[int] = []
+
+    def before(self) -> None:
+        """What a test holds each write with (nothing here)."""
 
     def __call__(
         self,
@@ -59,11 +62,18 @@ class SlowFirstWrite:
         done: Sequence[int] = (),
     ) -> None:
         self.sizes.append(len(results))
+        self.before()
+        self.finish(owner, results, now=NOW, conn=conn, done=done)
+
+
+class SlowFirstWrite(FinishSpy):
+    """The first call held long enough for every other thread to queue (and failing, if asked)."""
+
+    def before(self) -> None:
         if len(self.sizes) == 1:
             time.sleep(0.2)
             if self.fail:
                 raise OSError("disk full")
-        self.finish(owner, results, now=NOW, conn=conn, done=done)
 
 
 def run_threads(store: Store, recorder: Recorder, rows: list[Claimed], seen: dict[int, object]) -> None:
@@ -139,29 +149,28 @@ def test_of_does_not_count_a_row_whose_write_failed(store: Store, monkeypatch: p
     assert record.recorded == set()
 
 
-class HeldWrite:
-    """The ledger's finish, each call held until ``go`` is set (or failing, if asked)."""
+class HeldWrite(FinishSpy):
+    """Each call held until ``go`` is set (and failing, if asked)."""
 
     def __init__(self, store: Store, fail: bool = False) -> None:
-        self.finish = store.ledger.finish
-        self.fail = fail
+        super().__init__(store, fail)
         self.go = threading.Event()
         self.started = threading.Event()
 
-    def __call__(
-        self,
-        owner: str,
-        results: Sequence[Result],
-        *,
-        now: object,
-        conn: Connection,
-        done: Sequence[int] = (),
-    ) -> None:
+    def before(self) -> None:
         self.started.set()
         assert self.go.wait(10)
         if self.fail:
             raise OSError("disk full")
-        self.finish(owner, results, now=NOW, conn=conn, done=done)
+
+
+def held_write(store: Store, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> HeldWrite:
+    """The ledger's finish replaced by a HeldWrite: held until ``go``, or failing at once."""
+    held = HeldWrite(store, fail)
+    if fail:
+        held.go.set()
+    monkeypatch.setattr(store.ledger, "finish", held)
+    return held
 
 
 def in_thread(call: Callable[[], object]) -> threading.Thread:
@@ -174,8 +183,7 @@ def test_deferred_record_returns_before_the_commit_and_ready_waits_for_it(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = claimed(store, 3)
-    held = HeldWrite(store)
-    monkeypatch.setattr(store.ledger, "finish", held)
+    held = held_write(store, monkeypatch)
     with Recorder(store.ledger, OWNER, lambda: NOW, deferred=True) as recorder:
         record = recorder.of(rows)
         record([(0, Outcome.ok(rows[0].email, "<zero@id>")), (2, Outcome.failed(rows[2].email, "451"))])
@@ -196,9 +204,7 @@ def test_a_failed_deferred_write_is_raised_by_ready_and_by_every_later_record(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = claimed(store, 2)
-    held = HeldWrite(store, fail=True)
-    held.go.set()
-    monkeypatch.setattr(store.ledger, "finish", held)
+    held_write(store, monkeypatch, fail=True)
     with Recorder(store.ledger, OWNER, lambda: NOW, deferred=True) as recorder:
         recorder.of(rows)([(0, Outcome.ok(rows[0].email, "<zero@id>"))])
         with pytest.raises(OSError, match="disk full"):
@@ -214,8 +220,7 @@ def test_closing_waits_for_a_deferred_write_and_keeps_it(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = claimed(store, 2)
-    held = HeldWrite(store)
-    monkeypatch.setattr(store.ledger, "finish", held)
+    held = held_write(store, monkeypatch)
     recorder = Recorder(store.ledger, OWNER, lambda: NOW, deferred=True)
     recorder.of(rows)([(1, Outcome.ok(rows[1].email, "<one@id>"))])
     closing = in_thread(recorder.close)
@@ -231,9 +236,7 @@ def test_closing_after_a_failed_deferred_write_raises_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = claimed(store, 1)
-    held = HeldWrite(store, fail=True)
-    held.go.set()
-    monkeypatch.setattr(store.ledger, "finish", held)
+    held = held_write(store, monkeypatch, fail=True)
     recorder = Recorder(store.ledger, OWNER, lambda: NOW, deferred=True)
     recorder.of(rows)([(0, Outcome.ok(rows[0].email, "<zero@id>"))])
     recorder.close()  # the error to tell is the one that stopped the send

@@ -236,7 +236,9 @@ def test_ready_is_called_before_each_message_or_request_goes_out(transport: tupl
     assert all(count < call for call, count in enumerate(delivered_then, 1))
 
 
-def test_an_error_in_ready_stops_the_send_before_anything_goes_out(transport: tuple[Transport, Inbox]) -> None:
+def test_an_error_in_ready_stops_the_send_before_anything_goes_out(
+    transport: tuple[Transport, Inbox],
+) -> None:
     sender, inbox = transport
     addresses = [f"unready{n}@example.org" for n in range(20)]
 

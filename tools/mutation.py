@@ -36,6 +36,16 @@ DOC = ROOT / "docs" / "testing.md"
 BEGIN, END = "<!-- mutation-table -->", "<!-- /mutation-table -->"
 
 # Each module and the test files that exercise it.
+# The ledger and its claims: one concept, one set of tests.
+LEDGER_TESTS = [
+    "tests/test_ledger.py",
+    "tests/test_ledger_guards.py",
+    "tests/test_recording.py",
+    "tests/test_state_backends.py",
+    "tests/test_state.py",
+    "tests/test_send.py",
+    "tests/test_multi_sender.py",
+]
 MODULES: dict[str, list[str]] = {
     "digest/subscribers.py": [
         "tests/test_subscribers.py",
@@ -44,15 +54,8 @@ MODULES: dict[str, list[str]] = {
     ],
     "digest/edition/build.py": ["tests/test_edition.py", "tests/test_edition_timezone.py"],
     "digest/send/unsubscribe.py": ["tests/test_unsubscribe.py", "tests/test_address.py"],
-    "digest/state/ledger.py": [
-        "tests/test_ledger.py",
-        "tests/test_ledger_guards.py",
-        "tests/test_recording.py",
-        "tests/test_state_backends.py",
-        "tests/test_state.py",
-        "tests/test_send.py",
-        "tests/test_multi_sender.py",
-    ],
+    "digest/state/ledger.py": LEDGER_TESTS,
+    "digest/state/claims.py": LEDGER_TESTS,
     "digest/edition/lead.py": ["tests/test_lead.py", "tests/test_render.py"],
     "digest/brand.py": [
         "tests/test_brand.py",
@@ -72,6 +75,7 @@ SPAWNED: dict[str, list[str]] = {
         "tests/test_multi_sender.py",
         "tests/test_schedule_process.py",
     ],
+    "digest/state/claims.py": ["tests/test_kill.py", "tests/test_multi_sender.py"],
 }
 # Never copied into a run's folder.
 SKIP = {
