@@ -34,8 +34,9 @@ posting, recording. CPU is that of the sending processes (all threads, user and 
 of the processes they waited for (a large file is read ahead in a second process), over the
 send, divided by the number of recipients.
 
-``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path with a
-meter around the functions of each stage: thread CPU time, each stage without the stages it
+``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path (and
+the SendGrid path on PostgreSQL too, when there are PostgreSQL runs) with a meter around the
+functions of each stage: thread CPU time, each stage without the stages it
 calls (``BENCH_METER=wall`` in the environment: wall time instead, to see where a sender
 waits). The meter itself costs a few µs per recipient. ``--cprofile N`` lists the functions
 with the most CPU of their own under cProfile instead (much slower; for digging in).
