@@ -40,7 +40,6 @@ class Recorder:
     ) -> None:
         """``deferred``: ``record`` returns at once and a thread writes, until ``ready``."""
         self._ledger = ledger
-        self._deferred = deferred
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="digest-record") if deferred else None
         self._conn: Connection | None = None
         self._owner = owner
