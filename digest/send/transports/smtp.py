@@ -78,13 +78,13 @@ class _Run:
     def recorded(self, index: int, outcome: Outcome) -> bool:
         """Hand one outcome to ``record``; False (and the send stops) when that failed."""
         record = self.record
-        return record is None or self._stops(lambda: record([(index, outcome)]))
+        return record is None or self._went_through(lambda: record([(index, outcome)]))
 
     def ready_to_send(self) -> bool:
         """Call ``ready`` before a message goes out; False (and the send stops) when that failed."""
-        return self.ready is None or self._stops(self.ready)
+        return self.ready is None or self._went_through(self.ready)
 
-    def _stops(self, call: Callable[[], object]) -> bool:
+    def _went_through(self, call: Callable[[], object]) -> bool:
         try:
             call()
         except BaseException as exc:
@@ -111,7 +111,6 @@ class SmtpTransport:
         signer: Signer | None = None,
     ) -> None:
         """``tls_context`` is for "starttls" and "ssl"; by default the system's CAs and host name checks.
-
         ``signer`` DKIM-signs each message's bytes as they go on the wire (``create`` makes it from
         the options' ``dkim`` keys).
         """
@@ -169,10 +168,9 @@ class SmtpTransport:
     def send(self, batch: Batch, record: Record | None = None, ready: Ready | None = None) -> list[Outcome]:
         """Deliver every envelope; one Outcome each, in the batch's order, whatever happens.
 
-        Each connection hands its message's outcome to ``record`` and waits for it before it
-        sends its next message (the Transport contract).
-
-        Opens (and afterwards closes) the connections itself when the transport is not open.
+        Each connection calls ``ready`` before each message, and hands the message's outcome to
+        ``record`` and waits for it before the next (the Transport contract). Opens (and
+        afterwards closes) the connections itself when the transport is not open.
         """
         if not batch.envelopes:
             return []
