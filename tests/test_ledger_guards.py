@@ -317,3 +317,18 @@ def test_each_recorded_outcome_counts_one_attempt(store: Store, size: int) -> No
     assert {
         row.attempts for row in store.ledger.claim("e1", FRESH, size, now=NOW, claim_timeout=TIMEOUT)
     } == {4}
+
+
+def test_a_claim_looks_past_where_the_last_ended_first_then_from_the_start(store: Store) -> None:
+    add_rows(store, "e1", [*entries(3, variant="a"), *entries(2, prefix="s", variant="b")], now=NOW)
+    a0, a1, a2 = (store.ledger.row("e1", f"r{n}@example.org") for n in range(3))
+    assert a0 and a1 and a2
+    # Past a1 in the claim index's order: a2, before b's rows.
+    (past,) = store.ledger.claim("e1", FRESH, 5, now=NOW, after=("a", a1.id))
+    assert past.email == a2.email and past.position == ("a", a2.id)
+    later = store.ledger.claim("e1", FRESH, 5, now=NOW, after=past.position)
+    assert [row.email for row in later] == ["s0@example.org", "s1@example.org"]
+    # Nothing past the last: the rows before it, from the start.
+    again = store.ledger.claim("e1", FRESH, 5, now=NOW, after=later[-1].position)
+    assert [row.email for row in again] == [a0.email, a1.email]
+    assert store.ledger.claim("e1", FRESH, 5, now=NOW, after=again[-1].position) == []

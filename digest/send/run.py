@@ -45,9 +45,6 @@ from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
-# How long a claim may be held before another sender takes it back (a sender on another
-# machine cannot be seen to die).
-CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
 
@@ -327,11 +324,13 @@ class Sender:
         # On a database server, outcomes are written while the next batch is claimed and
         # addressed; the transport waits for them before anything more goes out.
         recorder = Recorder(ledger, owner, self.clock, deferred=ledger.on_server)
+        claimed: list[Claimed] = []
+        size = transport.max_batch
         try:
             stopped = True
             while not (stop and stop.is_set()):
-                size, now = transport.max_batch, self.clock()
-                claimed = ledger.claim(self.edition_id, owner, size, now=now, claim_timeout=CLAIM_TIMEOUT)
+                after = claimed[-1].position if claimed else None
+                claimed = ledger.claim(self.edition_id, owner, size, now=self.clock(), after=after)
                 if not claimed:
                     stopped = False
                     break

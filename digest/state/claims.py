@@ -18,6 +18,9 @@ from digest.state import schema
 from digest.state.owner import owner_is_dead
 from digest.state.queries import among
 
+# How long a sender may go without claiming before its claims are taken back (a sender on
+# another machine cannot be seen to die).
+CLAIM_TIMEOUT = dt.timedelta(minutes=10)
 # The PostgreSQL advisory lock class of claims (its second key: the edition id's hash).
 CLAIM_LOCK = 0x636C61  # "cla"
 
