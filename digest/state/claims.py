@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Connection, Exists, delete, func, insert, select
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
 from digest.state.queries import among
+
+if TYPE_CHECKING:  # the ledger imports this module
+    from digest.state.ledger import Claimed
 
 # How long a sender may go without claiming before its claims are taken back (a sender on
 # another machine cannot be seen to die).
@@ -56,12 +60,12 @@ def following() -> ColumnElement[int]:
     )
 
 
-def add(
-    conn: Connection, edition_id: str, owner: str, variant: str, ids: Sequence[int], now: dt.datetime
-) -> None:
-    """The claim of the rows from ``ids[0]`` to ``ids[-1]`` (in id order) of one variant."""
-    values = {"edition_id": edition_id, "variant": variant, "owner": owner}
-    conn.execute(insert(schema.claims).values(**values, first_id=ids[0], last_id=ids[-1], claimed_at=now))
+def add(conn: Connection, edition_id: str, owner: str, rows: Sequence[Claimed], now: dt.datetime) -> None:
+    """The claim of ``rows`` (of one variant, in id order): from the first to the last."""
+    values = {"edition_id": edition_id, "variant": rows[0].variant, "owner": owner}
+    conn.execute(
+        insert(schema.claims).values(**values, first_id=rows[0].id, last_id=rows[-1].id, claimed_at=now)
+    )
 
 
 def drop_done(conn: Connection, owner: str, first_ids: Sequence[int]) -> None:
@@ -71,6 +75,7 @@ def drop_done(conn: Connection, owner: str, first_ids: Sequence[int]) -> None:
 
 
 def drop_owners(conn: Connection, edition_id: str, owners: Sequence[str]) -> None:
+    """Drop every claim of these owners in the edition: their rows not recorded are free."""
     claims = schema.claims
     conn.execute(delete(claims).where(claims.c.edition_id == edition_id, claims.c.owner.in_(owners)))
 

@@ -162,7 +162,7 @@ class Ledger:
             ):
                 rows = _next_run(conn, edition_id, limit, None)
             if rows:
-                claims.add(conn, edition_id, owner, rows[0].variant, [row.id for row in rows], now)
+                claims.add(conn, edition_id, owner, rows, now)
         return rows
 
     def finish(

@@ -94,8 +94,8 @@ class Transport(Protocol):
     ``send``. Outcomes the transport makes up at the end (envelopes never tried) may be
     returned without having been recorded.
 
-    ``ready``, when given, is called before each message or request goes out (after it is
-    composed), and nothing goes out until it returns: a caller whose ``record`` returns before
+    ``ready``, when given, is called before each message or request goes out, and nothing
+    goes out until it returns: a caller whose ``record`` returns before
     the outcome is durable makes it durable there, so the bound above still holds while the
     next message is being prepared. An error it raises stops the send like one from ``record``.
     """
