@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Connection, Exists, delete, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Exists, bindparam, delete, func, insert, select
 
 from digest.state import schema
 from digest.state.owner import owner_is_dead
@@ -33,7 +33,12 @@ def lock(conn: Connection, edition_id: str) -> None:
     """One claim of the edition at a time: SQLite's write lock (a writer's transactions begin
     IMMEDIATE) does it there; on PostgreSQL, an advisory lock held to the end of the claim."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK, func.hashtext(edition_id))))
+        conn.execute(_LOCK, {"edition_id": edition_id})
+
+
+# Built once: a claim runs these for every batch, and building them cost more than running them.
+_LOCK = select(func.pg_advisory_xact_lock(CLAIM_LOCK, func.hashtext(bindparam("edition_id"))))
+_ADD = insert(schema.claims)
 
 
 def holding(owner: str | ColumnElement[str] | None = None) -> Exists:
@@ -62,10 +67,8 @@ def following() -> ColumnElement[int]:
 
 def add(conn: Connection, edition_id: str, owner: str, rows: Sequence[Claimed], now: dt.datetime) -> None:
     """The claim of ``rows`` (of one variant, in id order): from the first to the last."""
-    values = {"edition_id": edition_id, "variant": rows[0].variant, "owner": owner}
-    conn.execute(
-        insert(schema.claims).values(**values, first_id=rows[0].id, last_id=rows[-1].id, claimed_at=now)
-    )
+    values = {"edition_id": edition_id, "variant": rows[0].variant, "owner": owner, "claimed_at": now}
+    conn.execute(_ADD, {**values, "first_id": rows[0].id, "last_id": rows[-1].id})
 
 
 def drop_done(conn: Connection, owner: str, first_ids: Sequence[int]) -> None:

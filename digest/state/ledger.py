@@ -308,32 +308,59 @@ def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | N
     """Up to ``limit`` pending rows of one variant that no claim holds, from the first such row
     in the claim index's order (after ``after``, if any are) to short of the next claim's first
     row (so none between is held: a claim holding one would hold the first)."""
-    table = schema.ledger
-    first_free = (
-        select(table.c.variant, table.c.id, func.coalesce(claims.following(), _NO_CLAIM))
-        .where(*_pending(edition_id), ~claims.holding())
-        .order_by(table.c.variant, table.c.id)
-        .limit(1)
-    )
     # From the sender's last claim: the index's entries before it are rows already recorded,
     # which PostgreSQL keeps until a vacuum and a search from the start steps over (at a
     # million rows, more time than the rest of the claim).
-    past = tuple_(table.c.variant, table.c.id) > tuple_(*after) if after else None
-    first = conn.execute(first_free.where(past)).first() if past is not None else None
-    first = first or conn.execute(first_free).first()
+    edition = {"edition_id": edition_id}
+    past = conn.execute(_FIRST_FREE_PAST, {**edition, "variant": after[0], "id": after[1]}) if after else None
+    first = (past and past.first()) or conn.execute(_FIRST_FREE, edition).first()
     if first is None:
         return []
-    # Asked apart, and cut at the bound here: so the rows are read from the claim index in id
-    # order, a batch long, even in the plan PostgreSQL keeps for the prepared statement (which
-    # took the primary key for the id range, and read through the other variants' rows).
     variant, start, bound = first
-    run = (
-        select(table.c.id, table.c.email, table.c.name, table.c.variant, table.c.attempts + 1)
-        .where(*_pending(edition_id), table.c.variant == variant, table.c.id >= start)
-        .order_by(table.c.id)
-        .limit(limit)
+    run = conn.execute(_RUN, {**edition, "variant": variant, "start": start, "limit": limit})
+    return [Claimed._make(row) for row in run if row[0] < bound]
+
+
+# The claim's statements, built once: building them cost more than running them (a claim is
+# a few small statements, and its rows).
+_FIRST_FREE = (
+    select(schema.ledger.c.variant, schema.ledger.c.id, func.coalesce(claims.following(), _NO_CLAIM))
+    .where(
+        schema.ledger.c.edition_id == bindparam("edition_id"),
+        schema.ledger.c.status == PENDING,
+        ~claims.holding(),
     )
-    return [Claimed._make(row) for row in conn.execute(run) if row[0] < bound]
+    .order_by(schema.ledger.c.variant, schema.ledger.c.id)
+    .limit(1)
+)
+_FIRST_FREE_PAST = _FIRST_FREE.where(
+    tuple_(schema.ledger.c.variant, schema.ledger.c.id)
+    > tuple_(
+        bindparam("variant", type_=schema.ledger.c.variant.type),
+        bindparam("id", type_=schema.ledger.c.id.type),
+    )
+)
+# Asked apart from the first row, and cut at the bound in Python: so the rows are read from
+# the claim index in id order, a batch long, even in the plan PostgreSQL keeps for the
+# prepared statement (which took the primary key for the id range, and read through the
+# other variants' rows).
+_RUN = (
+    select(
+        schema.ledger.c.id,
+        schema.ledger.c.email,
+        schema.ledger.c.name,
+        schema.ledger.c.variant,
+        schema.ledger.c.attempts + 1,
+    )
+    .where(
+        schema.ledger.c.edition_id == bindparam("edition_id"),
+        schema.ledger.c.status == PENDING,
+        schema.ledger.c.variant == bindparam("variant"),
+        schema.ledger.c.id >= bindparam("start"),
+    )
+    .order_by(schema.ledger.c.id)
+    .limit(bindparam("limit"))
+)
 
 
 # finish()'s statement for one row, built once: the SMTP path runs it for every message, and
