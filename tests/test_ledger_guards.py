@@ -245,7 +245,7 @@ def test_a_claim_takes_one_variant_in_id_order_and_every_variant_in_turn(store: 
 
     variants = [{variant for variant, _ in batch} for batch in taken]
     assert all(len(batch) == 1 for batch in variants), taken  # never two variants in one claim
-    # The claim index's order: variant a, then b, then c; each variant's rows in id (list) order.
+    # The run index's order: variant a, then b, then c; each variant's rows in id (list) order.
     assert [batch.pop() for batch in variants] == ["a", "a", "b", "b", "c"]
     assert [len(batch) for batch in taken] == [3, 1, 3, 2, 2]
     ids = [row_id for batch in taken for _, row_id in batch]
@@ -323,7 +323,7 @@ def test_a_claim_looks_past_where_the_last_ended_first_then_from_the_start(store
     add_rows(store, "e1", [*entries(3, variant="a"), *entries(2, prefix="s", variant="b")], now=NOW)
     a0, a1, a2 = (store.ledger.row("e1", f"r{n}@example.org") for n in range(3))
     assert a0 and a1 and a2
-    # Past a1 in the claim index's order: a2, before b's rows.
+    # Past a1 in the run index's order: a2, before b's rows.
     (past,) = store.ledger.claim("e1", FRESH, 5, now=NOW, after=("a", a1.id))
     assert past.email == a2.email and past.position == ("a", a2.id)
     later = store.ledger.claim("e1", FRESH, 5, now=NOW, after=past.position)

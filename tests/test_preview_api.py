@@ -394,7 +394,7 @@ def test_an_older_state_database_is_refused_not_upgraded(start: Callable[..., Se
     path = server.project.parent / "state" / "digest.sqlite3"
     with sqlite3.connect(path) as db:
         db.execute("UPDATE digest_meta SET value = '3' WHERE key = 'schema_version'")
-        db.execute("DROP INDEX ix_send_ledger_claim")
+        db.execute("DROP INDEX ix_send_ledger_run")
     db.close()
     before = path.read_bytes()
     error = server.api().json()["error"]
@@ -403,7 +403,7 @@ def test_an_older_state_database_is_refused_not_upgraded(start: Callable[..., Se
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM digest_meta WHERE key = 'schema_version'").fetchone() == ("3",)
         assert db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'ix_send_ledger_claim'"
+            "SELECT count(*) FROM sqlite_master WHERE name = 'ix_send_ledger_run'"
         ).fetchone() == (0,)
     db.close()
     assert path.read_bytes() == before

@@ -32,7 +32,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 
@@ -91,7 +90,7 @@ class Claimed(NamedTuple):
 
     @property
     def position(self) -> Position:
-        """Where the row is in the claim index's order (within its edition and status)."""
+        """Where the row is in the run index's order (within its edition)."""
         return (self.variant, self.id)
 
 
@@ -149,7 +148,7 @@ class Ledger:
 
         The rows are of one variant, so that they go out as one batch (one request, one set
         of connections) rather than one small batch each: variants go out one after another,
-        in the order of the claim index, and each variant's recipients in the list's order.
+        in the order of the run index, and each variant's recipients in the list's order.
         The claim is one row naming the first and last id; claims never overlap, so the rows
         between them are this owner's alone. It goes when its rows are recorded (``finish``'s
         ``done``) or given back (``release``).
@@ -235,7 +234,7 @@ class Ledger:
         not yet recorded are pending for any sender again. Returns how many those are."""
         with self.engine.begin() as conn:
             given = conn.execute(
-                select(func.count()).where(*_pending(edition_id), claims.holding(owner))
+                claims.held_rows(edition_id, owner).where(schema.ledger.c.status == PENDING)
             ).scalar_one()
             claims.drop_owners(conn, edition_id, [owner])
         return int(given)
@@ -250,7 +249,7 @@ class Ledger:
                 .group_by(table.c.status)
             ).all()
             sending = conn.execute(
-                select(func.count()).where(*_pending(edition_id), claims.holding())
+                claims.held_rows(edition_id).where(schema.ledger.c.status == PENDING)
             ).scalar_one()
         counts = Counter({status: count for status, count in rows})
         if sending:
@@ -293,11 +292,6 @@ class Ledger:
             ]
 
 
-def _pending(edition_id: str) -> tuple[ColumnElement[bool], ...]:
-    table = schema.ledger
-    return (table.c.edition_id == edition_id, table.c.status == PENDING)
-
-
 def _status() -> ColumnElement[str]:
     """A row's status as a reader of the ledger sees it: "sending" for a pending row under a claim."""
     table = schema.ledger
@@ -306,14 +300,19 @@ def _status() -> ColumnElement[str]:
 
 def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | None) -> list[Claimed]:
     """Up to ``limit`` pending rows of one variant that no claim holds, from the first such row
-    in the claim index's order (after ``after``, if any are) to short of the next claim's first
+    in the run index's order (after ``after``, if any are) to short of the next claim's first
     row (so none between is held: a claim holding one would hold the first)."""
     # From the sender's last claim: the index's entries before it are rows already recorded,
-    # which PostgreSQL keeps until a vacuum and a search from the start steps over (at a
-    # million rows, more time than the rest of the claim).
+    # which a search from the start steps over, reading each (at a million rows, more time
+    # than the rest of the claim).
     edition = {"edition_id": edition_id}
-    past = conn.execute(_FIRST_FREE_PAST, {**edition, "variant": after[0], "id": after[1]}) if after else None
-    first = (past and past.first()) or conn.execute(_FIRST_FREE, edition).first()
+    first = None
+    if after:
+        # In two steps, as each is a search of the index that SQLite makes (a row-value
+        # comparison, it reads from the variant's first row).
+        first = conn.execute(_FIRST_FREE_IN, {**edition, "variant": after[0], "id": after[1]}).first()
+        first = first or conn.execute(_FIRST_FREE_AFTER, {**edition, "variant": after[0]}).first()
+    first = first or conn.execute(_FIRST_FREE, edition).first()
     if first is None:
         return []
     variant, start, bound = first
@@ -333,15 +332,12 @@ _FIRST_FREE = (
     .order_by(schema.ledger.c.variant, schema.ledger.c.id)
     .limit(1)
 )
-_FIRST_FREE_PAST = _FIRST_FREE.where(
-    tuple_(schema.ledger.c.variant, schema.ledger.c.id)
-    > tuple_(
-        bindparam("variant", type_=schema.ledger.c.variant.type),
-        bindparam("id", type_=schema.ledger.c.id.type),
-    )
+_FIRST_FREE_IN = _FIRST_FREE.where(
+    schema.ledger.c.variant == bindparam("variant"), schema.ledger.c.id > bindparam("id")
 )
+_FIRST_FREE_AFTER = _FIRST_FREE.where(schema.ledger.c.variant > bindparam("variant"))
 # Asked apart from the first row, and cut at the bound in Python: so the rows are read from
-# the claim index in id order, a batch long, even in the plan PostgreSQL keeps for the
+# the run index in id order, a batch long, even in the plan PostgreSQL keeps for the
 # prepared statement (which took the primary key for the id range, and read through the
 # other variants' rows).
 _RUN = (

@@ -29,6 +29,9 @@ def migrate_schema(conn: Connection, label: str) -> None:
         for step in range(version + 1, schema.SCHEMA_VERSION + 1):
             for statement in schema.MIGRATIONS.get(step, ()):
                 conn.execute(text(statement))
+            if conn.dialect.name == "postgresql":
+                for statement in schema.POSTGRESQL_MIGRATIONS.get(step, ()):
+                    conn.execute(text(statement))
     if row:
         conn.execute(
             update(schema.meta)
