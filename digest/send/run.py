@@ -1,8 +1,10 @@
 """`digest send`: freeze the list's edition, fill the ledger, and send batch by batch.
 
 The order of work is what makes a crash harmless: the edition is frozen (and its stories
-marked seen) before anything is sent; every recipient is in the ledger before the first
-batch; a batch is claimed in the ledger before it goes out and recorded right after.
+marked seen) before anything is sent; a recipient is in the ledger before any batch can
+claim them (on a database server the first variants go out while the rest go in:
+``digest.send.filling``), and the send ends only once all are; a batch is claimed in the
+ledger before it goes out and recorded right after.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -30,23 +31,20 @@ from digest.model import Edition, Variant
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting
 from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
+from digest.send.filling import Filling
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
+from digest.send.importing import import_logged
 from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
-from digest.state.imports import import_subscribers
-from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Result, Status
+from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Position, Result, Status
 from digest.state.owner import owner_id
 from digest.state.recipients import Group, desk_groups, fill_ledger
-from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
-
-# Subscriber-file problems logged by one run; the rest are counted in one line.
-SHOWN_PROBLEMS = 50
 
 Progress = Callable[[int, int], None]
 
@@ -195,34 +193,8 @@ class Sender:
     # -- recipients ------------------------------------------------------------------------
 
     def import_subscribers(self, problems: list[str]) -> None:
-        """Import the list's subscriber file into the store (skipped when it has not changed
-        since the last import); each bad row is added to ``problems`` and the first ones logged.
-
-        Logged here, as they are read, and nowhere else: a scheduled run has no summary to
-        print them, and `digest send` must not print them twice.
-        """
-        path = self.config.subscriber_file(self.list)
-        if path is None:
-            return
-
-        def logged(problem: Problem) -> None:
-            problems.append(str(problem))
-            if len(problems) <= SHOWN_PROBLEMS:
-                event = {"event": "subscriber_problem", "list": self.list.name, "line": problem.line}
-                log.warning("%s", problem, extra={**event, "path": str(problem.path)})
-
-        report = import_subscribers(
-            self.store, self.list.name, path, self.list_desks, now=self.clock(), on_problem=logged
-        )
-        if len(problems) > SHOWN_PROBLEMS:
-            log.warning(
-                "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",
-                len(problems) - SHOWN_PROBLEMS,
-                path,
-                extra={"event": "subscriber_problems_omitted", "list": self.list.name, "path": str(path)},
-            )
-        if not report.skipped:
-            log.info("%s", report.describe(), extra={"event": "subscribers_imported", "list": self.list.name})
+        """The list's subscriber file into the store, its bad rows logged and added to ``problems``."""
+        import_logged(self.config, self.store, self.list, problems, now=self.clock())
 
     def variant_of(self, desks: tuple[str, ...] | None) -> str:
         """A reader's variant key: their desks that the list still has (none left: all)."""
@@ -283,11 +255,26 @@ class Sender:
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
         self.import_subscribers(problems)
-        self._render_and_fill(edition, self.groups(edition))
+        groups = self.groups(edition)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
-        total = self.store.ledger.counts(self.edition_id)
-        todo = total.get(PENDING, 0) + total.get("sending", 0)
-        sent_now, stopped = self._send_batches(edition, todo, progress, stop)
+        filling = Filling(
+            functools.partial(
+                fill_ledger, self.store.engine, self.edition_id, self.list.name, groups, now=self.now
+            )
+        )
+        try:
+            # On a database server the fill is its work, beside the renders and then the sends;
+            # on SQLite, after the renders, whose saves would wait for it (one writer).
+            if self.store.ledger.on_server:
+                filling.start()
+            self.render_all(edition, groups, freeze=True)
+            if not self.store.ledger.on_server:
+                filling.run()
+            todo = self._todo(groups, sent_before, filling)
+            sent_now, stopped = self._send_batches(edition, todo, filling, progress, stop)
+            filling.wait()
+        finally:
+            filling.close()
         counts = self.store.ledger.counts(self.edition_id)
         return SendSummary(
             self.list.name,
@@ -302,20 +289,27 @@ class Sender:
             bounced=self.store.ledger.refused(self.edition_id),
         )
 
-    def _render_and_fill(self, edition: Edition, groups: dict[Group, Status]) -> None:
-        """Render the variants and fill the ledger: at once on a database server (the fill is its
-        work), else one after the other (on SQLite the renders' saves would wait for the fill)."""
-        fill = functools.partial(fill_ledger, self.store.engine, self.edition_id, self.list.name, groups)
-        with ThreadPoolExecutor(1, thread_name_prefix="digest-fill") as background:
-            filled = background.submit(fill, now=self.now) if self.store.ledger.on_server else None
-            self.render_all(edition, groups, freeze=True)
-            filled.result() if filled else fill(now=self.now)
+    def _todo(self, groups: Mapping[Group, Status], sent_before: int, filling: Filling) -> int:
+        """How many recipients the send has left, for its progress: the ledger's pending rows;
+        while it still fills, the active readers of the variants with stories, less those the
+        edition reached already."""
+        if filling.over:
+            total = self.store.ledger.counts(self.edition_id)
+            return total.get(PENDING, 0) + total.get("sending", 0)
+        readers = sum(group.readers for group, status in groups.items() if status == PENDING)
+        return max(readers - sent_before, 0)
 
     def _send_batches(
-        self, edition: Edition, todo: int, progress: Progress | None, stop: threading.Event | None
+        self,
+        edition: Edition,
+        todo: int,
+        filling: Filling,
+        progress: Progress | None,
+        stop: threading.Event | None,
     ) -> tuple[int, bool]:
-        """Claim, send and record batch after batch until none is left or ``stop`` is set;
-        returns how many were accepted now and whether it was stopped."""
+        """Claim, send and record batch after batch until none is left (and the ledger is
+        filled) or ``stop`` is set; returns how many were accepted now and whether it was
+        stopped."""
         transport = create_transport(self.transport_config, self.config.root, self.env)
         owner = owner_id()
         done = sent_now = 0
@@ -324,16 +318,19 @@ class Sender:
         # On a database server, outcomes are written while the next batch is claimed and
         # addressed; the transport waits for them before anything more goes out.
         recorder = Recorder(ledger, owner, self.clock, deferred=ledger.on_server)
-        claimed: list[Claimed] = []
+        after: Position | None = None
         size = transport.max_batch
         try:
             stopped = True
             while not (stop and stop.is_set()):
-                after = claimed[-1].position if claimed else None
+                seen = filling.parts
                 claimed = ledger.claim(self.edition_id, owner, size, now=self.clock(), after=after)
                 if not claimed:
+                    if filling.more(seen):
+                        continue
                     stopped = False
                     break
+                after = claimed[-1].position
                 sent_now += self._send_claimed(transport, recorder, edition, claimed)
                 done += len(claimed)
                 if progress:

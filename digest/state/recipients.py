@@ -1,10 +1,11 @@
 """An edition's recipients, from the list's readers in the state store, straight into its ledger.
 
-The ledger is filled by one ``INSERT … SELECT`` rather than row by row through Python:
-readers who chose the same desks get the same variant, so the variants are found from the
-distinct ``desks`` values of the list (a few dozen), a CASE on ``desks`` gives each reader's,
-and the rows go in by variant, then address, side by side in the table (a claim takes one
-variant's rows).
+The ledger is filled by ``INSERT … SELECT`` rather than row by row through Python: readers
+who chose the same desks get the same variant, so the variants are found from the distinct
+``desks`` values of the list (a few dozen), a CASE on ``desks`` gives each reader's, and the
+rows go in by variant, then address, side by side in the table (a claim takes one variant's
+rows). A sender may send the first variants while the rest go in: then they go in two parts,
+each committed on its own.
 
 Every reader but an unconfirmed sign-up is in the ledger: an active one pending (or skipped,
 when their desks have no stories today), one who left (unsubscribed, bounced, complained)
@@ -18,21 +19,26 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Select,
     String,
     and_,
     case,
     exists,
     func,
+    insert,
     literal,
     or_,
     select,
     text,
     true,
 )
+from sqlalchemy.exc import IntegrityError
 
 from digest.state import schema
 from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Status
@@ -49,10 +55,12 @@ _VALUES = 1000
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """A variant's readers: the ``desks`` values that mean it (None among them: every desk)."""
+    """A variant's readers: the ``desks`` values that mean it (None among them: every desk),
+    and how many active readers it had when the list was read."""
 
     key: str
     desks: tuple[str | None, ...]
+    readers: int
 
 
 def desk_groups(
@@ -63,18 +71,19 @@ def desk_groups(
     ``variant_of`` turns a reader's desks (None: all) into a variant key.
     """
     table = schema.subscribers
+    active = func.count().filter(table.c.status == ReaderStatus.ACTIVE.value)
     with engine.connect() as conn:
-        values = conn.execute(
-            select(table.c.desks)
+        found = conn.execute(
+            select(table.c.desks, active)
             .where(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value)
-            .distinct()
-        ).scalars()
-        groups: dict[str, list[str | None]] = {}
-        for value in values:
-            groups.setdefault(variant_of(None if value is None else tuple(json.loads(value))), []).append(
-                value
-            )
-    return [Group(key, tuple(desks)) for key, desks in sorted(groups.items())]
+            .group_by(table.c.desks)
+        ).all()
+    groups: dict[str, tuple[list[str | None], int]] = {}
+    for value, readers in found:
+        key = variant_of(None if value is None else tuple(json.loads(value)))
+        values, count = groups.get(key, ([], 0))
+        groups[key] = ([*values, value], count + readers)
+    return [Group(key, tuple(values), readers) for key, (values, readers) in sorted(groups.items())]
 
 
 def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | None]]:
@@ -99,7 +108,7 @@ def _readers(list_name: str, values: list[str | None]) -> ColumnElement[bool]:
     return and_(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value, or_(*either))
 
 
-def _parts(groups: Mapping[Group, Status]) -> Iterator[list[Group]]:
+def _parts(groups: Iterable[Group]) -> Iterator[list[Group]]:
     """The groups in parts of at most ``_VALUES`` desks values, each part one statement."""
     part: list[Group] = []
     size = 0
@@ -120,57 +129,94 @@ def fill_ledger(
     groups: Mapping[Group, Status],
     *,
     now: dt.datetime,
+    on_part: Callable[[], None] | None = None,
 ) -> None:
     """Add every reader of the list not yet in the edition's ledger; ``groups`` gives each
     variant's status for its active readers (PENDING, or SKIPPED when it has nothing today).
 
     One statement (for up to ``_VALUES`` desks values): a CASE on the desks gives each
-    reader's variant, and the rows go in by variant, then address.
+    reader's variant, and the rows go in by variant, then address. ``on_part``: told as each
+    part of the rows is in (its own transaction), the first an eighth of the variants, so that
+    a sender can send them while the rest go in (each part reads the whole list once more).
     """
-    table, ledger = schema.subscribers, schema.ledger
-    columns = ["edition_id", "email", "name", "variant", "status", "error", "attempts", "updated_at"]
-    skipped = [group.key for group, status in groups.items() if status == SKIPPED]
+    ledger = schema.ledger
+    with engine.connect() as conn:
+        fresh = (
+            conn.execute(select(ledger.c.id).where(ledger.c.edition_id == edition_id).limit(1)).first()
+            is None
+        )
+    ordered = list(groups)
+    head = max(1, len(ordered) // 8) if on_part else len(ordered)
     added = 0
-    with engine.begin() as conn:
-        for part in _parts(groups):
-            variant, values = _variant(part)
-            readers = (
-                select(table.c.email, table.c.name, table.c.status, variant.label("variant"))
-                .where(_readers(list_name, values))
-                .subquery()
-            )
-            active = readers.c.status == ReaderStatus.ACTIVE.value
-            is_skipped = readers.c.variant.in_(skipped) if skipped else literal(False)
-            rows = (
-                select(
-                    literal(edition_id),
-                    readers.c.email,
-                    readers.c.name,
-                    readers.c.variant,
-                    case(
-                        (~active, literal(SUPPRESSED.value)),
-                        (is_skipped, literal(SKIPPED.value)),
-                        else_=literal(PENDING.value),
-                    ),
-                    case(
-                        (~active, literal(LEFT_PREFIX) + readers.c.status),
-                        (is_skipped, literal(SKIPPED_ERROR)),
-                        else_=literal(None, String()),
-                    ),
-                    literal(0),
-                    literal(now, schema.UTCDateTime()),
-                )
-                .where(true())
-                .order_by(readers.c.variant, readers.c.email)
-            )
-            added += conn.execute(
-                insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(columns, rows)
-            ).rowcount
+    for part in chain(_parts(ordered[:head]), _parts(ordered[head:])):
+        rows = _rows(edition_id, list_name, part, [g.key for g in part if groups[g] == SKIPPED], now)
+        added += _add(engine, rows, fresh=fresh)
+        if on_part:
+            on_part()
     if added and engine.dialect.name == "postgresql":
         # The claim's plan depends on the ledger's statistics: without them, PostgreSQL takes a
         # new edition's rows for a few and sorts them all for each claim (50 ms at 100,000).
         with engine.begin() as conn:
             conn.execute(text(f"ANALYZE {ledger.name}"))
+
+
+_COLUMNS = ["edition_id", "email", "name", "variant", "status", "error", "attempts", "updated_at"]
+
+
+def _rows(
+    edition_id: str, list_name: str, part: list[Group], skipped: list[str], now: dt.datetime
+) -> Select[Any]:
+    """The ledger rows of the readers of ``part``'s variants (``_COLUMNS``), by variant, then address."""
+    table = schema.subscribers
+    variant, values = _variant(part)
+    readers = (
+        select(table.c.email, table.c.name, table.c.status, variant.label("variant"))
+        .where(_readers(list_name, values))
+        .subquery()
+    )
+    active = readers.c.status == ReaderStatus.ACTIVE.value
+    is_skipped = readers.c.variant.in_(skipped) if skipped else literal(False)
+    return (
+        select(
+            literal(edition_id),
+            readers.c.email,
+            readers.c.name,
+            readers.c.variant,
+            case(
+                (~active, literal(SUPPRESSED.value)),
+                (is_skipped, literal(SKIPPED.value)),
+                else_=literal(PENDING.value),
+            ),
+            case(
+                (~active, literal(LEFT_PREFIX) + readers.c.status),
+                (is_skipped, literal(SKIPPED_ERROR)),
+                else_=literal(None, String()),
+            ),
+            literal(0),
+            literal(now, schema.UTCDateTime()),
+        )
+        .where(true())
+        .order_by(readers.c.variant, readers.c.email)
+    )
+
+
+def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> int:
+    """Insert ``rows``, leaving a reader already in the ledger as they are; how many went in.
+
+    Into an edition that had no rows, with a plain INSERT: PostgreSQL's INSERT … ON CONFLICT
+    looks for each row before it goes in, a quarter of the fill's time at a million. Should
+    another sender have filled some of the same rows meanwhile, it gives way to that one.
+    """
+    ledger = schema.ledger
+    if fresh:
+        try:
+            with engine.begin() as conn:
+                return conn.execute(insert(ledger).from_select(_COLUMNS, rows)).rowcount
+        except IntegrityError:
+            pass  # a reader already there: filled by another sender since
+    with engine.begin() as conn:
+        ignoring = insert_ignoring(conn, ledger, ["edition_id", "email"])
+        return conn.execute(ignoring.from_select(_COLUMNS, rows)).rowcount
 
 
 def dry_counts(

@@ -1,0 +1,210 @@
+"""Filling an edition's ledger from the list's readers (digest.state.recipients), on SQLite and
+on a real PostgreSQL server, and the send that starts while it fills (digest.send.filling)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, text, update
+
+import digest.send.run
+from digest.send.filling import Filling
+from digest.state import Store, schema
+from digest.state.ledger import PENDING, SENT, SKIPPED, Status
+from digest.state.recipients import Group, desk_groups, fill_ledger
+from tests.conftest import NOW, MakeProject
+from tests.test_send import SUBSCRIBERS, run, wait_for
+
+pytest_plugins = ["tests.pgserver"]
+
+DESKS = [f"d{n:02d}" for n in range(16)]
+EDITION = f"daily-{NOW.date().isoformat()}"
+
+
+def variant_of(desks: tuple[str, ...] | None) -> str:
+    return "all" if desks is None else "+".join(desks)
+
+
+def add_readers(store: Store, per_desk: int) -> None:
+    """``per_desk`` readers of each desk alone, and one of every desk."""
+    for desk in DESKS:
+        for n in range(per_desk):
+            store.readers.add("daily", f"{desk}-{n}@example.org", name=f"R {n}", desks=[desk], now=NOW)
+    store.readers.add("daily", "all@example.org", name="All", desks=None, now=NOW)
+
+
+def ledger_rows(store: Store, edition_id: str = "e1") -> dict[str, tuple[str, str, str]]:
+    """Each recipient's (variant, status, name)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT email, variant, status, name FROM send_ledger WHERE edition_id = :e"),
+            {"e": edition_id},
+        )
+        return {email: (variant, status, name) for email, variant, status, name in rows}
+
+
+def groups_of(store: Store, skipped: tuple[str, ...] = ()) -> dict[Group, Status]:
+    return {
+        group: SKIPPED if group.key in skipped else PENDING
+        for group in desk_groups(store.engine, "daily", variant_of)
+    }
+
+
+def test_groups_count_the_active_readers_of_every_desks_value_of_a_variant(store: Store) -> None:
+    add_readers(store, 3)
+    store.readers.add("daily", "later@example.org", name="", desks=["D00"], now=NOW)
+    with store.engine.begin() as conn:
+        table = schema.subscribers
+        conn.execute(update(table).where(table.c.email == "d01-0@example.org").values(status="unsubscribed"))
+    folded = desk_groups(store.engine, "daily", lambda desks: variant_of(desks).lower())
+    found = {group.key: (sorted(map(str, group.desks)), group.readers) for group in folded}
+    assert found["d00"] == (['["D00"]', '["d00"]'], 4)
+    assert found["d01"] == (['["d01"]'], 2)  # the one who left is not an active reader
+    assert found["all"] == (["None"], 1)
+    assert len(found) == 17
+
+
+def test_the_fill_goes_in_by_parts_the_first_an_eighth_of_the_variants(store: Store) -> None:
+    add_readers(store, 5)
+    groups = groups_of(store, skipped=("d15",))
+    seen: list[Counter[str]] = []
+
+    def part_in() -> None:
+        seen.append(Counter(variant for variant, _, _ in ledger_rows(store).values()))
+
+    fill_ledger(store.engine, "e1", "daily", groups, now=NOW, on_part=part_in)
+    keys = sorted(group.key for group in groups)
+    assert len(seen) == 2
+    assert set(seen[0]) == set(keys[:2]) and all(count in (1, 5) for count in seen[0].values())
+    assert set(seen[1]) == set(keys)
+    rows = ledger_rows(store)
+    assert len(rows) == 16 * 5 + 1
+    assert Counter(status for _, status, _ in rows.values()) == {PENDING: 76, SKIPPED: 5}
+    assert rows["d03-2@example.org"] == ("d03", PENDING, "R 2")
+
+
+def test_a_fill_without_parts_is_one_part_told_to_no_one(store: Store) -> None:
+    add_readers(store, 2)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)
+    assert len(ledger_rows(store)) == 33
+
+
+def test_a_fill_gives_way_to_a_row_another_sender_added_meanwhile(store: Store) -> None:
+    """The plain INSERT of a new edition's part fails on the row already there; the part goes
+    in again leaving it as it is."""
+    add_readers(store, 3)
+    groups = groups_of(store)
+
+    def other_sender() -> None:
+        if len(ledger_rows(store)) < 10:
+            with store.engine.begin() as conn:
+                values = {"edition_id": "e1", "email": "d09-1@example.org", "name": "Other", "variant": "x"}
+                conn.execute(insert(schema.ledger).values(**values, status=SENT, updated_at=NOW))
+
+    fill_ledger(store.engine, "e1", "daily", groups, now=NOW, on_part=other_sender)
+    rows = ledger_rows(store)
+    assert len(rows) == 16 * 3 + 1
+    assert rows["d09-1@example.org"] == ("x", SENT, "Other")
+    assert rows["d09-0@example.org"] == ("d09", PENDING, "R 0")
+
+
+def test_a_second_fill_adds_the_new_readers_and_leaves_the_rows_there(store: Store) -> None:
+    add_readers(store, 2)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(schema.ledger).where(schema.ledger.c.email == "d00-0@example.org").values(status=SENT)
+        )
+    store.readers.add("daily", "new@example.org", name="New", desks=["d04"], now=NOW)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW, on_part=lambda: None)
+    rows = ledger_rows(store)
+    assert len(rows) == 34
+    assert rows["d00-0@example.org"][1] == SENT and rows["new@example.org"] == ("d04", PENDING, "New")
+
+
+# -- Filling ---------------------------------------------------------------------------------
+
+
+def test_more_waits_for_the_next_part_then_for_the_end() -> None:
+    go = [threading.Event() for _ in range(3)]
+
+    def fill(*, on_part: object) -> None:
+        assert callable(on_part)
+        for step in go[:2]:
+            step.wait(5)
+            on_part()
+        go[2].wait(5)
+
+    filling = Filling(fill)
+    filling.start()
+    try:
+        assert filling.parts == 0 and not filling.over
+        go[0].set()
+        assert filling.more(0) is True and filling.parts == 1
+        go[1].set()
+        assert filling.more(1) is True
+        go[2].set()
+        assert filling.more(2) is False and filling.over
+    finally:
+        for step in go:
+            step.set()
+        filling.close()
+
+
+def test_the_fills_error_is_raised_by_more_and_wait() -> None:
+    def fill(*, on_part: object) -> None:
+        raise RuntimeError("server gone")
+
+    filling = Filling(fill)
+    filling.start()
+    with pytest.raises(RuntimeError, match="server gone"):
+        filling.more(0)
+    with pytest.raises(RuntimeError, match="server gone"):
+        filling.wait()
+    filling.close()
+
+
+def test_a_fill_run_now_is_over_and_told_nothing() -> None:
+    told: list[object] = []
+    filling = Filling(lambda *, on_part: told.append(on_part))
+    filling.run()
+    assert told == [None] and filling.over and filling.more(0) is False
+    failing = Filling(lambda *, on_part: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.run()
+    with pytest.raises(ZeroDivisionError):
+        failing.wait()
+
+
+# -- a send while the ledger fills -----------------------------------------------------------
+
+
+def test_a_send_on_postgresql_sends_the_first_part_while_the_rest_fills(
+    make_project: MakeProject, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(replace={'url = "sqlite:///state/digest.sqlite3"': f'url = "{postgres_url}"'})
+    (project.parent / "subscribers" / "daily.csv").write_text(SUBSCRIBERS, encoding="utf-8")
+    sent_while_filling: list[int] = []
+
+    def slow_fill(*args: Any, on_part: Callable[[], None] | None, **kwargs: Any) -> None:
+        def part_in() -> None:
+            assert on_part is not None
+            on_part()
+            if not sent_while_filling:  # after the first part: wait for the sender to send it
+                with Store(postgres_url) as store:
+                    wait_for(lambda: store.ledger.counts(EDITION).get(SENT, 0) > 0, timeout=30)
+                    sent_while_filling.append(store.ledger.counts(EDITION)[SENT])
+
+        fill_ledger(*args, on_part=part_in, **kwargs)
+
+    monkeypatch.setattr(digest.send.run, "fill_ledger", slow_fill)
+    result = run(project, "send", "--list", "daily")
+    assert result.exit_code == 0, result.output + result.stderr
+    with Store(postgres_url).migrate() as store:
+        counts = store.ledger.counts(EDITION)
+    assert counts == {SENT: 4, "suppressed": 1}
+    assert sent_while_filling and 0 < sent_while_filling[0] < 4
