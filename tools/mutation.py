@@ -36,9 +36,10 @@ DOC = ROOT / "docs" / "testing.md"
 BEGIN, END = "<!-- mutation-table -->", "<!-- /mutation-table -->"
 
 # Each module and the test files that exercise it.
-# The ledger and its claims: one concept, one set of tests.
+# The ledger, its claims and its fill: one concept, one set of tests.
 LEDGER_TESTS = [
     "tests/test_ledger.py",
+    "tests/test_fill.py",
     "tests/test_ledger_guards.py",
     "tests/test_recording.py",
     "tests/test_state_backends.py",
@@ -56,6 +57,7 @@ MODULES: dict[str, list[str]] = {
     "digest/send/unsubscribe.py": ["tests/test_unsubscribe.py", "tests/test_address.py"],
     "digest/state/ledger.py": LEDGER_TESTS,
     "digest/state/claims.py": LEDGER_TESTS,
+    "digest/state/recipients.py": LEDGER_TESTS,
     "digest/edition/lead.py": ["tests/test_lead.py", "tests/test_render.py"],
     "digest/brand.py": [
         "tests/test_brand.py",
