@@ -14,8 +14,9 @@ from digest.edition import build_edition
 from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import StateError
 from digest.render import Rendered
-from digest.state import Store
+from digest.state import Store, schema
 from digest.state.ledger import FAILED, PENDING, SENT
+from digest.state.queries import insert_many
 from digest.state.resends import Resend
 from digest.state.schema import LEDGER_FILLFACTOR, SCHEMA_VERSION
 from tests.conftest import NOW
@@ -170,6 +171,17 @@ def _hot_updates(store: Store) -> tuple[int, int]:
         if updated or time.monotonic() > deadline:
             return int(updated), int(hot)
         time.sleep(0.1)
+
+
+def test_insert_many_stores_every_value_as_given(store: Store) -> None:
+    """On PostgreSQL through COPY, whose text format escapes tabs, line ends and backslashes."""
+    awkward = ["tab\there", "line\nend", "back\\slash", "\\N", "", "naïve ✓ 東京", 'a,b;"c"']
+    rows = [(f"k{n}", value) for n, value in enumerate(awkward)]
+    with store.engine.begin() as conn:
+        insert_many(conn, schema.meta, ["key", "value"], rows)
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT key, value FROM digest_meta WHERE key LIKE 'k%'")).all())
+    assert stored == dict(rows)
 
 
 def test_editions_variants_and_seen_stories(store: Store, config: Config) -> None:
