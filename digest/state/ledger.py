@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -302,17 +302,8 @@ def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | N
     """Up to ``limit`` pending rows of one variant that no claim holds, from the first such row
     in the run index's order (after ``after``, if any are) to short of the next claim's first
     row (so none between is held: a claim holding one would hold the first)."""
-    # From the sender's last claim: the index's entries before it are rows already recorded,
-    # which a search from the start steps over, reading each (at a million rows, more time
-    # than the rest of the claim).
     edition = {"edition_id": edition_id}
-    first = None
-    if after:
-        # In two steps, as each is a search of the index that SQLite makes (a row-value
-        # comparison, it reads from the variant's first row).
-        first = conn.execute(_FIRST_FREE_IN, {**edition, "variant": after[0], "id": after[1]}).first()
-        first = first or conn.execute(_FIRST_FREE_AFTER, {**edition, "variant": after[0]}).first()
-    first = first or conn.execute(_FIRST_FREE, edition).first()
+    first = _first_free(conn, edition, after)
     if first is None:
         return []
     variant, start, bound = first
@@ -320,54 +311,48 @@ def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | N
     return [Claimed._make(row) for row in run if row[0] < bound]
 
 
+def _first_free(conn: Connection, edition: dict[str, str], after: Position | None) -> Sequence[Any] | None:
+    """(variant, id, the next claim's first row) of the first pending row no claim holds."""
+    if after:
+        # From the sender's last claim: the index's entries before it are rows already
+        # recorded, which a search from the start steps over, reading each (at a million rows,
+        # more time than the rest of the claim). In two steps, as each is a search of the
+        # index that SQLite makes (a row-value comparison, it reads from the variant's first row).
+        variant, row_id = after
+        found = conn.execute(_FIRST_FREE_IN, {**edition, "variant": variant, "id": row_id}).first()
+        found = found or conn.execute(_FIRST_FREE_AFTER, {**edition, "variant": variant}).first()
+        if found:
+            return found
+    return conn.execute(_FIRST_FREE, edition).first()
+
+
+# The ledger's columns, for the statements built once below.
+_col = schema.ledger.c
 # The claim's statements, built once: building them cost more than running them (a claim is
 # a few small statements, and its rows).
 _FIRST_FREE = (
-    select(schema.ledger.c.variant, schema.ledger.c.id, func.coalesce(claims.following(), _NO_CLAIM))
-    .where(
-        schema.ledger.c.edition_id == bindparam("edition_id"),
-        schema.ledger.c.status == PENDING,
-        ~claims.holding(),
-    )
-    .order_by(schema.ledger.c.variant, schema.ledger.c.id)
+    select(_col.variant, _col.id, func.coalesce(claims.following(), _NO_CLAIM))
+    .where(_col.edition_id == bindparam("edition_id"), _col.status == PENDING, ~claims.holding())
+    .order_by(_col.variant, _col.id)
     .limit(1)
 )
-_FIRST_FREE_IN = _FIRST_FREE.where(
-    schema.ledger.c.variant == bindparam("variant"), schema.ledger.c.id > bindparam("id")
-)
-_FIRST_FREE_AFTER = _FIRST_FREE.where(schema.ledger.c.variant > bindparam("variant"))
+_FIRST_FREE_IN = _FIRST_FREE.where(_col.variant == bindparam("variant"), _col.id > bindparam("id"))
+_FIRST_FREE_AFTER = _FIRST_FREE.where(_col.variant > bindparam("variant"))
 # Asked apart from the first row, and cut at the bound in Python: so the rows are read from
 # the run index in id order, a batch long, even in the plan PostgreSQL keeps for the
 # prepared statement (which took the primary key for the id range, and read through the
 # other variants' rows).
 _RUN = (
-    select(
-        schema.ledger.c.id,
-        schema.ledger.c.email,
-        schema.ledger.c.name,
-        schema.ledger.c.variant,
-        schema.ledger.c.attempts + 1,
-    )
-    .where(
-        schema.ledger.c.edition_id == bindparam("edition_id"),
-        schema.ledger.c.status == PENDING,
-        schema.ledger.c.variant == bindparam("variant"),
-        schema.ledger.c.id >= bindparam("start"),
-    )
-    .order_by(schema.ledger.c.id)
+    select(_col.id, _col.email, _col.name, _col.variant, _col.attempts + 1)
+    .where(_col.edition_id == bindparam("edition_id"), _col.status == PENDING)
+    .where(_col.variant == bindparam("variant"), _col.id >= bindparam("start"))
+    .order_by(_col.id)
     .limit(bindparam("limit"))
 )
-
-
-# finish()'s statement for one row, built once: the SMTP path runs it for every message, and
-# building it each time cost more than running it.
+# finish()'s statement for one row: the SMTP path runs it for every message.
 _FINISH_ONE = (
     update(schema.ledger)
-    .where(
-        schema.ledger.c.id == bindparam("row_id"),
-        schema.ledger.c.status == PENDING,
-        claims.holding(bindparam("owner")),
-    )
+    .where(_col.id == bindparam("row_id"), _col.status == PENDING, claims.holding(bindparam("owner")))
     .values(
         status=bindparam("new_status"),
         provider_id=bindparam("new_provider_id"),
@@ -375,7 +360,7 @@ _FINISH_ONE = (
         # Each takes its column's type (UTCDateTime for the times) from values().
         sent_at=bindparam("new_sent_at"),
         batch_id=bindparam("owner"),
-        attempts=schema.ledger.c.attempts + 1,
+        attempts=_col.attempts + 1,
         updated_at=bindparam("now"),
     )
 )
