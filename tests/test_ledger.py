@@ -322,6 +322,16 @@ def test_failures_come_in_list_order_twenty_at_a_time(store: Store) -> None:
     assert len(store.ledger.failures("e1", limit=25)) == 25
 
 
+def test_failures_of_several_variants_come_in_list_order_not_the_variants(store: Store) -> None:
+    """The run index keeps each variant's rows together; the list's order is the rows' ids."""
+    entries = [Entry(f"f{n:02d}@example.org", "", "b" if n % 2 else "a") for n in range(6)][::-1]
+    add_rows(store, "e1", entries, now=NOW, chunk=1)  # ids: f05 (b), f04 (a), f03 (b)…
+    while claimed := store.ledger.claim("e1", ONE, 10, now=NOW, claim_timeout=TIMEOUT):
+        outcomes = [(row.id, FAILED, None, f"451 {row.email}") for row in claimed]
+        store.ledger.finish(ONE, outcomes, now=NOW, done=[claimed[0].id])
+    assert [email for email, _ in store.ledger.failures("e1")] == [entry.email for entry in entries]
+
+
 # --- of_address(): every edition an address had -------------------------------------------------
 
 
