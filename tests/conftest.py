@@ -17,6 +17,7 @@ from digest.edition import build_edition
 from digest.render import Greeting, render_edition, render_greeting
 from digest.render.message import Recipient, personalize
 from digest.render.templates import make_environment
+from digest.state import ledger
 
 # The browser tests import audit() from it as well as load it as a plugin: mark it before either,
 # so its asserts still say what failed.
@@ -130,6 +131,12 @@ def _palettes_worked_out_afresh() -> None:
     """Each test works out the palettes it uses: the cache would hand one test the palette an
     earlier test computed, and hand a mutation run's mutant the unmutated code's palette."""
     brand._palette.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _ledger_statements_built_afresh() -> None:
+    """The ledger builds its statements once; a mutation run's mutant must build its own."""
+    ledger._statements.cache_clear()
 
 
 def write_project(

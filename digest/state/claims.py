@@ -65,21 +65,18 @@ def holding(owner: str | ColumnElement[str] | None = None) -> Exists:
     return select(claims.c.id).where(*holds, *mine).exists()
 
 
-def held_rows(edition_id: str, owner: str | None = None) -> Select[int]:
-    """How many of the edition's ledger rows are in a claim (of ``owner``, if given): read
-    from the claims, which are few, and the rows in their ranges alone (a filter on the
-    ledger's columns is added by the caller)."""
+def held_rows(edition_id: str) -> Select[int]:
+    """How many of the edition's ledger rows are in a claim: read from the claims, which are
+    few, and the rows in their ranges alone (a filter on the ledger's columns is added by the
+    caller)."""
     table, claims = schema.ledger, schema.claims
     within = and_(
         table.c.edition_id == claims.c.edition_id,
         table.c.variant == claims.c.variant,
         table.c.id.between(claims.c.first_id, claims.c.last_id),
     )
-    mine = () if owner is None else (claims.c.owner == owner,)
     return (
-        select(func.count())
-        .select_from(claims.join(table, within))
-        .where(claims.c.edition_id == edition_id, *mine)
+        select(func.count()).select_from(claims.join(table, within)).where(claims.c.edition_id == edition_id)
     )
 
 

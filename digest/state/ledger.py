@@ -15,6 +15,7 @@ connection or one SendGrid request, and it keeps its Message-ID.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Executable,
     Table,
     and_,
     bindparam,
@@ -207,7 +209,7 @@ class Ledger:
                     )
                 )
             if single:
-                conn.execute(_FINISH_ONE, single)
+                conn.execute(_statements()["finish_one"], single)
             if done:
                 claims.drop_done(conn, owner, done)
 
@@ -229,15 +231,11 @@ class Ledger:
             ).all()
         return [(edition, status, sent_at, again.get(edition, 0)) for edition, status, sent_at in rows]
 
-    def release(self, edition_id: str, owner: str) -> int:
+    def release(self, edition_id: str, owner: str) -> None:
         """Give back what this owner claimed (its send is over, or failed outright): its rows
-        not yet recorded are pending for any sender again. Returns how many those are."""
+        not yet recorded are pending for any sender again."""
         with self.engine.begin() as conn:
-            given = conn.execute(
-                claims.held_rows(edition_id, owner).where(schema.ledger.c.status == PENDING)
-            ).scalar_one()
             claims.drop_owners(conn, edition_id, [owner])
-        return int(given)
 
     def counts(self, edition_id: str) -> Counter[str]:
         """The edition's rows by status, pending rows under a claim as "sending"."""
@@ -307,7 +305,7 @@ def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | N
     if first is None:
         return []
     variant, start, bound = first
-    run = conn.execute(_RUN, {**edition, "variant": variant, "start": start, "limit": limit})
+    run = conn.execute(_statements()["run"], {**edition, "variant": variant, "start": start, "limit": limit})
     return [Claimed._make(row) for row in run if row[0] < bound]
 
 
@@ -319,51 +317,59 @@ def _first_free(conn: Connection, edition: dict[str, str], after: Position | Non
         # more time than the rest of the claim). In two steps, as each is a search of the
         # index that SQLite makes (a row-value comparison, it reads from the variant's first row).
         variant, row_id = after
-        found = conn.execute(_FIRST_FREE_IN, {**edition, "variant": variant, "id": row_id}).first()
-        found = found or conn.execute(_FIRST_FREE_AFTER, {**edition, "variant": variant}).first()
+        statements = _statements()
+        found = conn.execute(
+            statements["first_free_in"], {**edition, "variant": variant, "id": row_id}
+        ).first()
+        found = found or conn.execute(statements["first_free_after"], {**edition, "variant": variant}).first()
         if found:
             return found
-    return conn.execute(_FIRST_FREE, edition).first()
+    return conn.execute(_statements()["first_free"], edition).first()
 
 
-# The ledger's columns, for the statements built once below.
-_col = schema.ledger.c
-# The claim's statements, built once: building them cost more than running them (a claim is
-# a few small statements, and its rows).
-_FIRST_FREE = (
-    select(_col.variant, _col.id, func.coalesce(claims.following(), _NO_CLAIM))
-    .where(_col.edition_id == bindparam("edition_id"), _col.status == PENDING, ~claims.holding())
-    .order_by(_col.variant, _col.id)
-    .limit(1)
-)
-_FIRST_FREE_IN = _FIRST_FREE.where(_col.variant == bindparam("variant"), _col.id > bindparam("id"))
-_FIRST_FREE_AFTER = _FIRST_FREE.where(_col.variant > bindparam("variant"))
-# Asked apart from the first row, and cut at the bound in Python: so the rows are read from
-# the run index in id order, a batch long, even in the plan PostgreSQL keeps for the
-# prepared statement (which took the primary key for the id range, and read through the
-# other variants' rows).
-_RUN = (
-    select(_col.id, _col.email, _col.name, _col.variant, _col.attempts + 1)
-    .where(_col.edition_id == bindparam("edition_id"), _col.status == PENDING)
-    .where(_col.variant == bindparam("variant"), _col.id >= bindparam("start"))
-    .order_by(_col.id)
-    .limit(bindparam("limit"))
-)
-# finish()'s statement for one row: the SMTP path runs it for every message.
-_FINISH_ONE = (
-    update(schema.ledger)
-    .where(_col.id == bindparam("row_id"), _col.status == PENDING, claims.holding(bindparam("owner")))
-    .values(
-        status=bindparam("new_status"),
-        provider_id=bindparam("new_provider_id"),
-        error=bindparam("new_error"),
-        # Each takes its column's type (UTCDateTime for the times) from values().
-        sent_at=bindparam("new_sent_at"),
-        batch_id=bindparam("owner"),
-        attempts=_col.attempts + 1,
-        updated_at=bindparam("now"),
+@functools.cache
+def _statements() -> dict[str, Executable]:
+    """The claim's statements and finish()'s for one row (which the SMTP path runs for every
+    message), built once: building them cost more than running them. Built by a function, not
+    at import, so that a mutation run's mutant builds its own (the tests clear the cache)."""
+    col = schema.ledger.c
+    first_free = (
+        select(col.variant, col.id, func.coalesce(claims.following(), _NO_CLAIM))
+        .where(col.edition_id == bindparam("edition_id"), col.status == PENDING, ~claims.holding())
+        .order_by(col.variant, col.id)
+        .limit(1)
     )
-)
+    # Asked apart from the first row, and cut at the bound in Python: so the rows are read from
+    # the run index in id order, a batch long, even in a plan PostgreSQL keeps for the prepared
+    # statement (one took the primary key, and read through the other variants' rows).
+    run = (
+        select(col.id, col.email, col.name, col.variant, col.attempts + 1)
+        .where(col.edition_id == bindparam("edition_id"), col.status == PENDING)
+        .where(col.variant == bindparam("variant"), col.id >= bindparam("start"))
+        .order_by(col.id)
+        .limit(bindparam("limit"))
+    )
+    finish_one = (
+        update(schema.ledger)
+        .where(col.id == bindparam("row_id"), col.status == PENDING, claims.holding(bindparam("owner")))
+        .values(
+            status=bindparam("new_status"),
+            provider_id=bindparam("new_provider_id"),
+            error=bindparam("new_error"),
+            # Each takes its column's type (UTCDateTime for the times) from values().
+            sent_at=bindparam("new_sent_at"),
+            batch_id=bindparam("owner"),
+            attempts=col.attempts + 1,
+            updated_at=bindparam("now"),
+        )
+    )
+    return {
+        "first_free": first_free,
+        "first_free_in": first_free.where(col.variant == bindparam("variant"), col.id > bindparam("id")),
+        "first_free_after": first_free.where(col.variant > bindparam("variant")),
+        "run": run,
+        "finish_one": finish_one,
+    }
 
 
 def _retryable(table: Table) -> ColumnElement[bool]:
