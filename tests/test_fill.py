@@ -3,20 +3,23 @@ on a real PostgreSQL server, and the send that starts while it fills (digest.sen
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import insert, text, update
 
 import digest.send.run
 from digest.send.filling import Filling
-from digest.state import Store, schema
+from digest.state import Store, recipients, schema
 from digest.state.ledger import PENDING, SENT, SKIPPED, Status
-from digest.state.recipients import Group, desk_groups, fill_ledger
+from digest.state.recipients import SKIPPED_ERROR, Group, desk_groups, dry_counts, fill_ledger
 from tests.conftest import NOW, MakeProject
+from tests.ledger_rows import Entry, add_rows
 from tests.test_send import SUBSCRIBERS, run, wait_for
 
 pytest_plugins = ["tests.pgserver"]
@@ -124,6 +127,145 @@ def test_a_second_fill_adds_the_new_readers_and_leaves_the_rows_there(store: Sto
     rows = ledger_rows(store)
     assert len(rows) == 34
     assert rows["d00-0@example.org"][1] == SENT and rows["new@example.org"] == ("d04", PENDING, "New")
+
+
+def set_status(store: Store, email: str, status: str) -> None:
+    with store.engine.begin() as conn:
+        table = schema.subscribers
+        conn.execute(update(table).where(table.c.email == email).values(status=status))
+
+
+def ledger_errors(store: Store) -> dict[str, str | None]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT email, error FROM send_ledger WHERE edition_id = 'e1'"))
+        return dict(rows.all())  # type: ignore[arg-type]
+
+
+def test_each_reader_goes_in_as_their_status_and_variant_say(store: Store) -> None:
+    """Active readers pending (skipped where their variant has no stories), readers who left
+    suppressed with why; unconfirmed sign-ups and other lists' readers not at all."""
+    add_readers(store, 2)
+    set_status(store, "d01-0@example.org", "unsubscribed")
+    set_status(store, "d02-0@example.org", "bounced")
+    set_status(store, "d03-0@example.org", "pending")
+    store.readers.add("weekly", "d04-9@example.org", name="Other list", desks=["d04"], now=NOW)
+    groups = groups_of(store, skipped=("d05",))
+    assert {group.key: group.readers for group in groups}["d01"] == 1
+    assert "d03" in {group.key for group in groups}  # its other reader is active
+    fill_ledger(store.engine, "e1", "daily", groups, now=NOW)
+    rows, errors = ledger_rows(store), ledger_errors(store)
+    assert "d03-0@example.org" not in rows and "d04-9@example.org" not in rows
+    assert len(rows) == 16 * 2 + 1 - 1
+    assert (rows["d01-0@example.org"][1], errors["d01-0@example.org"]) == (
+        "suppressed",
+        "reader unsubscribed",
+    )
+    assert (rows["d02-0@example.org"][1], errors["d02-0@example.org"]) == ("suppressed", "reader bounced")
+    assert (rows["d05-1@example.org"][1], errors["d05-1@example.org"]) == (SKIPPED, SKIPPED_ERROR)
+    assert (rows["d06-1@example.org"][1], errors["d06-1@example.org"]) == (PENDING, None)
+
+
+def test_only_the_lists_readers_who_can_receive_make_its_groups(store: Store) -> None:
+    store.readers.add("daily", "a@example.org", name="", desks=["d00"], now=NOW)
+    store.readers.add("daily", "b@example.org", name="", desks=["d01"], now=NOW)
+    store.readers.add("weekly", "c@example.org", name="", desks=["d02"], now=NOW)
+    set_status(store, "b@example.org", "pending")
+    assert [(g.key, g.readers) for g in desk_groups(store.engine, "daily", variant_of)] == [("d00", 1)]
+
+
+def test_rows_go_in_by_variant_then_address_each_moment_as_given(store: Store) -> None:
+    for email, desk in [("zed@example.org", "d00"), ("amy@example.org", "d01"), ("kim@example.org", "d00")]:
+        store.readers.add("daily", email, name="", desks=[desk], now=NOW)
+    kyiv = (NOW + dt.timedelta(hours=1)).astimezone(ZoneInfo("Europe/Kyiv"))
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=kyiv)
+    with store.engine.connect() as conn:
+        order = conn.execute(text("SELECT email FROM send_ledger ORDER BY id")).scalars().all()
+    assert order == ["kim@example.org", "zed@example.org", "amy@example.org"]
+    row = store.ledger.row("e1", "amy@example.org")
+    assert row is not None and row.updated_at == kyiv
+
+
+def test_a_fill_of_few_variants_sends_one_first(store: Store) -> None:
+    for desk in DESKS[:4]:
+        store.readers.add("daily", f"{desk}@example.org", name="", desks=[desk], now=NOW)
+    seen: list[int] = []
+    fill_ledger(
+        store.engine,
+        "e1",
+        "daily",
+        groups_of(store),
+        now=NOW,
+        on_part=lambda: seen.append(len(ledger_rows(store))),
+    )
+    assert seen == [1, 4]
+
+
+def test_desks_values_beyond_a_statements_share_go_in_by_more_statements(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recipients, "_VALUES", 3)
+    add_readers(store, 2)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store, skipped=("d07",)), now=NOW)
+    rows = ledger_rows(store)
+    assert len(rows) == 33 and Counter(status for _, status, _ in rows.values()) == {PENDING: 31, SKIPPED: 2}
+
+
+def test_parts_hold_at_most_a_statements_share_of_desks_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recipients, "_VALUES", 3)
+    sizes = {"a": 2, "b": 1, "c": 1, "d": 3, "e": 1, "f": 4}
+    groups = [Group(key, tuple(f"v{n}" for n in range(size)), 0) for key, size in sizes.items()]
+    parts = [[group.key for group in part] for part in recipients._parts(groups)]
+    assert parts == [["a", "b"], ["c"], ["d"], ["e"], ["f"]]
+
+
+def test_the_fill_gives_postgresql_the_ledgers_statistics(store: Store) -> None:
+    """Without them a claim's plan sorts every row of a new edition; SQLite is spared the time.
+    A new edition's fill analyzes the ledger, a fill of one that had rows does not."""
+    add_rows(store, "e0", [Entry("earlier@example.org", "", "d00")], now=NOW)  # another edition
+    add_readers(store, 2)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)
+    add_rows(store, "e1", [Entry("late@example.org", "", "d00")], now=NOW)
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)  # adds nobody
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "postgresql":
+            analyzed = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE relname = 'send_ledger'")
+            ).scalar()
+            assert analyzed == 34  # as the first fill left it: its 33 rows and e0's
+        else:
+            assert not conn.execute(text("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")).all()
+
+
+DRY = [
+    # (reader, its status, suppressed for, in the ledger already as, expected outcome)
+    ("d00-0@example.org", "active", None, None, PENDING),
+    ("d00-1@example.org", "active", "daily", None, "suppressed"),
+    ("d01-0@example.org", "active", "*", None, "suppressed"),
+    ("d01-1@example.org", "active", "weekly", None, PENDING),
+    ("d02-0@example.org", "unsubscribed", None, None, "suppressed"),
+    ("d02-1@example.org", "active", None, SENT, SENT),
+    ("d03-0@example.org", "active", None, PENDING, PENDING),
+    ("d05-0@example.org", "active", None, None, SKIPPED),
+]
+
+
+def test_a_dry_run_counts_what_the_fill_and_the_send_would_do(store: Store) -> None:
+    add_readers(store, 2)
+    for email, status, suppressed, ledger, _ in DRY:
+        set_status(store, email, status)
+        if suppressed:
+            with store.engine.begin() as conn:
+                values = {"email": email, "list_name": suppressed, "reason": "unsubscribed", "source": "test"}
+                conn.execute(insert(schema.suppressions).values(**values, created_at=NOW))
+        if ledger:
+            add_rows(store, "e1", [Entry(email, "", email[:3], status=ledger)], now=NOW)
+    add_rows(store, "e2", [Entry("d06-0@example.org", "", "d06", status=SENT)], now=NOW)
+    counts, variants = dry_counts(store.engine, "e1", "daily", groups_of(store, skipped=("d05",)))
+    expected = Counter(outcome for *_, outcome in DRY)
+    others = 16 * 2 + 1 - len(DRY) - 1  # the rest pending; d05's other reader skipped
+    assert counts == expected + Counter({PENDING: others, SKIPPED: 1})
+    assert variants["d00"] == 1 and variants["d01"] == 1 and variants["d03"] == 2 and variants["d06"] == 2
+    assert sum(variants.values()) == counts[PENDING] and "d05" not in variants and "d02" not in variants
 
 
 # -- Filling ---------------------------------------------------------------------------------

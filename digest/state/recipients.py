@@ -147,13 +147,12 @@ def fill_ledger(
         )
     ordered = list(groups)
     head = max(1, len(ordered) // 8) if on_part else len(ordered)
-    added = 0
     for part in chain(_parts(ordered[:head]), _parts(ordered[head:])):
         rows = _rows(edition_id, list_name, part, [g.key for g in part if groups[g] == SKIPPED], now)
-        added += _add(engine, rows, fresh=fresh)
+        _add(engine, rows, fresh=fresh)
         if on_part:
             on_part()
-    if added and engine.dialect.name == "postgresql":
+    if fresh and engine.dialect.name == "postgresql":
         # The claim's plan depends on the ledger's statistics: without them, PostgreSQL takes a
         # new edition's rows for a few and sorts them all for each claim (50 ms at 100,000).
         with engine.begin() as conn:
@@ -200,8 +199,8 @@ def _rows(
     )
 
 
-def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> int:
-    """Insert ``rows``, leaving a reader already in the ledger as they are; how many went in.
+def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> None:
+    """Insert ``rows``, leaving a reader already in the ledger as they are.
 
     Into an edition that had no rows, with a plain INSERT: PostgreSQL's INSERT … ON CONFLICT
     looks for each row before it goes in, a quarter of the fill's time at a million. Should
@@ -211,12 +210,12 @@ def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> int:
     if fresh:
         try:
             with engine.begin() as conn:
-                return conn.execute(insert(ledger).from_select(_COLUMNS, rows)).rowcount
+                conn.execute(insert(ledger).from_select(_COLUMNS, rows))
+            return
         except IntegrityError:
             pass  # a reader already there: filled by another sender since
     with engine.begin() as conn:
-        ignoring = insert_ignoring(conn, ledger, ["edition_id", "email"])
-        return conn.execute(ignoring.from_select(_COLUMNS, rows)).rowcount
+        conn.execute(insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(_COLUMNS, rows))
 
 
 def dry_counts(
