@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import insert, text, update
 
 import digest.send.run
+from digest.cli.send import _ProgressLine
 from digest.send.filling import Filling
 from digest.state import Store, recipients, schema
 from digest.state.ledger import PENDING, SENT, SKIPPED, Status
@@ -344,9 +345,13 @@ def test_a_send_on_postgresql_sends_the_first_part_while_the_rest_fills(
         fill_ledger(*args, on_part=part_in, **kwargs)
 
     monkeypatch.setattr(digest.send.run, "fill_ledger", slow_fill)
+    progress: list[tuple[int, int]] = []
+    monkeypatch.setattr(_ProgressLine, "__call__", lambda _self, done, total: progress.append((done, total)))
     result = run(project, "send", "--list", "daily")
     assert result.exit_code == 0, result.output + result.stderr
     with Store(postgres_url).migrate() as store:
         counts = store.ledger.counts(EDITION)
     assert counts == {SENT: 4, "suppressed": 1}
     assert sent_while_filling and 0 < sent_while_filling[0] < 4
+    # The total, while the ledger fills, is the active readers of the variants with stories.
+    assert progress and {total for _, total in progress} == {4} and progress[-1][0] == 4
