@@ -213,10 +213,10 @@ def test_desks_values_beyond_a_statements_share_go_in_by_more_statements(
 
 def test_parts_hold_at_most_a_statements_share_of_desks_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipients, "_VALUES", 3)
-    sizes = {"a": 2, "b": 1, "c": 1, "d": 3, "e": 1, "f": 4}
+    sizes = {"a": 2, "b": 1, "c": 1, "d": 3, "e": 1, "f": 2, "g": 4}
     groups = [Group(key, tuple(f"v{n}" for n in range(size)), 0) for key, size in sizes.items()]
     parts = [[group.key for group in part] for part in recipients._parts(groups)]
-    assert parts == [["a", "b"], ["c"], ["d"], ["e"], ["f"]]
+    assert parts == [["a", "b"], ["c"], ["d"], ["e", "f"], ["g"]]
 
 
 def test_the_fill_gives_postgresql_the_ledgers_statistics(store: Store) -> None:

@@ -26,7 +26,6 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Select,
-    String,
     and_,
     case,
     exists,
@@ -93,16 +92,15 @@ def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | No
     values: list[str | None] = []
     for group in groups:
         for value in group.desks:
-            test = table.c.desks.is_(None) if value is None else table.c.desks == value
-            whens.append((test, literal(group.key)))
+            whens.append((table.c.desks == value, literal(group.key)))  # None: IS NULL
             values.append(value)
-    return case(*whens, else_=literal(None, String())), values
+    return case(*whens), values
 
 
 def _readers(list_name: str, values: list[str | None]) -> ColumnElement[bool]:
     table = schema.subscribers
     chosen = [value for value in values if value is not None]
-    either = [table.c.desks.in_(chosen)] if chosen else []
+    either = [table.c.desks.in_(chosen)]  # none: an IN that holds for no row
     if None in values:
         either.append(table.c.desks.is_(None))
     return and_(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value, or_(*either))
@@ -174,7 +172,7 @@ def _rows(
         .subquery()
     )
     active = readers.c.status == ReaderStatus.ACTIVE.value
-    is_skipped = readers.c.variant.in_(skipped) if skipped else literal(False)
+    is_skipped = readers.c.variant.in_(skipped)
     return (
         select(
             literal(edition_id),
@@ -189,7 +187,6 @@ def _rows(
             case(
                 (~active, literal(LEFT_PREFIX) + readers.c.status),
                 (is_skipped, literal(SKIPPED_ERROR)),
-                else_=literal(None, String()),
             ),
             literal(0),
             literal(now, schema.UTCDateTime()),
@@ -247,7 +244,7 @@ def dry_counts(
             outcome = case(
                 (sent, literal(SENT.value)),
                 (readers.c.status != ReaderStatus.ACTIVE.value, literal(SUPPRESSED.value)),
-                (readers.c.variant.in_(skipped) if skipped else literal(False), literal(SKIPPED.value)),
+                (readers.c.variant.in_(skipped), literal(SKIPPED.value)),
                 (suppressed, literal(SUPPRESSED.value)),  # a suppressed reader's row, once claimed
                 else_=literal(PENDING.value),
             ).label("outcome")
