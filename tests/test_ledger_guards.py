@@ -332,3 +332,20 @@ def test_a_claim_looks_past_where_the_last_ended_first_then_from_the_start(store
     again = store.ledger.claim("e1", FRESH, 5, now=NOW, after=later[-1].position)
     assert [row.email for row in again] == [a0.email, a1.email]
     assert store.ledger.claim("e1", FRESH, 5, now=NOW, after=again[-1].position) == []
+
+
+def test_counts_tell_as_sending_only_the_claimed_rows_within_a_claims_ids(store: Store) -> None:
+    """A claim names a range of ids; rows of another variant or edition may lie between."""
+    for n in range(3):
+        add_rows(
+            store,
+            "e1",
+            entries(1, prefix=f"a{n}-", variant="a") + entries(1, prefix=f"b{n}-", variant="b"),
+            now=NOW,
+            chunk=1,
+        )
+        add_rows(store, "e2", entries(1, prefix=f"a{n}-", variant="a"), now=NOW)
+    claimed = store.ledger.claim("e1", STALE, 3, now=NOW, claim_timeout=TIMEOUT)
+    assert [row.variant for row in claimed] == ["a"] * 3
+    assert store.ledger.counts("e1") == Counter({SENDING: 3, PENDING: 3})
+    assert store.ledger.counts("e2") == Counter({PENDING: 3})
