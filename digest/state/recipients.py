@@ -70,7 +70,7 @@ def desk_groups(
     ``variant_of`` turns a reader's desks (None: all) into a variant key.
     """
     table = schema.subscribers
-    active = func.count().filter(table.c.status == ReaderStatus.ACTIVE.value)
+    active = func.count(case((table.c.status == ReaderStatus.ACTIVE.value, 1)))  # NULL otherwise
     with engine.connect() as conn:
         found = conn.execute(
             select(table.c.desks, active)
