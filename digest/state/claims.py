@@ -54,29 +54,31 @@ _ADD = insert(schema.claims)
 
 def holding(owner: str | ColumnElement[str] | None = None) -> Exists:
     """The ledger row is in a claim (of ``owner``, if given)."""
-    table, claims = schema.ledger, schema.claims
-    holds = (
-        claims.c.edition_id == table.c.edition_id,
-        claims.c.variant == table.c.variant,
-        claims.c.first_id <= table.c.id,
-        claims.c.last_id >= table.c.id,
-    )
+    claims = schema.claims
     mine = () if owner is None else (claims.c.owner == owner,)
-    return select(claims.c.id).where(*holds, *mine).exists()
+    return select(claims.c.id).where(_within(), *mine).exists()
 
 
 def held_rows(edition_id: str) -> Select[int]:
     """How many of the edition's ledger rows are in a claim: read from the claims, which are
     few, and the rows in their ranges alone (a filter on the ledger's columns is added by the
     caller)."""
-    table, claims = schema.ledger, schema.claims
-    within = and_(
-        table.c.edition_id == claims.c.edition_id,
-        table.c.variant == claims.c.variant,
-        table.c.id.between(claims.c.first_id, claims.c.last_id),
-    )
+    claims = schema.claims
     return (
-        select(func.count()).select_from(claims.join(table, within)).where(claims.c.edition_id == edition_id)
+        select(func.count())
+        .select_from(claims.join(schema.ledger, _within()))
+        .where(claims.c.edition_id == edition_id)
+    )
+
+
+def _within() -> ColumnElement[bool]:
+    """The ledger row is in the claim: the claim's edition and variant, between its first and
+    last row."""
+    table, claims = schema.ledger, schema.claims
+    return and_(
+        claims.c.edition_id == table.c.edition_id,
+        claims.c.variant == table.c.variant,
+        table.c.id.between(claims.c.first_id, claims.c.last_id),
     )
 
 
