@@ -277,12 +277,12 @@ def without_duplicates(path: Path, entries: Iterator[Subscriber | Problem]) -> I
                 if isinstance(entry, Problem) or first[entry.key] == entry.line:
                     yield entry
                 else:
-                    yield Problem(
-                        path,
-                        entry.line,
-                        f"duplicate of line {first[entry.key]}; delete one of them",
-                        duplicate_of=first[entry.key],
-                    )
+                    yield duplicate(path, entry.line, first[entry.key])
+
+
+def duplicate(path: Path, line: int, first: int) -> Problem:
+    """The problem of a row whose address came first on line ``first``."""
+    return Problem(path, line, f"duplicate of line {first}; delete one of them", duplicate_of=first)
 
 
 def _first_lines(db: sqlite3.Connection, rows: Iterable[Subscriber]) -> dict[str, int]:

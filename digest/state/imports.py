@@ -14,11 +14,12 @@ The editors' CSV stays the way they add readers in bulk, but what a reader then 
   Readers who signed up, or whom an editor added, are never removed by the file.
 
 The file is streamed (read in a second process while this one writes, when it is large:
-``digest.readahead``), the store written in chunks, duplicates found through a temporary key
-(``digest.subscribers.unique_subscribers``) and the keys the file still has kept in a
+``digest.readahead``), the store written in chunks, and the keys the file still has kept in a
 temporary table of the store for finding the removed rows: memory stays flat for any list.
-New readers wait in an unindexed temporary table and go into the readers table at the end in
-one statement, in key order: its indexes then grow at their ends, whatever the file's order.
+Rows with no stored reader wait in another (``digest.state.import_stage``) and go into the
+readers table at the end in one statement, in key order; on a list's first import, that is
+every row, and the duplicates are found there too. A later import finds them as it reads
+(``digest.subscribers.without_duplicates``): a row is compared with its stored reader at once.
 An unchanged file (same fingerprint as the last import) is not read again.
 """
 
@@ -30,6 +31,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     and_,
     bindparam,
     delete,
@@ -49,14 +51,14 @@ from sqlalchemy import (
     literal,
     select,
     text,
-    true,
     update,
 )
 
 from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
-from digest.state.queries import among, insert_ignoring, insert_many
+from digest.state.import_stage import Row, Skip, Stage
+from digest.state.queries import among
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
@@ -65,15 +67,9 @@ from digest.subscribers import Problem, Subscriber, without_duplicates
 log = logging.getLogger(__name__)
 
 CHUNK = 10_000
-# A new reader's values, beside those every new row of an import shares (``_Importer.insert_new``).
-_NEW_COLUMNS = ("email", "name", "desks", "status", "file_row")
-# Temporary tables, on the importing connection only: the keys the file has (for the removed
-# rows), and the new readers it brings.
+# The keys the file has (for the removed rows), on the importing connection only.
 _keys = Table(
     "digest_import_keys", MetaData(), Column("email", String(320), primary_key=True), prefixes=["TEMPORARY"]
-)
-_new_rows = Table(
-    "digest_import_new", MetaData(), *(Column(name, Text) for name in _NEW_COLUMNS), prefixes=["TEMPORARY"]
 )
 
 
@@ -95,15 +91,19 @@ def import_subscribers(
         if not force and _last_fingerprint(conn, list_name) == printed:
             report.skipped = True
             return report
+        told = partial(_told, report, on_problem)
         importer = _Importer(store, conn, report, now)
         try:
-            entries = without_duplicates(path, read_ahead(path, list_desks))
-            for rows in _chunks(entries, report, on_problem):
+            entries = read_ahead(path, list_desks)
+            if importer.has_readers:
+                entries = without_duplicates(path, entries)
+            for rows in _chunks(entries, told):
                 importer.chunk(rows)
-            importer.insert_new()
+            importer.end(told)
             importer.remove_missing()
         finally:
             importer.close()
+        report.problems.sort(key=attrgetter("line"))  # a first import finds duplicates last
         with conn.begin():
             files = schema.subscriber_files
             conn.execute(delete(files).where(files.c.list_name == list_name))
@@ -139,18 +139,22 @@ def _one_importer(conn: Connection, list_name: str) -> Iterator[None]:
             conn.execute(unlock)
 
 
+def _told(report: ImportReport, on_problem: Callable[[Problem], None] | None, problem: Problem) -> None:
+    if problem.line != 1 or problem.duplicate_of is not None:
+        report.duplicates += problem.duplicate_of is not None
+        report.invalid += problem.duplicate_of is None
+    report.keep(problem)
+    if on_problem:
+        on_problem(problem)
+
+
 def _chunks(
-    rows: Iterable[Subscriber | Problem], report: ImportReport, on_problem: Callable[[Problem], None] | None
+    rows: Iterable[Subscriber | Problem], told: Callable[[Problem], None]
 ) -> Iterator[list[Subscriber]]:
     chunk: list[Subscriber] = []
     for row in rows:
         if isinstance(row, Problem):
-            if row.line != 1 or row.duplicate_of is not None:
-                report.duplicates += row.duplicate_of is not None
-                report.invalid += row.duplicate_of is None
-            report.keep(row)
-            if on_problem:
-                on_problem(row)
+            told(row)
             continue
         chunk.append(row)
         if len(chunk) >= CHUNK:
@@ -182,16 +186,17 @@ class _Importer:
             self.has_readers = conn.execute(select(table.c.email).where(of_list).limit(1)).first() is not None
             self.has_suppressions = conn.execute(select(sup.c.email).limit(1)).first() is not None
             self.any_forgotten = forgotten.any_forgotten(conn)
-            self.stages = (_keys, _new_rows) if self.has_readers else (_new_rows,)
-            for stage in self.stages:
-                conn.execute(text(f"DROP TABLE IF EXISTS {stage.name}"))
-                stage.create(conn)
+            if self.has_readers:
+                conn.execute(text(f"DROP TABLE IF EXISTS {_keys.name}"))
+                _keys.create(conn)
+        self.stage = Stage(conn, report.path)
         self.key = store.forget_key() if self.any_forgotten and store.forget_key else None
 
     def close(self) -> None:
-        with self.conn.begin():
-            for stage in self.stages:
-                self.conn.execute(text(f"DROP TABLE IF EXISTS {stage.name}"))
+        self.stage.close()
+        if self.has_readers:
+            with self.conn.begin():
+                self.conn.execute(text(f"DROP TABLE IF EXISTS {_keys.name}"))
 
     def chunk(self, rows: list[Subscriber]) -> None:
         keys = [row.key for row in rows]
@@ -202,23 +207,17 @@ class _Importer:
             gone = forgotten.forgotten_among(self.conn, hashes.values()) if hashes else set()
             if self.has_readers:
                 self.conn.execute(insert(_keys), [{"email": key} for key in keys])
-            new: list[tuple[str, str, str | None, str, str]] = []
+            new: list[Row] = []
             changes: list[dict[str, Any]] = []
             for row in rows:
                 current = existing.get(row.key)
-                if current is not None:
-                    change = self._compare(row, current)
-                    if change:
-                        changes.append(change)
-                elif hashes and hashes[row.key] in gone:
-                    self.report.forgotten += 1
-                    self._note(row, "skipped: this address was forgotten (`digest subscribers forget`)")
-                elif row.status == "pending":
-                    self.report.pending += 1
-                else:
-                    new.append(self._new(row, suppressed.get(row.key)))
+                if current is None:
+                    skip = Skip.FORGOTTEN if hashes and hashes[row.key] in gone else None
+                    new.append(self._new(row, suppressed.get(row.key), skip))
+                elif change := self._compare(row, current):
+                    changes.append(change)
             if new:
-                insert_many(self.conn, _new_rows, _NEW_COLUMNS, new)
+                self.stage.add(new)
             self._apply(changes)
 
     def _existing(self, keys: list[str]) -> dict[str, _Current]:
@@ -240,10 +239,11 @@ class _Importer:
                 found[email] = reason
         return found
 
-    def _new(self, row: Subscriber, suppression: str | None) -> tuple[str, str, str | None, str, str]:
-        self.report.new += 1
+    def _new(self, row: Subscriber, suppression: str | None, skip: Skip | None) -> Row:
         status = row.status if suppression is None else LEFT[Reason(suppression)].value
-        return (row.key, row.name, self._desks(row.desks), status, row_hash(row))
+        if skip is None and row.status == "pending":
+            skip = Skip.PENDING
+        return (row.key, row.line, row.name, self._desks(row.desks), status, row_hash(row), skip)
 
     def _desks(self, desks: tuple[str, ...] | None) -> str | None:
         """``desks_value``, remembered: a list has a few dozen choices among a million rows."""
@@ -298,19 +298,14 @@ class _Importer:
             "detail": "; ".join(said),
         }
 
-    def insert_new(self) -> None:
-        """The new readers the file brought, from their temporary table in key order."""
-        table = schema.subscribers
-        now = literal(self.now, schema.UTCDateTime())
-        shared = (literal(self.list_name), literal(Source.FILE.value), now, now)
-        # WHERE: SQLite would read the ON of ON CONFLICT as a join's without it.
-        rows = select(*shared, *_new_rows.c).where(true()).order_by(_new_rows.c.email)
-        names = ["list_name", "source", "created_at", "updated_at", *_NEW_COLUMNS]
-        with self.conn.begin():
-            # Ignoring a row already there: another sender on SQLite may import the same file.
-            self.conn.execute(
-                insert_ignoring(self.conn, table, ["list_name", "email"]).from_select(names, rows)
-            )
+    def end(self, told: Callable[[Problem], None]) -> None:
+        """The staged rows into the readers table, once their duplicates are ``told``."""
+        self.stage.end(self.list_name, self.now, told)
+        self.report.new = self.stage.counts[None]
+        self.report.pending = self.stage.counts[Skip.PENDING]
+        self.report.forgotten = self.stage.counts[Skip.FORGOTTEN]
+        for line in self.stage.forgotten_lines():
+            self._note(line, "skipped: this address was forgotten (`digest subscribers forget`)")
 
     def _apply(self, changes: list[dict[str, Any]]) -> None:
         table, events = schema.subscribers, schema.subscriber_events
@@ -342,8 +337,8 @@ class _Importer:
             ],
         )
 
-    def _note(self, row: Subscriber, message: str) -> None:
-        problem = Problem(self.report.path, row.line, message)
+    def _note(self, line: int, message: str) -> None:
+        problem = Problem(self.report.path, line, message)
         self.report.keep(problem)
         log.warning("%s", problem, extra={"event": "subscriber_forgotten", "list": self.list_name})
 

@@ -1,0 +1,117 @@
+"""A list's first import finds its duplicates once the file is read (``digest.state.import_stage``):
+what it tells and stores must be what reading the file in order says (``check_subscribers``),
+whatever the order of the rows, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from digest.state import Store
+from digest.state.forgotten import forget
+from digest.state.imports import import_subscribers
+from digest.subscribers import Problem, check_subscribers
+from tests.conftest import NOW
+from tests.test_store_subscribers import DESKS, HEADER, KEY, store
+
+pytest_plugins = ["tests.pgserver"]
+__all__ = ["store"]  # the fixture, on both databases
+
+
+@dataclass(frozen=True)
+class Case:
+    rows: tuple[str, ...]  # the file's rows, after its header (line 2 onwards)
+    readers: dict[str, str]  # each stored address → its name: the first row of the address wins
+    new: int
+    pending: int = 0
+
+
+CASES = {
+    "none": Case(("a@example.org,A,,", "b@example.org,B,,"), {"a@example.org": "A", "b@example.org": "B"}, 2),
+    "case folded, the first wins": Case(
+        ("B@Example.org,First,,", "a@example.org,A,,", "b@example.org,Second,,"),
+        {"a@example.org": "A", "b@example.org": "First"},
+        2,
+    ),
+    "three of one address, among bad rows": Case(
+        (
+            "c@example.org,C1,,",
+            "nope,,,",
+            "C@example.org,C2,,",
+            "d@example.org,D,Sport,",
+            "c@EXAMPLE.org,C3,,",
+        ),
+        {"c@example.org": "C1"},
+        1,
+    ),
+    "a later row in the file's order, earlier in the key's": Case(
+        ("z@example.org,Z1,,", "a@example.org,A,,", "z@example.org,Z2,,", "m@example.org,M,,"),
+        {"a@example.org": "A", "m@example.org": "M", "z@example.org": "Z1"},
+        3,
+    ),
+    # An unconfirmed sign-up adds no reader, but still makes its later rows duplicates.
+    "the first row unconfirmed": Case(
+        ("p@example.org,P1,,pending", "p@example.org,P2,,", "q@example.org,Q,,"), {"q@example.org": "Q"}, 1, 1
+    ),
+    "a later row unconfirmed": Case(
+        ("p@example.org,P1,,", "p@example.org,P2,,pending"), {"p@example.org": "P1"}, 1, 0
+    ),
+}
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+@pytest.mark.parametrize("name", CASES)
+def test_a_first_import_tells_and_keeps_what_reading_in_order_says(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int
+) -> None:
+    monkeypatch.setattr("digest.state.imports.CHUNK", chunk)
+    case = CASES[name]
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "".join(f"{row}\n" for row in case.rows), encoding="utf-8")
+    told: list[Problem] = []
+    report = import_subscribers(store, "daily", path, DESKS, now=NOW, on_problem=told.append)
+    checked = check_subscribers(path, DESKS)
+    assert sorted(told, key=lambda problem: problem.line) == checked.problems == report.problems
+    assert (report.duplicates, report.invalid) == (checked.duplicates, checked.invalid)
+    assert (report.new, report.pending) == (case.new, case.pending)
+    assert {reader.email: reader.name for reader in store.readers.of_list("daily")} == case.readers
+
+
+def test_duplicates_are_told_after_the_other_bad_rows_in_line_order(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    rows = ["b@example.org", "a@example.org", "bad", "A@example.org", "B@example.org", "x y@example.org"]
+    path.write_text("email\n" + "".join(f"{row}\n" for row in rows), encoding="utf-8")
+    told: list[tuple[int, int | None]] = []
+    report = import_subscribers(
+        store, "daily", path, DESKS, now=NOW, on_problem=lambda p: told.append((p.line, p.duplicate_of))
+    )
+    assert told == [(4, None), (7, None), (5, 3), (6, 2)]
+    assert [problem.line for problem in report.problems] == [4, 5, 6, 7]
+
+
+def test_a_forgotten_address_and_its_duplicates_on_a_first_import(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "anna@example.org,Anna,,\n", encoding="utf-8")
+    import_subscribers(store, "other", path, DESKS, now=NOW)  # the store now knows the address
+    forget(store.engine, "anna@example.org", KEY, now=NOW)
+    path.write_text(
+        HEADER
+        + "bob@example.org,,,\nanna@example.org,Anna,,\nANNA@example.org,Again,,\nanna@example.org,,,\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.WARNING, logger="digest.state.imports"):
+        report = import_subscribers(store, "daily", path, DESKS, now=NOW)
+    assert (report.new, report.forgotten, report.duplicates) == (1, 1, 2)
+    assert [(problem.line, problem.duplicate_of) for problem in report.problems] == [
+        (3, None),
+        (4, 3),
+        (5, 3),
+    ]
+    assert "forgotten" in report.problems[0].message
+    assert [record.getMessage() for record in caplog.records] == [str(report.problems[0])]
+    assert [reader.email for reader in store.readers.of_list("daily")] == ["bob@example.org"]
