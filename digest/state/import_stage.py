@@ -35,7 +35,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.schema import CreateTable
@@ -82,7 +81,8 @@ class Skip(StrEnum):
 
 
 class Stage:
-    """The staged rows of one import, on its connection (temporary tables are the connection's)."""
+    """The staged rows of one import, on its connection: its temporary tables, and its settings,
+    are that connection's, which closes at the end of the import (``import_subscribers``)."""
 
     def __init__(self, conn: Connection, path: Path) -> None:
         self.conn, self.path = conn, path
@@ -90,7 +90,6 @@ class Stage:
         self.counts: dict[str | None, int] = dict.fromkeys((None, *Skip), 0)
         with conn.begin():
             for table in (_rows, _duplicates):
-                conn.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
                 conn.execute(CreateTable(table))  # without its index, made once the rows are in
 
     def add(self, rows: Sequence[Row]) -> None:
@@ -99,16 +98,13 @@ class Stage:
         for row in rows:
             self.counts[row[-1]] += 1
 
-    def close(self) -> None:
-        with self.conn.begin():
-            for table in (_rows, _duplicates):
-                self.conn.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
-
     def end(self, list_name: str, now: dt.datetime, told: Callable[[Problem], None]) -> None:
         """Tell each duplicate (``told``, in line order), take the duplicates out, and add the
         staged readers to the list (created and updated ``now``)."""
         conn = self.conn
         with conn.begin():
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA threads = 1")  # a helper thread for the index's sort
             _by_key.create(conn)
             firsts = (
                 select(_rows.c.email, func.min(_rows.c.line).label("line"))

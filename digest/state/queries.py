@@ -48,8 +48,9 @@ def insert_many(
     quote = dialect.identifier_preparer.quote
     names = ", ".join(map(quote, columns))
     if dialect.name == "postgresql":
-        driver = conn.connection.driver_connection
-        assert driver is not None  # a connection in use has its driver's
+        # Through the dialect: a connection detached from its pool (an import's) has no record
+        # to give its driver's connection.
+        driver = dialect.get_driver_connection(conn.connection.dbapi_connection)  # type: ignore[arg-type]
         with driver.cursor() as cursor, cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
