@@ -4,6 +4,7 @@ whatever the order of the rows, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,36 +83,48 @@ def test_a_first_import_tells_and_keeps_what_reading_in_order_says(
 
 def test_duplicates_are_told_after_the_other_bad_rows_in_line_order(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
-    rows = ["b@example.org", "a@example.org", "bad", "A@example.org", "B@example.org", "x y@example.org"]
+    # The duplicates' lines run against their addresses' order (b's before a's).
+    rows = ["b@example.org", "a@example.org", "bad", "B@example.org", "A@example.org", "x y@example.org"]
     path.write_text("email\n" + "".join(f"{row}\n" for row in rows), encoding="utf-8")
     told: list[tuple[int, int | None]] = []
     report = import_subscribers(
         store, "daily", path, DESKS, now=NOW, on_problem=lambda p: told.append((p.line, p.duplicate_of))
     )
-    assert told == [(4, None), (7, None), (5, 3), (6, 2)]
+    assert told == [(4, None), (7, None), (5, 2), (6, 3)]
     assert [problem.line for problem in report.problems] == [4, 5, 6, 7]
 
 
-def test_a_forgotten_address_and_its_duplicates_on_a_first_import(
+def test_readers_of_a_first_import_are_stamped_with_the_instant_given(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "anna@example.org,Anna,,\n", encoding="utf-8")
+    kyiv = dt.timezone(dt.timedelta(hours=2))
+    import_subscribers(store, "daily", path, DESKS, now=NOW.astimezone(kyiv))
+    anna = store.readers.get("daily", "anna@example.org")
+    assert anna is not None and (anna.created_at, anna.updated_at) == (NOW, NOW)
+
+
+def test_forgotten_addresses_and_their_duplicates_on_a_first_import(
     store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "d.csv"
-    path.write_text(HEADER + "anna@example.org,Anna,,\n", encoding="utf-8")
-    import_subscribers(store, "other", path, DESKS, now=NOW)  # the store now knows the address
-    forget(store.engine, "anna@example.org", KEY, now=NOW)
-    path.write_text(
-        HEADER
-        + "bob@example.org,,,\nanna@example.org,Anna,,\nANNA@example.org,Again,,\nanna@example.org,,,\n",
-        encoding="utf-8",
+    path.write_text(HEADER + "anna@example.org,Anna,,\nzed@example.org,,,\n", encoding="utf-8")
+    import_subscribers(store, "other", path, DESKS, now=NOW)  # the store now knows the addresses
+    for address in ("anna@example.org", "zed@example.org"):
+        forget(store.engine, address, KEY, now=NOW)
+    # Forgotten in lines against their addresses' order (zed's before anna's).
+    rows = (
+        "bob@example.org,,,",
+        "zed@example.org,,,",
+        "anna@example.org,,,",
+        "ANNA@example.org,,,",
+        "anna@example.org,,,",
     )
+    path.write_text(HEADER + "".join(f"{row}\n" for row in rows), encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="digest.state.imports"):
         report = import_subscribers(store, "daily", path, DESKS, now=NOW)
-    assert (report.new, report.forgotten, report.duplicates) == (1, 1, 2)
-    assert [(problem.line, problem.duplicate_of) for problem in report.problems] == [
-        (3, None),
-        (4, 3),
-        (5, 3),
-    ]
-    assert "forgotten" in report.problems[0].message
-    assert [record.getMessage() for record in caplog.records] == [str(report.problems[0])]
+    assert (report.new, report.forgotten, report.duplicates) == (1, 2, 2)
+    lines = [(problem.line, problem.duplicate_of) for problem in report.problems]
+    assert lines == [(3, None), (4, None), (5, 4), (6, 4)]
+    assert all("forgotten" in problem.message for problem in report.problems[:2])
+    assert [record.getMessage() for record in caplog.records] == list(map(str, report.problems[:2]))
     assert [reader.email for reader in store.readers.of_list("daily")] == ["bob@example.org"]

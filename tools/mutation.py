@@ -47,12 +47,16 @@ LEDGER_TESTS = [
     "tests/test_send.py",
     "tests/test_multi_sender.py",
 ]
+# A subscriber file into the store: its reading, its stage and the rule against the readers.
+IMPORT_TESTS = ["tests/test_import_stage.py", "tests/test_store_subscribers.py"]
 MODULES: dict[str, list[str]] = {
     "digest/subscribers.py": [
         "tests/test_subscribers.py",
         "tests/test_subscriber_file_edges.py",
-        "tests/test_store_subscribers.py",
+        *IMPORT_TESTS,
     ],
+    "digest/state/import_stage.py": IMPORT_TESTS,
+    "digest/state/imports.py": IMPORT_TESTS,
     "digest/edition/build.py": ["tests/test_edition.py", "tests/test_edition_timezone.py"],
     "digest/send/unsubscribe.py": ["tests/test_unsubscribe.py", "tests/test_address.py"],
     "digest/state/ledger.py": LEDGER_TESTS,
