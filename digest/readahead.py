@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 import digest
+from digest.collector import bulk
 from digest.errors import SubscriberError
 from digest.subscribers import UNIQUE_BATCH, Problem, Subscriber, read_subscribers
 
@@ -156,7 +157,8 @@ def child_main(argv: list[str]) -> None:
     # A parent that stopped reading closes the pipe: end quietly rather than with a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     path, desks = argv
-    _read(Path(path), tuple(desks.split(_DESK_SEPARATOR)) if desks else (), sys.stdout.buffer)
+    with bulk():
+        _read(Path(path), tuple(desks.split(_DESK_SEPARATOR)) if desks else (), sys.stdout.buffer)
 
 
 _CHILD = (

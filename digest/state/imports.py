@@ -54,6 +54,7 @@ from sqlalchemy import (
     update,
 )
 
+from digest.collector import bulk
 from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
@@ -96,13 +97,14 @@ def import_subscribers(
         conn.detach()
         told = partial(_told, report, on_problem)
         importer = _Importer(store, conn, report, now)
-        entries = read_ahead(path, list_desks)
-        if importer.has_readers:
-            entries = without_duplicates(path, entries)
-        for rows in _chunks(entries, told):
-            importer.chunk(rows)
-        importer.end(told)
-        importer.remove_missing()
+        with bulk():
+            entries = read_ahead(path, list_desks)
+            if importer.has_readers:
+                entries = without_duplicates(path, entries)
+            for rows in _chunks(entries, told):
+                importer.chunk(rows)
+            importer.end(told)
+            importer.remove_missing()
         report.problems.sort(key=attrgetter("line"))  # a first import finds duplicates last
         with conn.begin():
             files = schema.subscriber_files
