@@ -29,17 +29,24 @@ import threading
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import digest
 from digest.collector import bulk
 from digest.errors import SubscriberError
-from digest.subscribers import UNIQUE_BATCH, Problem, Subscriber, read_subscribers
+from digest.subscribers import (
+    UNIQUE_BATCH,
+    Fields,
+    Problem,
+    Subscriber,
+    from_fields,
+    read_fields,
+    read_subscribers,
+)
 
 # Below this (about 250,000 rows) the child's start costs what it saves (measured in
 # docs/performance.md: 100,000 rows took 1.2 s with it, 1.1 s without).
 READ_AHEAD_BYTES = 16 << 20
-_make = Subscriber._make
 _DESK_SEPARATOR = "\n"  # desk names are one line each (digest.config.models)
 # Batches read off the pipe and not yet stored, at most (each about 5,000 rows).
 QUEUED_BATCHES = 4
@@ -114,8 +121,9 @@ def _received(
             )
         if isinstance(batch, SubscriberError):
             raise batch
-        # Plain tuples cross the pipe: a named tuple pickles five times slower.
-        yield from (_make(entry) if type(entry) is tuple else entry for entry in batch)  # type: ignore[attr-defined]
+        # Plain tuples cross the pipe (``read_fields``): a named tuple pickles five times slower.
+        rows = cast("list[Fields | Problem]", batch)
+        yield from (entry if isinstance(entry, Problem) else from_fields(entry) for entry in rows)
 
 
 def _drain(stream: IO[bytes], batches: queue.Queue[object], stop: threading.Event) -> None:
@@ -140,10 +148,9 @@ def _read(path: Path, list_desks: tuple[str, ...], out: IO[bytes]) -> None:
     """The child's work: every row of the file, in batches, then None (or the error that
     stopped it, with its path, line and hint)."""
     try:
-        entries = read_subscribers(path, list_desks)
+        entries = read_fields(path, list_desks)
         while batch := list(islice(entries, UNIQUE_BATCH)):
-            rows = [tuple(entry) if isinstance(entry, Subscriber) else entry for entry in batch]
-            pickle.dump(rows, out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(None, out)
     except SubscriberError as error:
         pickle.dump(error, out)

@@ -60,6 +60,12 @@ class Subscriber(NamedTuple):
     line: int
 
 
+# A Subscriber's values as a plain tuple: what ``read_fields`` yields, and what crosses a pipe.
+Fields = tuple[str, str, str, tuple[str, ...] | None, Status, int]
+# A Subscriber from its values, without the named tuple's keyword handling (0.35 µs a row, not 0.5).
+from_fields: Callable[[Fields], Subscriber] = partial(tuple.__new__, Subscriber)
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """A row that was skipped (or a header column that was ignored), and how to fix it."""
@@ -83,6 +89,13 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
     line it starts on. Raises SubscriberError, before the first row is yielded, when the file
     cannot be opened, is not UTF-8, or its header has no ``email`` column.
     """
+    for entry in read_fields(path, list_desks):
+        yield entry if isinstance(entry, Problem) else from_fields(entry)
+
+
+def read_fields(path: Path, list_desks: tuple[str, ...]) -> Iterator[Fields | Problem]:
+    """``read_subscribers``, each valid row as its plain tuple of values (``Fields``): a third
+    of the time to make, and to send to another process (``digest.readahead``)."""
     try:
         raw = path.open("rb")
     except OSError as exc:
@@ -131,8 +144,8 @@ class _Layout:
     choose: Callable[[str], tuple[str, ...] | str | None]
     addresses: Addresses = field(default_factory=Addresses)
 
-    def parse(self, cells: list[str], line: int) -> Subscriber | str | None:
-        """The row's Subscriber, or what is wrong with the row, or None for a blank row."""
+    def parse(self, cells: list[str], line: int) -> Fields | str | None:
+        """The row's values, or what is wrong with the row, or None for a blank row."""
         if not any(cells):
             return None
         # A row wider than the header, or with text under its blank tail, usually has an
@@ -157,7 +170,7 @@ class _Layout:
         state = _STATUS.get(status.casefold())
         if state is None and status:
             return f"status {status!r} is not active or unsubscribed; use one of those (empty means active)"
-        return Subscriber(email, address_key(email), one_line(name), chosen, state or "active", line)
+        return (email, address_key(email), one_line(name), chosen, state or "active", line)
 
 
 def _desk_choice(desks: dict[str, str], cell: str) -> tuple[str, ...] | str | None:
