@@ -4,6 +4,8 @@ problems as reading it here, the same errors, and no child left behind however i
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -157,3 +159,13 @@ def test_an_import_read_ahead_stores_what_one_read_here_does(
     assert stored[0] == stored[1]
     assert stored[0][1] == 12_003 and stored[0][2] == 1
     assert len(children) == 1
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipes are sized on Linux only")
+def test_the_childs_pipe_holds_a_few_batches_where_the_system_allows(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    with open(read, "rb") as pipe, open(write, "wb"):
+        readahead._widen(pipe)
+        assert fcntl.fcntl(read, fcntl.F_GETPIPE_SZ) == readahead.PIPE_BYTES
+    with (tmp_path / "plain").open("wb") as plain:
+        readahead._widen(plain)  # not a pipe: the system says no, and that is not an error
