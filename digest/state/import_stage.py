@@ -3,9 +3,9 @@
 On a list's first import that is every valid row, and none of them needs telling apart as it
 comes (there is no stored reader to compare it with), so nothing is looked up while the file is
 read: the rows wait in file order in an unindexed temporary table of the store. Once the file
-is read, one covering index over them (a sort by address, then line) finds the duplicates
-whatever the file's order, and gives the rows to the readers table in key order, so that
-table's indexes grow at their ends. A later import finds duplicates as it reads (a row is
+is read, the duplicates are found whatever the file's order, and the rows go to the readers
+table in key order, so that table's indexes grow at their ends: on SQLite through one covering
+index over them (a sort by address, then line), on PostgreSQL by its own sorts. A later import finds duplicates as it reads (a row is
 compared with its stored reader at once: ``digest.subscribers.without_duplicates``), so its
 stage has none to find, and the same end serves it.
 
@@ -57,7 +57,7 @@ _rows = Table(
     Column("skip", Text),  # None: a new reader; else why the row is not one (``Skip``)
     prefixes=["TEMPORARY"],
 )
-# Covering, so the duplicates and the insert read the index alone, in key order.
+# Covering, so the duplicates and the insert read the index alone, in key order (SQLite: ``end``).
 _by_key = Index("digest_import_new_key", *_rows.c)
 _duplicates = Table(
     "digest_import_duplicates",
@@ -103,9 +103,11 @@ class Stage:
         staged readers to the list (created and updated ``now``)."""
         conn = self.conn
         with conn.begin():
+            # PostgreSQL reads a temporary table without its statistics, so it sorted the rows
+            # for the insert anyway and the index only cost time (2 s of 17 at a million).
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA threads = 1")  # a helper thread for the index's sort
-            _by_key.create(conn)
+                _by_key.create(conn)
             firsts = (
                 select(_rows.c.email, func.min(_rows.c.line).label("line"))
                 .group_by(_rows.c.email)
