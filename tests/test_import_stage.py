@@ -128,3 +128,22 @@ def test_forgotten_addresses_and_their_duplicates_on_a_first_import(
     assert all("forgotten" in problem.message for problem in report.problems[:2])
     assert [record.getMessage() for record in caplog.records] == list(map(str, report.problems[:2]))
     assert [reader.email for reader in store.readers.of_list("daily")] == ["bob@example.org"]
+
+
+def test_an_import_that_stops_leaves_nothing_in_the_way_of_the_next(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "anna@example.org,,,\nnope,,,\nbob@example.org,,,\n", encoding="utf-8")
+
+    def stop(_problem: Problem) -> None:
+        raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError):
+        import_subscribers(store, "daily", path, DESKS, now=NOW, on_problem=stop)
+    assert list(store.readers.of_list("daily")) == []  # the staged rows went with the import
+    for _ in range(2):  # on the pool's connections, as every import is on its own
+        report = import_subscribers(store, "daily", path, DESKS, now=NOW, force=True)
+    assert report.invalid == 1
+    assert [reader.email for reader in store.readers.of_list("daily")] == [
+        "anna@example.org",
+        "bob@example.org",
+    ]
