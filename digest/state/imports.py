@@ -67,7 +67,10 @@ from digest.subscribers import Problem, Subscriber, without_duplicates
 
 log = logging.getLogger(__name__)
 
-CHUNK = 10_000
+# Rows stored together. Each chunk's rows are short-lived, but what outlives them (a cached
+# statement, say) keeps their memory from going back to the system: with 10,000 a million-row
+# import left the process 6 MiB larger than with 5,000, no faster.
+CHUNK = 5_000
 # The keys the file has (for the removed rows), on the importing connection only.
 _keys = Table(
     "digest_import_keys", MetaData(), Column("email", String(320), primary_key=True), prefixes=["TEMPORARY"]
