@@ -48,7 +48,11 @@ LEDGER_TESTS = [
     "tests/test_multi_sender.py",
 ]
 # A subscriber file into the store: its reading, its stage and the rule against the readers.
-IMPORT_TESTS = ["tests/test_import_stage.py", "tests/test_store_subscribers.py"]
+IMPORT_TESTS = [
+    "tests/test_import_stage.py",
+    "tests/test_import_rule.py",
+    "tests/test_store_subscribers.py",
+]
 MODULES: dict[str, list[str]] = {
     "digest/subscribers.py": [
         "tests/test_subscribers.py",
