@@ -5,9 +5,10 @@ comes (there is no stored reader to compare it with), so nothing is looked up wh
 read: the rows wait in file order in an unindexed temporary table of the store. Once the file
 is read, the duplicates are found whatever the file's order, and the rows go to the readers
 table in key order, so that table's indexes grow at their ends: on SQLite through one covering
-index over them (a sort by address, then line), on PostgreSQL by its own sorts. A later import finds duplicates as it reads (a row is
-compared with its stored reader at once: ``digest.subscribers.without_duplicates``), so its
-stage has none to find, and the same end serves it.
+index over them (a sort by address, then line), on PostgreSQL by its own sorts. A later
+import finds duplicates as it reads (a row is compared with its stored reader at once:
+``digest.subscribers.without_duplicates``), so its stage has none to find, and the same end
+serves it.
 
 Duplicates are told as ``without_duplicates`` tells them (the first row of an address wins,
 the later ones are "duplicate of line N"), after the file's other bad rows rather than among
