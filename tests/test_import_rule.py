@@ -171,3 +171,54 @@ def test_no_key_is_asked_for_when_no_address_was_forgotten(tmp_path: Path) -> No
     with Store(f"sqlite:///{tmp_path / 's.sqlite3'}", forget_key=no_secret).migrate() as opened:
         report = imported(opened, tmp_path / "d.csv", "anna@example.org,,,\n")
         assert report.new == 1
+
+
+def test_a_list_gains_a_reader_another_list_already_has(store: Store, tmp_path: Path) -> None:
+    weekly = write(tmp_path / "weekly.csv", "dora@example.org,Dora W,,\n")
+    import_subscribers(store, "weekly", weekly, DESKS, now=NOW)
+    daily = tmp_path / "daily.csv"
+    imported(store, daily, "anna@example.org,Anna,,\n")
+    report = imported(store, daily, "anna@example.org,Anna K,,\ndora@example.org,Dora,,\n", now=LATER)
+    assert counts(report) == (1, 1, 0, 0, 0, 0)
+    assert names(store, "daily") == {"anna@example.org": ("Anna K", None), "dora@example.org": ("Dora", None)}
+    anna = store.readers.get("daily", "anna@example.org")
+    assert anna is not None and (anna.created_at, anna.updated_at) == (NOW, LATER)
+
+
+def test_a_file_whose_list_changed_its_desks_is_read_again(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    imported(store, path, "anna@example.org,Anna,Culture,\n")
+    report = import_subscribers(store, "daily", path, (*DESKS, "Film"), now=LATER)
+    assert not report.skipped and report.unchanged == 1
+
+
+def test_a_pending_sign_up_the_file_also_lists_is_left_to_confirm(store: Store, tmp_path: Path) -> None:
+    store.readers.sign_up("daily", "anna@example.org", name="", desks=None, url="u", ip=None, now=NOW)
+    imported(store, tmp_path / "seed.csv", "bob@example.org,,,\n")  # the list has readers
+    report = imported(store, tmp_path / "d.csv", "anna@example.org,,,\nbob@example.org,,,\n", now=LATER)
+    assert (report.unchanged, report.kept, report.changed) == (2, 0, 0)
+    anna = store.readers.get("daily", "anna@example.org")
+    assert anna is not None and anna.status is ReaderStatus.PENDING
+
+
+def test_rows_the_editors_changed_to_what_readers_who_left_had_chosen(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    imported(store, path, "c@example.org,C,,\nd@example.org,D,,\n")
+    for who in ("c", "d"):
+        store.readers.set_preferences("daily", f"{who}@example.org", name="Mine", desks=None, now=NOW)
+        store.readers.leave("daily", f"{who}@example.org", reason=Reason.UNSUBSCRIBED, source="web", now=NOW)
+    report = imported(store, path, "c@example.org,Mine,,\nd@example.org,Mine,,\n", now=LATER)
+    assert (report.kept, report.changed, report.unchanged) == (2, 0, 0)
+
+
+def test_a_reader_who_left_the_file_and_came_back_by_signing_up_stays(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    imported(store, path, "anna@example.org,,,\ncarl@example.org,,,\n")
+    store.readers.leave("daily", "carl@example.org", reason=Reason.UNSUBSCRIBED, source="web", now=NOW)
+    imported(store, path, "anna@example.org,,,\n", now=NOW)  # Carl's row is gone: he is no longer the file's
+    store.readers.sign_up("daily", "carl@example.org", name="", desks=None, url="u", ip=None, now=LATER)
+    store.readers.confirm("daily", "carl@example.org", url="u", ip=None, now=LATER)
+    report = import_subscribers(store, "daily", path, DESKS, now=LATER, force=True)
+    assert report.removed == 0
+    carl = store.readers.get("daily", "carl@example.org")
+    assert carl is not None and carl.status is ReaderStatus.ACTIVE
