@@ -11,7 +11,7 @@ from pathlib import Path
 from digest.config import Config
 from digest.edition import build_edition
 from digest.edition.export import edition_json
-from digest.ingest import collect
+from digest.ingest.collect import collect
 from digest.model import Edition
 from digest.output import write_atomically
 from digest.render import Greeting, Rendered, environment, render_edition, render_greeting

@@ -93,17 +93,17 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
         yield entry if isinstance(entry, Problem) else from_fields(entry)
 
 
-def read_fields(path: Path, list_desks: tuple[str, ...]) -> Iterator[Fields | Problem]:
+def read_fields(
+    path: Path, list_desks: tuple[str, ...], *, checked: bool = False
+) -> Iterator[Fields | Problem]:
     """``read_subscribers``, each valid row as its plain tuple of values (``Fields``): a third
-    of the time to make, and to send to another process (``digest.readahead``)."""
-    try:
-        raw = path.open("rb")
-    except OSError as exc:
-        hint = "check the list's `subscribers` path in config.toml and that the file is readable"
-        raise SubscriberError(f"cannot open the file: {exc.strerror or exc}", path=path, hint=hint) from None
+    of the time to make, and to send to another process (``digest.readahead``). ``checked``:
+    the caller has run ``check_utf8`` on the file, so it is not read twice here."""
+    raw = _open(path)
     with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
-        _check_utf8(raw, path)
-        raw.seek(0)
+        if not checked:
+            _check_utf8(raw, path)
+            raw.seek(0)
         reader = csv.reader(text, strict=True)  # strict: a stray quote is reported, not swallowed
         layout = _header(reader, path, list_desks)
         if layout.unknown:
@@ -222,6 +222,21 @@ def _problem(path: Path, start: int, end: int, message: str) -> Problem:
     # A quote left open swallows the lines after it into one cell; say where the row ends.
     span = f" (this row runs from line {start} to line {end}: is a closing quote missing?)"
     return Problem(path, start, message + span * (end > start))
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        hint = "check the list's `subscribers` path in config.toml and that the file is readable"
+        raise SubscriberError(f"cannot open the file: {exc.strerror or exc}", path=path, hint=hint) from None
+
+
+def check_utf8(path: Path) -> None:
+    """SubscriberError (with the line) if the file cannot be opened or is not UTF-8, as
+    ``read_subscribers`` raises it before its first row."""
+    with _open(path) as raw:
+        _check_utf8(raw, path)
 
 
 def _check_utf8(raw: BinaryIO, path: Path) -> None:

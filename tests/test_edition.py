@@ -13,8 +13,7 @@ from digest.edition import assemble, build_edition, edition_window
 from digest.edition.build import CatchUp
 from digest.edition.frozen import freeze_edition
 from digest.errors import DigestError
-from digest.ingest import collect
-from digest.ingest.collect import Retry
+from digest.ingest.collect import Retry, collect
 from digest.model import DeskSection, Edition, FeedResult, Item, Window
 from digest.statefile import open_store
 from tests.conftest import NOW, STORIES, MakeProject

@@ -14,7 +14,7 @@ import pytest
 
 from digest.config import Config
 from digest.edition import build_edition, edition_window
-from digest.ingest import collect
+from digest.ingest.collect import collect
 from digest.send.run import edition_id_for
 from digest.statefile import open_store
 

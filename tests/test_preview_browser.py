@@ -29,7 +29,7 @@ from werkzeug.serving import make_server
 from digest.config import load_config
 from digest.edition import build_edition
 from digest.edition.frozen import freeze_edition
-from digest.ingest import collect
+from digest.ingest.collect import collect
 from digest.preview.app import make_app
 from digest.preview.watch import Watcher
 from digest.render.templates import default_template_dir

@@ -10,7 +10,15 @@ from email_validator import EmailNotValidError
 
 from digest.address import Addresses
 from digest.errors import SubscriberError
-from digest.subscribers import Problem, Subscriber, check_subscribers, is_listed, read_subscribers
+from digest.subscribers import (
+    Problem,
+    Subscriber,
+    check_subscribers,
+    check_utf8,
+    is_listed,
+    read_fields,
+    read_subscribers,
+)
 
 DESKS = ("Ukraine", "Europe")
 
@@ -251,6 +259,22 @@ def test_a_file_that_changes_after_its_utf8_check_stops_the_list(
         refused = refusal(write(tmp_path, body))
         assert refused.message.startswith("cannot read the file: 'utf-8' codec can't decode byte 0xe9")
         assert refused.hint == "check the file and try again"
+
+
+def test_a_reader_told_the_file_was_checked_reads_it_once(tmp_path: Path) -> None:
+    # The read-ahead's parent checks the file while its child reads it (digest.readahead).
+    path = write(tmp_path, b"email\n" + b"anna@example.org\n" * 2000 + b"b\xe9@example.org\n")
+    entries = read_fields(path, DESKS, checked=True)
+    assert next(entries) == ("anna@example.org", "anna@example.org", "", None, "active", 2)
+    with pytest.raises(SubscriberError) as unread:
+        list(entries)
+    assert unread.value.message.startswith("cannot read the file: 'utf-8' codec can't decode byte 0xe9")
+    with pytest.raises(SubscriberError) as caught:
+        check_utf8(path)
+    assert (caught.value.message, caught.value.line) == ("the file is not UTF-8 (byte 0xe9)", 2002)
+    with pytest.raises(SubscriberError) as unopened:
+        check_utf8(tmp_path / "missing.csv")
+    assert unopened.value.message.startswith("cannot open the file")
 
 
 # --- is_listed: `subscribers unsubscribe` warns about an address the file does not have ----------

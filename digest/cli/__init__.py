@@ -111,7 +111,7 @@ def feeds_check(obj: Context) -> None:
 
     Exits 1 when a feed could not be read at all.
     """
-    from digest.ingest import collect
+    from digest.ingest.collect import collect
     from digest.report import feed_table
     from digest.state.feeds import ReadOnlyFeeds
     from digest.statefile import open_reader

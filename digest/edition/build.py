@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 from digest.config import Config, MailingList, slugify
 from digest.cron import fire_time_on, parse_cron
 from digest.errors import DigestError
-from digest.ingest import collect
-from digest.ingest.collect import Retry
+from digest.ingest.collect import Retry, collect
 from digest.ingest.fetch import FeedCache
 from digest.model import DeskSection, Edition, FeedResult, Item, Window
 

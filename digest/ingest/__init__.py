@@ -1,5 +1,2 @@
-"""Ingest: feeds (files or URLs) → sanitized, desk-assigned items, one FeedResult per feed."""
-
-from digest.ingest.collect import collect
-
-__all__ = ["collect"]
+"""Ingest: feeds (files or URLs) → sanitized, desk-assigned items, one FeedResult per feed
+(``digest.ingest.collect``)."""

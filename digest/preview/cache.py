@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import make_url
 
 from digest.config import Config
-from digest.ingest import collect
+from digest.ingest.collect import collect
 from digest.model import FeedResult
 from digest.state import Store
 from digest.state.feeds import ReadOnlyFeeds
