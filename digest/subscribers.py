@@ -170,7 +170,10 @@ class _Layout:
         state = _STATUS.get(status.casefold())
         if state is None and status:
             return f"status {status!r} is not active or unsubscribed; use one of those (empty means active)"
-        return (email, address_key(email), one_line(name), chosen, state or "active", line)
+        key = address_key(email)
+        # The address itself when folding leaves it as it is (most do): one string to pickle
+        # rather than two (``digest.readahead``: 0.56 s a million rows to send, 0.33 s).
+        return (email, email if key == email else key, one_line(name), chosen, state or "active", line)
 
 
 def _desk_choice(desks: dict[str, str], cell: str) -> tuple[str, ...] | str | None:
