@@ -11,7 +11,7 @@ first row.
 A process started here rather than multiprocessing's: a spawned worker runs the caller's main
 script again, which breaks any script that calls the library without a ``__main__`` guard,
 and a forked one copies the locks of the caller's threads (a scheduler's) in whatever state
-they are. A small file, or one core, reads in this process: the child takes a third of a
+they are. A small file, or one core, reads in this process: the child takes a tenth of a
 second to start.
 """
 
@@ -46,9 +46,9 @@ from digest.subscribers import (
     read_subscribers,
 )
 
-# Below this (about 250,000 rows) the child's start costs what it saves (measured in
-# docs/performance.md: 100,000 rows took 1.2 s with it, 1.1 s without).
-READ_AHEAD_BYTES = 16 << 20
+# Below this (about 70,000 rows) the child's start costs about what it saves (measured in
+# docs/performance.md: even at 25,000 rows, 0.05 s sooner at 50,000, 0.2 s at 100,000).
+READ_AHEAD_BYTES = 4 << 20
 _DESK_SEPARATOR = "\n"  # desk names are one line each (digest.config.models)
 # Batches read off the pipe and not yet stored, at most (each about 5,000 rows). Those further
 # ahead wait in the pipe (``_widen``), pickled: a fifth of the memory of the rows they become
