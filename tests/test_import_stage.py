@@ -147,3 +147,23 @@ def test_an_import_that_stops_leaves_nothing_in_the_way_of_the_next(store: Store
         "anna@example.org",
         "bob@example.org",
     ]
+
+
+def test_an_address_added_while_the_file_is_read_keeps_its_record(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(
+        HEADER + "anna@example.org,From the file,,\nnope,,,\nbob@example.org,Bob,,\n", encoding="utf-8"
+    )
+
+    def editor_adds_anna(_problem: Problem) -> None:  # told of line 3 while the file is read
+        store.readers.add("daily", "Anna@Example.org", name="By hand", desks=["Europe"], now=NOW)
+
+    report = import_subscribers(store, "daily", path, DESKS, now=NOW, on_problem=editor_adds_anna)
+    readers = {
+        reader.email: (reader.name, reader.desks, reader.source) for reader in store.readers.of_list("daily")
+    }
+    assert readers == {
+        "anna@example.org": ("By hand", ("Europe",), "editor"),
+        "bob@example.org": ("Bob", None, "file"),
+    }
+    assert report.invalid == 1
