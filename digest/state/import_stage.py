@@ -38,11 +38,10 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable
 
 from digest.state import schema
-from digest.state.queries import insert_ignoring, insert_many
+from digest.state.queries import insert_many, insert_new
 from digest.state.readers import Source
 from digest.subscribers import Problem, duplicate
 
@@ -147,13 +146,6 @@ class Stage:
         new = _rows.c.email, _rows.c.name, _rows.c.desks, _rows.c.status, _rows.c.file_row
         rows = select(*shared, *new).where(_rows.c.skip.is_(None)).order_by(_rows.c.email)
         names = ["list_name", "source", "created_at", "updated_at", *(column.name for column in new)]
-        # A plain insert first: PostgreSQL's ON CONFLICT checks each row apart before inserting
-        # it (1.5-2 µs a row of 7), and a reader already there is rare.
-        try:
-            with self.conn.begin_nested():
-                self.conn.execute(insert(table).from_select(names, rows))
-        except IntegrityError:
-            # An address of the file came in since the import began (a sign-up, an editor's
-            # `subscribers add`, another sender on SQLite importing the same file): it stays.
-            ignoring = insert_ignoring(self.conn, table, ["list_name", "email"])
-            self.conn.execute(ignoring.from_select(names, rows))
+        # An address of the file may have come in since the import began (a sign-up, an editor's
+        # `subscribers add`, another sender on SQLite importing the same file): it stays.
+        insert_new(self.conn, table, ["list_name", "email"], names, rows)

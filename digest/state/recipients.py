@@ -30,18 +30,16 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
     text,
     true,
 )
-from sqlalchemy.exc import IntegrityError
 
 from digest.state import schema
 from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Status
-from digest.state.queries import insert_ignoring
+from digest.state.queries import insert_ignoring, insert_new
 from digest.state.readers import ReaderStatus
 from digest.state.suppressions import ALL_LISTS
 
@@ -197,22 +195,14 @@ def _rows(
 
 
 def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> None:
-    """Insert ``rows``, leaving a reader already in the ledger as they are.
-
-    Into an edition that had no rows, with a plain INSERT: PostgreSQL's INSERT … ON CONFLICT
-    looks for each row before it goes in, a quarter of the fill's time at a million. Should
-    another sender have filled some of the same rows meanwhile, it gives way to that one.
-    """
-    ledger = schema.ledger
-    if fresh:
-        try:
-            with engine.begin() as conn:
-                conn.execute(insert(ledger).from_select(_COLUMNS, rows))
-            return
-        except IntegrityError:
-            pass  # a reader already there: filled by another sender since
+    """Insert ``rows``, leaving a reader already in the ledger as they are (filled by another
+    sender meanwhile); into an edition that had none, plainly first (``insert_new``)."""
+    ledger, keys = schema.ledger, ["edition_id", "email"]
     with engine.begin() as conn:
-        conn.execute(insert_ignoring(conn, ledger, ["edition_id", "email"]).from_select(_COLUMNS, rows))
+        if fresh:
+            insert_new(conn, ledger, keys, _COLUMNS, rows)
+        else:
+            conn.execute(insert_ignoring(conn, ledger, keys).from_select(_COLUMNS, rows))
 
 
 def dry_counts(
