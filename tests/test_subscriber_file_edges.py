@@ -271,7 +271,11 @@ def test_a_reader_told_the_file_was_checked_reads_it_once(tmp_path: Path) -> Non
     assert unread.value.message.startswith("cannot read the file: 'utf-8' codec can't decode byte 0xe9")
     with pytest.raises(SubscriberError) as caught:
         check_utf8(path)
-    assert (caught.value.message, caught.value.line) == ("the file is not UTF-8 (byte 0xe9)", 2002)
+    assert (caught.value.message, caught.value.path, caught.value.line) == (
+        "the file is not UTF-8 (byte 0xe9)",
+        path,
+        2002,
+    )
     with pytest.raises(SubscriberError) as unopened:
         check_utf8(tmp_path / "missing.csv")
     assert unopened.value.message.startswith("cannot open the file")
