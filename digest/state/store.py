@@ -41,6 +41,12 @@ AFRESH = (
     "suppressions.csv` into the new one"
 )
 
+# What every hint about a database that failed in the middle of something ends with: what was
+# committed before stays, and a command run again carries on from there (a send from its ledger).
+_AGAIN = "what was recorded before the failure is kept: run the command again once it is fixed"
+# How long a SQLite writer waits for another one before it gives up.
+BUSY_SECONDS = 10
+
 
 def _sqlite_pragmas(connection: object, _record: object) -> None:
     # Transactions are begun explicitly (below), so the driver must not begin its own.
@@ -53,7 +59,7 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     # connection sends again), and the file stays consistent on power loss, which may undo the
     # last commits since a checkpoint, so those messages would be sent again, never lost.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -82,10 +88,10 @@ class Store:
         self.writable = False
         self.engine: Engine = create_engine(self.url)
         event.listen(self.engine, "before_execute", self._refuse_writing)
+        event.listen(self.engine, "handle_error", self._failed)
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", self._sqlite_begin)
-            event.listen(self.engine, "handle_error", self._damaged)
         self.feeds = Feeds(self.engine)
         self.editions = Editions(self.engine)
         self.gaps = Gaps(self.engine)
@@ -181,19 +187,39 @@ class Store:
                 hint="a command that writes runs Store.migrate() once before it writes",
             )
 
-    def _damaged(self, context: ExceptionContext) -> None:
-        """Damage found by any query, not only while opening, is a StateError naming the file.
+    def _failed(self, context: ExceptionContext) -> None:
+        """A database damaged, out of reach, locked or full is a StateError naming it, from any
+        query, not only while opening: otherwise it surfaced as an unexpected error with the SQL
+        (a PostgreSQL server stopped in the middle of a send: "unexpected OperationalError")."""
+        failure = self._failure(context)
+        if failure is not None:
+            message, hint = failure
+            raise StateError(message, path=self.label, hint=hint) from None
 
-        Without this, a damaged page that only a later query reads (the editions, the ledger)
-        would surface as an unexpected error with the SQL and no file name.
-        """
+    def _failure(self, context: ExceptionContext) -> tuple[str, str] | None:
+        """What went wrong, and its hint, when the database itself failed (not a query)."""
         original = context.original_exception
-        if getattr(original, "sqlite_errorname", None) == "SQLITE_CORRUPT":
-            raise StateError(
-                f"the state database is damaged: {original}",
-                path=self.label,
-                hint=f"restore it from a backup; {AFRESH}",
-            ) from None
+        code = getattr(original, "sqlite_errorname", "")
+        said = (str(original).strip() or type(original).__name__).splitlines()[0]
+        if code == "SQLITE_CORRUPT":
+            return f"the state database is damaged: {said}", f"restore it from a backup; {AFRESH}"
+        if self.url.get_backend_name() != "sqlite" and (context.is_disconnect or context.connection is None):
+            lost = "lost the connection to" if context.is_disconnect else "cannot reach"
+            return (
+                f"{lost} the state database: {said}",
+                f"check that the server is running and that `[state] url` is right; {_AGAIN}",
+            )
+        if code.startswith("SQLITE_BUSY"):
+            return (
+                f"the state database stayed locked by another process for {BUSY_SECONDS} s",
+                f"another digest command (a send, an import) was writing to it; {_AGAIN}",
+            )
+        if code == "SQLITE_FULL" or code.startswith("SQLITE_IOERR"):
+            return (
+                f"cannot write the state database: {said}",
+                f"free space on its disk, or check the disk; {_AGAIN}",
+            )
+        return None
 
     # -- what an edition build reads (digest.edition.build.StateReader) ----------------------
 
