@@ -2,11 +2,11 @@
 
 An import spends about as long reading the file (CSV, email-validator) as finding its
 duplicates and writing its rows to the store, and the two need not wait for each other: on a
-machine with two cores or more, a child process (``child_main``) runs
-``read_subscribers`` and pickles its rows to this one in batches, so a million rows take the
-longer half's time rather than both. The rows, their order and their problems are exactly
-``read_subscribers``'s; a file that cannot be read raises the same SubscriberError, before the
-first row.
+machine with two cores or more, a child process (``child_main``) reads the rows
+(``read_fields``) and pickles them to this one in batches, so a million rows take the longer
+half's time rather than both; this one checks that the file is UTF-8 while the child starts.
+The rows, their order and their problems are exactly ``read_subscribers``'s; a file that
+cannot be read raises the same SubscriberError, before the first row.
 
 A process started here rather than multiprocessing's: a spawned worker runs the caller's main
 script again, which breaks any script that calls the library without a ``__main__`` guard,
