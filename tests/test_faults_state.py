@@ -31,8 +31,7 @@ def test_a_postgresql_server_out_of_reach_is_one_clear_error(make_project: MakeP
     result = run_with_postgres(project, "send", "--list", "daily")
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == [result.stderr.strip()]  # one line, no traceback
-    where = nowhere.replace("postgresql:", "postgresql+psycopg:")  # the store's label: its driver too
-    assert result.stderr.startswith(f"error: {where}: cannot reach the state database: connection failed: ")
+    assert result.stderr.startswith(f"error: {nowhere}: cannot reach the state database: connection failed: ")
     assert "check that the server is running and that `[state] url` is right" in result.stderr
     assert "damaged" not in result.stderr  # not mistaken for a broken database
 

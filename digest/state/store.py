@@ -73,15 +73,12 @@ class Store:
         ``forget_key``: the key of forgotten addresses' hashes (``digest.state.forgotten``),
         asked for only when it is needed.
         """
-        self.url = make_url(url)
-        if self.url.drivername == "postgresql":
-            # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
-            self.url = self.url.set(drivername="postgresql+psycopg")
-        self.label = (
-            (self.url.database or "")
-            if self.url.get_backend_name() == "sqlite"
-            else self.url.render_as_string()
-        )
+        given = make_url(url)
+        # psycopg 3 (a dependency), not SQLAlchemy's default driver psycopg2.
+        self.url = given.set(drivername="postgresql+psycopg") if given.drivername == "postgresql" else given
+        # What errors name: the database as config.toml says it (without its password).
+        sqlite = given.get_backend_name() == "sqlite"
+        self.label = (given.database or "") if sqlite else given.render_as_string()
         self.path = self._sqlite_path()
         if self.path is not None:
             _refuse_an_emptied_file(self.path)
