@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.state import Store
+from digest.state import Store, import_report
 from digest.state.forgotten import forget
 from digest.state.imports import import_subscribers
 from digest.subscribers import Problem, check_subscribers
@@ -167,3 +167,20 @@ def test_an_address_added_while_the_file_is_read_keeps_its_record(store: Store, 
         "bob@example.org": ("Bob", None, "file"),
     }
     assert report.invalid == 1
+
+
+def test_a_long_report_keeps_the_earliest_lines_though_duplicates_come_last(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_report, "MAX_PROBLEMS", 3)
+    rows = ("a@example.org,A,,", "nope,,,", "a@example.org,Again,,", *["nope,,,"] * 5)
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "".join(f"{row}\n" for row in rows), encoding="utf-8")
+    report = import_subscribers(store, "daily", path, DESKS, now=NOW)
+    # Lines 3 and 5-9 are told as they are read, the duplicate on line 4 once the file is read.
+    assert [(problem.line, problem.duplicate_of) for problem in report.problems] == [
+        (3, None),
+        (4, 2),
+        (5, None),
+    ]
+    assert (report.problems_omitted, report.invalid, report.duplicates) == (4, 6, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +29,28 @@ class ImportReport:
     forgotten: int = 0
     pending: int = 0  # rows saying "pending" for an address the store does not have
     removal_held: int = 0  # readers gone from a file with bad rows: kept until it is fixed
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the earliest lines' (MAX_PROBLEMS)
     problems_omitted: int = 0
+    # The kept problems' lines, latest first (-line, index in ``problems``): a first import tells
+    # its duplicates and forgotten rows once the file is read, after the other bad rows.
+    _latest: list[tuple[int, int]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def bad(self) -> int:
         return self.invalid + self.duplicates
 
     def keep(self, problem: Problem) -> None:
+        """Keep ``problem`` if it is among the MAX_PROBLEMS earliest lines told so far (in
+        place of the latest kept one), and count the one left out."""
         if len(self.problems) < MAX_PROBLEMS:
+            heapq.heappush(self._latest, (-problem.line, len(self.problems)))
             self.problems.append(problem)
-        else:
-            self.problems_omitted += 1
+            return
+        self.problems_omitted += 1
+        latest, index = self._latest[0]
+        if problem.line < -latest:
+            self.problems[index] = problem
+            heapq.heapreplace(self._latest, (-problem.line, index))
 
     def describe(self) -> str:
         where = f"{self.list_name} ({self.path})"
