@@ -40,8 +40,8 @@ from digest.subscribers import (
     Fields,
     Problem,
     Subscriber,
+    as_subscribers,
     check_utf8,
-    from_fields,
     read_fields,
     read_subscribers,
 )
@@ -144,8 +144,7 @@ def _received(
         if isinstance(batch, SubscriberError):
             raise batch
         # Plain tuples cross the pipe (``read_fields``): a named tuple pickles five times slower.
-        rows = cast("list[Fields | Problem]", batch)
-        yield from (entry if isinstance(entry, Problem) else from_fields(entry) for entry in rows)
+        yield from as_subscribers(cast("list[Fields | Problem]", batch))
 
 
 def _drain(stream: IO[bytes], batches: queue.Queue[object], stop: threading.Event) -> None:

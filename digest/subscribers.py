@@ -89,8 +89,12 @@ def read_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscr
     line it starts on. Raises SubscriberError, before the first row is yielded, when the file
     cannot be opened, is not UTF-8, or its header has no ``email`` column.
     """
-    for entry in read_fields(path, list_desks):
-        yield entry if isinstance(entry, Problem) else from_fields(entry)
+    yield from as_subscribers(read_fields(path, list_desks))
+
+
+def as_subscribers(entries: Iterable[Fields | Problem]) -> Iterator[Subscriber | Problem]:
+    """``read_fields``' entries with each valid row as its Subscriber."""
+    return (entry if isinstance(entry, Problem) else from_fields(entry) for entry in entries)
 
 
 def read_fields(
