@@ -21,7 +21,9 @@ own. The runs (sizes are comma-separated lists):
   runs answer each request that much later, as the real service does from across the
   network (a sender then waits for most of its time, and a second sender on another machine
   fills that wait; on this one machine the wait leaves the CPU to the other sender, so two
-  senders here are a fair model of two machines sharing one database);
+  senders here are a fair model of two machines sharing one database); ``--handshake MS``
+  makes each new connection to that sink wait that much before its first answer: the round
+  trips of the TCP and TLS handshakes a client pays when it does not keep its connections;
 - ``--warm``: every run starts with the list already in the state store (imported untimed),
   as on any day after the first, when the send finds the file unchanged and does not read it;
 - ``--naive`` (200): the baseline, each of the first N subscribers rendered and composed on
@@ -183,9 +185,16 @@ class _SendGridHandler(http.server.BaseHTTPRequestHandler):
     requests = 0
     bytes = 0
     latency = 0.0  # seconds before each answer (the provider's round trip)
+    handshake = 0.0  # seconds before a new connection's first answer (TCP and TLS round trips)
+    connections = 0
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def handle(self) -> None:
+        type(self).connections += 1
+        time.sleep(self.handshake)
+        super().handle()
 
     def do_POST(self) -> None:
         remaining = int(self.headers.get("Content-Length") or 0)
@@ -259,16 +268,20 @@ def _raw_smtp_sink() -> tuple[int, Callable[[], None]]:
 def run_sink(kind: str) -> None:
     """Print the port, serve until stdin closes, then print the CPU seconds the sink used.
 
-    ``sendgrid:0.25``: a SendGrid sink that answers each request 0.25 s late.
+    ``sendgrid:0.25:0.1``: a SendGrid sink that answers each request 0.25 s late, and the first
+    of each connection 0.1 s later still.
     """
     sinks = {"sendgrid": _sendgrid_sink, "smtp": _smtp_sink, "raw-smtp": _raw_smtp_sink}
-    kind, _, latency = kind.partition(":")
+    kind, _, delays = kind.partition(":")
+    latency, _, handshake = delays.partition(":")
     _SendGridHandler.latency = float(latency or 0)
+    _SendGridHandler.handshake = float(handshake or 0)
     port, stop = sinks[kind]()
     print(port, flush=True)
     sys.stdin.read()
     stop()
-    print(json.dumps({"cpu": time.process_time(), "posted": _SendGridHandler.bytes}), flush=True)
+    usage = {"cpu": time.process_time(), "posted": _SendGridHandler.bytes}
+    print(json.dumps({**usage, "connections": _SendGridHandler.connections}), flush=True)
 
 
 @contextmanager
@@ -667,6 +680,7 @@ def send(
     dkim: str = "none",
     latency: float = 0.0,
     warm: bool = False,
+    handshake: float = 0.0,
 ) -> dict[str, Any]:
     """Set up a project, start the sink, send in fresh processes; their numbers.
 
@@ -679,7 +693,7 @@ def send(
     project = folder / f"{path}-{rows}-{mode.replace(':', '-')}-{senders}-{dkim}"
     profile_out = project / "send.prof"
     kind = "raw-smtp" if path == "smtp" and smtp_sink == "raw" else path
-    with sink(f"{kind}:{latency}" if latency else kind) as (port, sink_usage):
+    with sink(f"{kind}:{latency}:{handshake}" if latency or handshake else kind) as (port, sink_usage):
         config = write_project(project, rows, path, port, state_url, dkim)
         env = {**os.environ, "DIGEST_SECRET": SECRET, "SENDGRID_API_KEY": API_KEY}
         command = [sys.executable, __file__, "--child", str(config), mode, str(profile_out)]
@@ -705,6 +719,7 @@ def send(
         result["renders"] = [seconds for r in results for seconds in r["renders"]]
     result["sink_cpu"] = sink_usage.get("cpu", 0.0)
     result["posted"] = sink_usage.get("posted", 0)
+    result["connections"] = sink_usage.get("connections", 0)
     if mode == "cprofile":
         stats = pstats.Stats(str(profile_out))
         table: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
@@ -788,6 +803,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the SendGrid sink of the PostgreSQL runs answers this many ms late (default 0)",
     )
     parser.add_argument(
+        "--handshake",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="and answers a new connection's first request this many ms later still (default 0)",
+    )
+    parser.add_argument(
         "--warm",
         action="store_true",
         help="every run starts with the list already imported, as on any day after the first",
@@ -846,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, n, senders, shared, dkim in runs:
             url = database(f"bench_{path}_{n}_{senders}") if shared else None
             latency = args.latency / 1000 if shared else 0.0
+            handshake = args.handshake / 1000 if shared else 0.0
             result = send(
                 folder,
                 path,
@@ -856,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
                 dkim=dkim,
                 latency=latency,
                 warm=args.warm,
+                handshake=handshake,
             )
             if not shared and (dkim == "none" or path not in fast):
                 fast[path] = result["cpu"] / n
@@ -863,17 +887,19 @@ def main(argv: list[str] | None = None) -> int:
                 signed[n, dkim] = result["cpu"] / n
             label = f"{path}, " + (f"PostgreSQL ×{senders}" if shared else "SQLite")
             label += f", {args.latency:.0f} ms" if latency else ""
+            label += f", handshake {args.handshake:.0f} ms" if handshake else ""
             label += ", warm" if args.warm else ""
             label += "" if dkim == "none" else f", DKIM {dkim}"
             report(label, n, result)
             if path == "sendgrid" and senders == 1:
                 # The baseline in the same run, on the same list and sink (bench/bare_sender.py).
-                baseline = send(folder, path, n, "bare", latency=latency)
+                baseline = send(folder, path, n, "bare", latency=latency, handshake=handshake)
                 report("  bare sender, no state", n, baseline)
                 print(
                     f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time, "
                     f"{result['cpu'] / baseline['cpu']:.2f}× the CPU; posted "
-                    f"{result['posted'] / 2**20:,.1f} and {baseline['posted'] / 2**20:,.1f} MiB",
+                    f"{result['posted'] / 2**20:,.1f} and {baseline['posted'] / 2**20:,.1f} MiB over "
+                    f"{result['connections']:,} and {baseline['connections']:,} connections",
                     flush=True,
                 )
         for (n, dkim), each in signed.items():

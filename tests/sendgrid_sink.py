@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -31,6 +33,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     """Seconds to wait before answering (the client's timeout should fire first)."""
+    hang_up: bool = False
+    """Close the connection after answering without saying so (a server ending an idle one)."""
 
     def payload(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
@@ -49,6 +53,8 @@ class Request:
     headers: dict[str, str]
     """Names lower-cased."""
     body: bytes
+    port: int = 0
+    """The client's port: requests with the same one came over the same connection."""
 
     @property
     def json(self) -> Any:
@@ -59,11 +65,22 @@ Responder = Reply | Callable[[Request], Reply]
 
 
 class SendGridSink(LocalHTTPServer):
-    def __init__(self, script: Iterable[Reply] = (), default: Responder | None = None) -> None:
+    def __init__(
+        self, script: Iterable[Reply] = (), default: Responder | None = None, *, keep_alive: bool = False
+    ) -> None:
         self.script = list(script)
         self.default = default
+        self.keep_alive = keep_alive
+        """Answer over HTTP/1.1 connections kept open, as SendGrid does, rather than closing each."""
         self.requests: list[Request] = []
+        self.hung_up = threading.Event()
+        """Set once a ``hang_up`` reply's connection is closed."""
         super().__init__(_handler_for(self))
+
+    @property
+    def connections(self) -> int:
+        """How many connections the requests came over."""
+        return len({request.port for request in self.requests})
 
     @property
     def url(self) -> str:
@@ -96,9 +113,10 @@ def _handler_for(sink: SendGridSink) -> type[BaseHTTPRequestHandler]:
                 parse_qs(parts.query),
                 {name.lower(): value for name, value in self.headers.items()},
                 self.rfile.read(length) if length else b"",
+                self.client_address[1],
             )
             reply = sink._reply_to(request)
-            self.close_connection = True
+            self.close_connection = not sink.keep_alive or reply.hang_up
             if reply.delay and sink.stopping.wait(reply.delay):
                 return
             body = reply.payload()
@@ -109,9 +127,14 @@ def _handler_for(sink: SendGridSink) -> type[BaseHTTPRequestHandler]:
                 if body:
                     self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
+                if not sink.keep_alive:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
+                if reply.hang_up:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    sink.hung_up.set()
 
         do_GET = do_POST = _handle
 

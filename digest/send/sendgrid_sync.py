@@ -16,7 +16,13 @@ from python_http_client.exceptions import HTTPError
 
 from digest.config import Config, SendGridOptions
 from digest.errors import DigestError, TransportError
-from digest.send.transports.sendgrid_api import API_KEY_VARIABLE, describe_failure, error_message, make_client
+from digest.send.transports.sendgrid_api import (
+    API_KEY_VARIABLE,
+    close_client,
+    describe_failure,
+    error_message,
+    make_client,
+)
 
 # SendGrid's endpoint under /v3/suppression/ → our reason.
 ENDPOINTS = {"unsubscribes": "unsubscribed", "bounces": "bounced", "spam_reports": "complained"}
@@ -67,17 +73,20 @@ def fetch_suppressions(
     if not 1 <= page_size <= MAX_PAGE:
         raise ValueError(f"page_size must be 1 to {MAX_PAGE}")
     client = make_client(api_url, api_key, timeout)
-    for endpoint, reason in ENDPOINTS.items():
-        offset = 0
-        while True:
-            rows = _page(client, endpoint, page_size, offset, api_key)
-            for row in rows:
-                email = row.get("email") if isinstance(row, dict) else None
-                if isinstance(email, str) and email.strip():
-                    yield email.strip(), reason
-            if len(rows) < page_size:
-                break
-            offset += page_size
+    try:
+        for endpoint, reason in ENDPOINTS.items():
+            offset = 0
+            while True:
+                rows = _page(client, endpoint, page_size, offset, api_key)
+                for row in rows:
+                    email = row.get("email") if isinstance(row, dict) else None
+                    if isinstance(email, str) and email.strip():
+                        yield email.strip(), reason
+                if len(rows) < page_size:
+                    break
+                offset += page_size
+    finally:
+        close_client(client)
 
 
 def _page(client: Any, endpoint: str, limit: int, offset: int, api_key: str) -> list[Any]:

@@ -40,6 +40,7 @@ from digest.retry import RetryPolicy
 from digest.send.transports.base import Batch, Outcome, Ready, Record
 from digest.send.transports.sendgrid_api import (
     API_KEY_VARIABLE,
+    close_client,
     describe_failure,
     error_message,
     make_client,
@@ -203,9 +204,9 @@ class SendGridTransport:
 
     Retries 429 (after its ``Retry-After`` or ``X-RateLimit-Reset``), 5xx, timeouts and dropped
     connections up to ``retries`` times; after that the request's recipients fail with the last
-    reason. 400 and 413 fail the request's recipients at once; 401, 403 and 404 (credentials, a
-    wrong ``api_url``) raise TransportError, unless part of the batch was already accepted, which
-    must be reported.
+    reason. 400 and 413 fail the request's recipients at once; 401, 403, 404 and a redirect
+    (credentials, a wrong ``api_url``) raise TransportError, unless part of the batch was already
+    accepted, which must be reported.
     """
 
     name = "sendgrid"
@@ -229,7 +230,9 @@ class SendGridTransport:
             self._client = make_client(self.options.api_url, self._api_key, self.options.timeout)
 
     def close(self) -> None:
-        """Nothing stays connected between requests; forget the client."""
+        """Close the connections kept open between requests."""
+        if self._client is not None:
+            close_client(self._client)
         self._client = None
 
     def send(self, batch: Batch, record: Record | None = None, ready: Ready | None = None) -> list[Outcome]:
@@ -270,8 +273,12 @@ class SendGridTransport:
             except HTTPError as exc:
                 status = exc.status_code
                 problem = self._redact(f"SendGrid answered {status}: {error_message(exc)}")
-                if status in (401, 403, 404):
-                    hint = "check api_url" if status == 404 else f"check {API_KEY_VARIABLE} and its scopes"
+                if status in (401, 403, 404) or 300 <= status < 400:
+                    hint = (
+                        f"check {API_KEY_VARIABLE} and its scopes"
+                        if status in (401, 403)
+                        else "check api_url"
+                    )
                     raise TransportError(problem, hint=hint) from None
                 if status == 429:
                     delay = self._retry.server_wait(exc.headers, attempt)
