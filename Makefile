@@ -93,7 +93,7 @@ bench: $(STAMP) postgresql
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py --postgresql 100000,1000000 --senders 1
 	$(BIN)/python bench/bench_send.py --warm --sendgrid 100000,1000000 --smtp "" --postgresql 100000 \
-		--senders 1,2 --latency 200 --naive 0 --breakdown 0
+		--senders 1,2 --latency 200 --handshake 100 --naive 0 --breakdown 0
 	$(BIN)/python bench/bench_webhook.py --postgresql
 
 # mutmut on the exactly-once core (ledger, tokens, subscribers, edition), each module against

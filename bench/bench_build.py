@@ -119,7 +119,13 @@ def setup(folder: Path, now: dt.datetime) -> Config:
     (folder / "feed.xml").write_text(rss(now, desks, aliases, random.Random(2026)), encoding="utf-8")
     (folder / "daily.csv").write_text("email,name,desks,status\na@example.org,A,,active\n", encoding="utf-8")
     q = json.dumps  # a JSON string is a valid TOML basic string
-    newsroom = "\n".join(f"{key} = {q(value)}" for key, value in repo["newsroom"].items())
+    # The repository's logo files, where they are (a path in config.toml is relative to it).
+    logos = {
+        key: str(REPO / value)
+        for key, value in repo["newsroom"].items()
+        if key.startswith("logo_") and isinstance(value, str) and "://" not in value
+    }
+    newsroom = "\n".join(f"{key} = {q(value)}" for key, value in {**repo["newsroom"], **logos}.items())
     (folder / "config.toml").write_text(
         f"[newsroom]\n{newsroom}\n\n[desks]\norder = {q(desks)}\nmax_items = 8\n\n[desks.categories]\n"
         + "".join(f"{q(category)} = {q(desk)}\n" for category, desk in categories.items())

@@ -314,7 +314,7 @@ STAGES: dict[str, list[str]] = {
     ],
     "subscribers: read CSV, validate, de-dup": [
         "*digest.send.run:Sender.entries",  # before issue 12: the file, read by the send
-        "digest.send.run:import_subscribers",  # since: imported into the state store
+        "digest.send.importing:import_subscribers",  # since: imported into the state store
     ],
     "ledger: insert": ["digest.state.ledger:Ledger.add", "digest.send.run:fill_ledger"],
     "ledger: claim": ["digest.state.ledger:Ledger.claim", "digest.state.ledger:Ledger.release"],
