@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import load_config
+from digest.config import load_config, slugify
 from digest.errors import ConfigError
 from tests.conftest import MakeProject
 
@@ -29,6 +29,36 @@ def test_paths_resolve_relative_to_the_config_file(config) -> None:
     assert config.resolve("feeds/world.xml") == config.root / "feeds" / "world.xml"
     assert config.list_timezone(config.mailing_list("daily")) == "Europe/Kyiv"
     assert config.desk_url("North America") == "https://news.example.org/north-america"
+    # A name without Latin letters keeps its own (percent-encoded in the URL), so two such
+    # desks do not share a link.
+    assert (
+        config.desk_url("Культура")
+        == "https://news.example.org/%D0%BA%D1%83%D0%BB%D1%8C%D1%82%D1%83%D1%80%D0%B0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("North America", "north-america"),
+        ("Arts & Culture", "arts-culture"),
+        ("100% Culture", "100-culture"),
+        ("Économie & Finance", "economie-finance"),  # accents dropped, not the letters they sit on
+        ("Zürich", "zurich"),
+        ("Україна / Ukraine", "ukraine"),  # Latin where there is some
+        ("Культура 2026", "культура-2026"),
+        ("Ελλάδα", "ελλάδα"),
+        ("الاقتصاد", "الاقتصاد"),
+        ("كِتَاب", "كِتَاب"),  # its vowel marks are part of the word
+        ("हिन्दी समाचार", "हिन्दी-समाचार"),
+        ("日本 経済", "日本-経済"),
+        ("2026", "2026"),
+        ("a_b", "a-b"),
+        ("!!!", "desk"),
+    ],
+)
+def test_a_desk_slug_is_latin_where_the_name_is_else_in_its_own_script(name: str, slug: str) -> None:
+    assert slugify(name) == slug
 
 
 def test_missing_config_file_says_how_to_fix(tmp_path: Path) -> None:

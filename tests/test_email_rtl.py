@@ -198,7 +198,7 @@ def test_an_arabic_edition_reads_right_to_left(
 def test_desks_named_in_arabic_get_an_anchor_each(tmp_path: Path) -> None:
     html = emailed_html(arabic_newsroom(tmp_path, "https://images.example.org"))
     ids = re.findall(r'<h2 id="([^"]+)"', html)
-    assert len(ids) == len(set(ids)) == 2, ids  # both names slug to "desk"
+    assert ids == ["desk", "desk-2"]  # ASCII, whatever the script: every mail program finds them
     assert re.findall(r'<a href="#([^"]+)"', html) == ids
 
 

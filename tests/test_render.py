@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import Config, load_config
+from digest.config import Config, load_config, slugify
 from digest.edition import assemble, build_edition
 from digest.errors import TemplateError
 from digest.ingest.items import DeskRules, build_items
 from digest.ingest.parse import RawEntry, RawImage
 from digest.model import Edition, FeedResult, Window
 from digest.render import SUBJECT_LIMIT, environment, render_edition, templates
-from digest.render.context import PLACEHOLDERS
+from digest.render.context import PLACEHOLDERS, _anchors
 from digest.render.mjml_check import check_mjml_template
 from digest.render.templates import HTML_TEMPLATE, default_template_dir, make_environment, wrap72
 from tests.conftest import NOW, MakeProject
@@ -360,3 +360,19 @@ def test_wrap72_keeps_urls_whole_and_indents() -> None:
     assert all(line.startswith("   ") for line in lines)
     assert all(len(line) <= 72 for line in lines if "https://" not in line)
     assert lines[-1].strip() == "https://news.example.org/" + "x" * 80
+
+
+@pytest.mark.parametrize(
+    ("names", "anchors"),
+    [
+        (["Business", "Culture"], ["desk-business", "desk-culture"]),
+        (
+            ["Arts & Culture", "Arts, Culture", "Arts / Culture"],
+            ["desk-arts-culture", "desk-arts-culture-2", "desk-arts-culture-3"],
+        ),
+        # Not Latin: the mail programs that follow a percent-encoded link to such an id are few.
+        (["Культура", "اقتصاد", "Business"], ["desk", "desk-2", "desk-business"]),
+    ],
+)
+def test_each_desk_heading_gets_an_ascii_anchor_of_its_own(names: list[str], anchors: list[str]) -> None:
+    assert _anchors([slugify(name) for name in names]) == anchors

@@ -8,6 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -84,7 +85,7 @@ class Config:
         links = self.settings.desks.links
         if desk in links:
             return links[desk]
-        return f"{self.settings.newsroom.site_url}/{slugify(desk)}"
+        return f"{self.settings.newsroom.site_url}/{quote(slugify(desk))}"
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:

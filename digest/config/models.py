@@ -383,4 +383,14 @@ def find_feed(feeds: Iterable[Feed], reference: str) -> Feed | None:
 
 
 def slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-") or "desk"
+    """A desk's name as its URLs and anchors spell it: letters and digits, lower case, joined
+    by hyphens. Latin where the name has Latin letters, accents dropped (``Économie & Finance`` →
+    ``economie-finance``); else in the name's own script (``Культура`` → ``культура``, Arabic,
+    Hebrew, Japanese), so that no two such desks share a link; ``desk`` if nothing is left."""
+    folded = text.casefold()
+    bare = "".join(c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c))
+    if re.search("[a-z]", bare):
+        return "-".join(re.findall("[a-z0-9]+", bare))
+    # A script's vowel signs and marks (Devanagari, Arabic's) belong to their word.
+    words = "".join(c if c.isalnum() or unicodedata.category(c)[0] == "M" else " " for c in folded)
+    return "-".join(unicodedata.normalize("NFC", words).split()) or "desk"

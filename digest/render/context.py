@@ -96,13 +96,15 @@ def _drawn_width(item: Item, slot: int) -> int:
 
 def _anchors(slugs: list[str]) -> list[str]:
     """The id of each desk's heading, ``desk-<slug>``, numbered where two would be the same
-    (desk names in a script the slug drops, Arabic or Hebrew, all slug to ``desk``)."""
+    (``Arts & Culture`` and ``Arts, Culture``). A slug in another script is left out: the
+    link to it goes percent-encoded, which not every mail program matches with the id."""
     anchors: list[str] = []
     for slug in slugs:
-        anchor, number = f"desk-{slug}", 1
+        base = f"desk-{slug}" if slug.isascii() else "desk"
+        anchor, number = base, 1
         while anchor in anchors:
             number += 1
-            anchor = f"desk-{slug}-{number}"
+            anchor = f"{base}-{number}"
         anchors.append(anchor)
     return anchors
 
