@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from digest.address import address_key
 from digest.state import forgotten, schema
@@ -387,7 +387,8 @@ class Readers:
     def expire_pending(self, now: dt.datetime, *, after: dt.timedelta = PENDING_FOR) -> int:
         """Delete the sign-ups never confirmed within ``after``; how many went."""
         table = schema.subscribers
-        stale = (table.c.status == ReaderStatus.PENDING.value, table.c.signed_up_at < now - after)
+        # The index's own words (a bound 'pending' would not be matched with it).
+        stale = (text(schema.PENDING_READERS), table.c.signed_up_at < now - after)
         with self.engine.begin() as conn:
             rows = conn.execute(select(table.c.list_name, table.c.email).where(*stale)).all()
             conn.execute(delete(table).where(*stale))
