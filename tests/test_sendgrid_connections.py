@@ -4,10 +4,16 @@ one the server closed while idle is not reused; none left open once the transpor
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 
 from digest.errors import TransportError
 from digest.send.sendgrid_sync import fetch_suppressions
+from tests.dovecot import self_signed
 from tests.sendgrid_sink import Reply, SendGridSink
 from tests.test_sendgrid_transport import KEY, Sleeps, make_batch, transport
 
@@ -74,3 +80,33 @@ def test_requests_go_through_the_proxy_the_environment_names(monkeypatch: pytest
     assert [outcome.accepted for outcome in outcomes] == [True, True]
     assert [request.path for request in proxy.requests] == ["/v3/mail/send"]
     assert proxy.requests[0].headers["host"] == "api.sendgrid.invalid"
+
+
+@contextmanager
+def tls_sink(folder: Path) -> Iterator[tuple[SendGridSink, Path]]:
+    """The sink over TLS, with a certificate of its own no system trusts; and that certificate."""
+    cert, key = folder / "sink.pem", folder / "sink.key"
+    self_signed(cert, key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    sink = SendGridSink(keep_alive=True)
+    sink._httpd.socket = context.wrap_socket(sink._httpd.socket, server_side=True)
+    with sink:
+        yield sink, cert
+
+
+def test_an_https_api_must_show_a_certificate_the_system_trusts(tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    with tls_sink(tmp_path) as (sink, _cert):
+        outcomes = transport(f"https://127.0.0.1:{sink.port}", sleeps, retries=1).send(make_batch(1))
+    assert "certificate verify failed" in (outcomes[0].error or ""), outcomes[0].error
+    assert sink.requests == [] and len(sleeps) == 1
+
+
+def test_the_system_trust_store_is_the_one_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with tls_sink(tmp_path) as (sink, cert):
+        # OpenSSL's default store, which the system's certificates are loaded from, named here.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        outcomes = transport(f"https://127.0.0.1:{sink.port}", batch_size=1).send(make_batch(3))
+    assert all(outcome.accepted for outcome in outcomes)
+    assert len(sink.requests) == 3 and sink.connections == 1  # one handshake for the three

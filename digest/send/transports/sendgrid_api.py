@@ -13,6 +13,7 @@ import urllib.request
 from email.message import Message
 from typing import Any
 from urllib.error import URLError
+from urllib.parse import urlsplit
 
 import httpx
 import python_http_client
@@ -32,9 +33,8 @@ def make_client(api_url: str, api_key: str, timeout: float) -> SendGridAPIClient
     if api_key:
         _REDACTOR.keys.add(api_key)  # kept out of the library's debug log, wherever it shows up
     client = SendGridAPIClient(api_key, host=api_url.rstrip("/"))
-    # The system's certificates, as urllib (the library's own way) trusts; proxies from the
-    # environment, as urllib takes them too.
-    connections = httpx.Client(verify=ssl.create_default_context(), timeout=timeout)
+    # Proxies from the environment, as urllib (the library's own way) takes them too.
+    connections = httpx.Client(verify=_trust(api_url), timeout=timeout)
     client.client = _Client(
         host=client.host,
         request_headers=client._default_headers,
@@ -43,6 +43,12 @@ def make_client(api_url: str, api_key: str, timeout: float) -> SendGridAPIClient
         connections=connections,
     )
     return client
+
+
+def _trust(api_url: str) -> ssl.SSLContext | bool:
+    """The system's certificates, as urllib trusts, for an https API. A plain-http one (a local
+    stand-in: no redirect is followed) is never TLS, so none are loaded: 1.2-1.7 MiB."""
+    return ssl.create_default_context() if urlsplit(api_url).scheme == "https" else False
 
 
 def close_client(client: SendGridAPIClient) -> None:
