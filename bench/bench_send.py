@@ -588,7 +588,32 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
     }
 
 
+def as_installed() -> list[str]:
+    """Make the modules of packages only the development lock has (requirements-dev.lock less
+    requirements.lock) fail to import here, as they do where digest is installed to send; the
+    names of those that had not been imported yet.
+
+    Libraries load some of them when they find them: httpx its command-line client, and so rich
+    and pygments, 5.7 MiB a send would not otherwise have. (A module imported already, by this
+    very script, is left as it is.)"""
+    from importlib.metadata import packages_distributions
+
+    def pinned(lock: str) -> set[str]:
+        lines = (REPO / lock).read_text(encoding="utf-8").splitlines()
+        return {line.split("==")[0].strip().lower().replace("_", "-") for line in lines if "==" in line}
+
+    dev_only = pinned("requirements-dev.lock") - pinned("requirements.lock")
+    blocked = []
+    for module, distributions in packages_distributions().items():
+        names = {name.lower().replace("_", "-") for name in distributions}
+        if names <= dev_only and module not in sys.modules:
+            sys.modules[module] = None  # type: ignore[assignment]  # import raises ImportError
+            blocked.append(module)
+    return blocked
+
+
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
+    as_installed()
     from bench.bench_subscribers import cpu_seconds
     from digest.config import load_config
     from digest.send.run import Sender
