@@ -15,6 +15,7 @@ from digest.state import Store, schema
 from digest.state.readers import ReaderStatus
 from digest.state.suppressions import Reason
 from tests.conftest import NOW
+from tests.older_schema import as_of_version
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -71,11 +72,13 @@ def test_the_pending_index_holds_the_status_the_readers_are_written_with() -> No
 
 def test_a_version_9_database_gets_the_address_and_pending_indexes(state_url: str) -> None:
     """Before version 10 the readers had an index on (list, status) and none on the address."""
-    with Store(state_url).migrate() as store, store.engine.begin() as conn:
-        conn.execute(text("DROP INDEX ix_subscribers_email"))
-        conn.execute(text("DROP INDEX ix_subscribers_pending"))
-        conn.execute(text("CREATE INDEX ix_subscribers_status ON subscribers (list_name, status)"))
-        conn.execute(text("UPDATE digest_meta SET value = '9' WHERE key = 'schema_version'"))
+    as_of_version(
+        state_url,
+        9,
+        "DROP INDEX ix_subscribers_email",
+        "DROP INDEX ix_subscribers_pending",
+        "CREATE INDEX ix_subscribers_status ON subscribers (list_name, status)",
+    )
     old = NOW - dt.timedelta(days=30)
     with Store(state_url).migrate() as store:
         indexes = {

@@ -21,6 +21,7 @@ from digest.state.resends import Resend
 from digest.state.schema import LEDGER_FILLFACTOR, SCHEMA_VERSION
 from tests.conftest import NOW
 from tests.ledger_rows import Entry, add_rows
+from tests.older_schema import as_of_version
 
 pytest_plugins = ["tests.pgserver"]
 
@@ -44,12 +45,15 @@ def test_a_newer_schema_is_refused(state_url: str) -> None:
 
 
 def test_a_version_3_database_gets_the_run_index(state_url: str) -> None:
-    with Store(state_url).migrate() as store, store.engine.begin() as conn:
-        # What version 3 had: an index on status alone, no claim index, claims in each row.
-        conn.execute(text("DROP INDEX ix_send_ledger_run"))
-        conn.execute(text("ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP"))
-        conn.execute(text("CREATE INDEX ix_send_ledger_status ON send_ledger (status)"))
-        conn.execute(text("UPDATE digest_meta SET value = '3' WHERE key = 'schema_version'"))
+    # What version 3 had: an index on status alone, no claim index, claims in each row.
+    as_of_version(
+        state_url,
+        3,
+        "DROP INDEX ix_send_ledger_run",
+        "ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP",
+        "CREATE INDEX ix_send_ledger_status ON send_ledger (status)",
+    )
+    with Store(state_url) as store, store.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO send_ledger (edition_id, email, name, variant, status, attempts, updated_at)"
@@ -74,10 +78,10 @@ def test_a_version_3_database_gets_the_run_index(state_url: str) -> None:
 
 def test_a_version_7_database_gives_back_the_rows_its_senders_held(state_url: str) -> None:
     """Before version 8 a claim marked each row "sending", with its time in claimed_at."""
-    with Store(state_url).migrate() as store, store.engine.begin() as conn:
-        conn.execute(text("DROP TABLE send_claims"))
-        conn.execute(text("ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP"))
-        conn.execute(text("UPDATE digest_meta SET value = '7' WHERE key = 'schema_version'"))
+    as_of_version(
+        state_url, 7, "DROP TABLE send_claims", "ALTER TABLE send_ledger ADD COLUMN claimed_at TIMESTAMP"
+    )
+    with Store(state_url) as store, store.engine.begin() as conn:
         for email, status in [("held@example.org", "sending"), ("sent@example.org", "sent")]:
             conn.execute(
                 text(
