@@ -387,7 +387,6 @@ class Readers:
     def expire_pending(self, now: dt.datetime, *, after: dt.timedelta = PENDING_FOR) -> int:
         """Delete the sign-ups never confirmed within ``after``; how many went."""
         table = schema.subscribers
-        # The index's own words (a bound 'pending' would not be matched with it).
         stale = (text(schema.PENDING_READERS), table.c.signed_up_at < now - after)
         with self.engine.begin() as conn:
             rows = conn.execute(select(table.c.list_name, table.c.email).where(*stale)).all()
