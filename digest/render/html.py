@@ -64,6 +64,10 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         # Outlook sizes images by the pixel width attribute; keep MRML's, not "100%" from CSS.
         disable_basic_attributes=["width", "height"],
+        # Its align="left|right" for a floated image: the templates float none, and a feed's
+        # markup keeps no style (digest.ingest.sanitize). Parsing each image's style for it,
+        # uncached, was two thirds of this call (44 ms of a 40-story edition's, now 13).
+        align_floating_images=False,
     ).transform()
     return inlined
 
