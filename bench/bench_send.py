@@ -588,10 +588,9 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
     }
 
 
-def as_installed() -> list[str]:
+def as_installed() -> None:
     """Make the modules of packages only the development lock has (requirements-dev.lock less
-    requirements.lock) fail to import here, as they do where digest is installed to send; the
-    names of those that had not been imported yet.
+    requirements.lock) fail to import here, as they do where digest is installed to send.
 
     Libraries load some of them when they find them: httpx its command-line client, and so rich
     and pygments, 5.7 MiB a send would not otherwise have. (A module imported already, by this
@@ -603,13 +602,10 @@ def as_installed() -> list[str]:
         return {line.split("==")[0].strip().lower().replace("_", "-") for line in lines if "==" in line}
 
     dev_only = pinned("requirements-dev.lock") - pinned("requirements.lock")
-    blocked = []
     for module, distributions in packages_distributions().items():
         names = {name.lower().replace("_", "-") for name in distributions}
         if names <= dev_only and module not in sys.modules:
             sys.modules[module] = None  # type: ignore[assignment]  # import raises ImportError
-            blocked.append(module)
-    return blocked
 
 
 def child(config_path: Path, mode: str, profile_out: Path | None) -> None:

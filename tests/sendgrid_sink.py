@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -66,7 +67,12 @@ Responder = Reply | Callable[[Request], Reply]
 
 class SendGridSink(LocalHTTPServer):
     def __init__(
-        self, script: Iterable[Reply] = (), default: Responder | None = None, *, keep_alive: bool = False
+        self,
+        script: Iterable[Reply] = (),
+        default: Responder | None = None,
+        *,
+        keep_alive: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.script = list(script)
         self.default = default
@@ -75,7 +81,7 @@ class SendGridSink(LocalHTTPServer):
         self.requests: list[Request] = []
         self.hung_up = threading.Event()
         """Set once a ``hang_up`` reply's connection is closed."""
-        super().__init__(_handler_for(self))
+        super().__init__(_handler_for(self), tls)
 
     @property
     def connections(self) -> int:
@@ -84,7 +90,7 @@ class SendGridSink(LocalHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _reply_to(self, request: Request) -> Reply:
         with self._lock:

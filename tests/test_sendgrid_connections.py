@@ -89,16 +89,14 @@ def tls_sink(folder: Path) -> Iterator[tuple[SendGridSink, Path]]:
     self_signed(cert, key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    sink = SendGridSink(keep_alive=True)
-    sink._httpd.socket = context.wrap_socket(sink._httpd.socket, server_side=True)
-    with sink:
+    with SendGridSink(keep_alive=True, tls=context) as sink:
         yield sink, cert
 
 
 def test_an_https_api_must_show_a_certificate_the_system_trusts(tmp_path: Path) -> None:
     sleeps = Sleeps()
     with tls_sink(tmp_path) as (sink, _cert):
-        outcomes = transport(f"https://127.0.0.1:{sink.port}", sleeps, retries=1).send(make_batch(1))
+        outcomes = transport(sink.url, sleeps, retries=1).send(make_batch(1))
     assert "certificate verify failed" in (outcomes[0].error or ""), outcomes[0].error
     assert sink.requests == [] and len(sleeps) == 1
 
@@ -107,6 +105,6 @@ def test_the_system_trust_store_is_the_one_used(tmp_path: Path, monkeypatch: pyt
     with tls_sink(tmp_path) as (sink, cert):
         # OpenSSL's default store, which the system's certificates are loaded from, named here.
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        outcomes = transport(f"https://127.0.0.1:{sink.port}", batch_size=1).send(make_batch(3))
+        outcomes = transport(sink.url, batch_size=1).send(make_batch(3))
     assert all(outcome.accepted for outcome in outcomes)
     assert len(sink.requests) == 3 and sink.connections == 1  # one handshake for the three
