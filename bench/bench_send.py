@@ -453,7 +453,7 @@ def naive(sender: Any, path: str, sample: int) -> dict[str, Any]:
     from digest.render import environment, render_edition
     from digest.send.transports.base import Batch
     from digest.send.transports.sendgrid import SendGridPayload
-    from digest.state.ledger import Claimed
+    from digest.state.ledger_types import Claimed
 
     edition = sender.edition(freeze=False)
     jinja = environment(sender.config)
@@ -488,7 +488,7 @@ def signing(sender: Any, sample: int) -> dict[str, Any]:
     from digest.render import environment, render_edition
     from digest.render.message import Composer
     from digest.send.dkim import Signature, Signer, signed_names
-    from digest.state.ledger import Claimed
+    from digest.state.ledger_types import Claimed
 
     edition = sender.edition(freeze=False)
     sender.import_subscribers([])

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from digest.edition.frozen import frozen_edition
 from digest.model import FeedResult
-from digest.state.ledger import FAILED, PENDING, SENDING, SENT
+from digest.state.ledger_types import FAILED, PENDING, SENDING, SENT
 
 if TYPE_CHECKING:
     from digest.config import Config

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from digest.state import Store, schema
-from digest.state.ledger import PENDING, Status
+from digest.state.ledger_types import PENDING, Status
 from digest.state.queries import insert_ignoring
 
 

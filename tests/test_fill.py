@@ -17,7 +17,7 @@ import digest.send.run
 from digest.cli.send import _ProgressLine
 from digest.send.filling import Filling
 from digest.state import Store, recipients, schema
-from digest.state.ledger import PENDING, SENT, SKIPPED, Status
+from digest.state.ledger_types import PENDING, SENT, SKIPPED, Status
 from digest.state.recipients import SKIPPED_ERROR, Group, desk_groups, dry_counts, fill_ledger
 from tests.conftest import NOW, MakeProject
 from tests.ledger_rows import Entry, add_rows

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, func, insert, select
 
 from digest.state import Store, schema
 from digest.state.claims import CLAIM_LOCK
-from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, SKIPPED, Row
+from digest.state.ledger_types import FAILED, PENDING, REFUSED, SENDING, SENT, SKIPPED, Row
 from digest.state.resends import Resend
 from tests.conftest import NOW
 from tests.ledger_rows import Entry, add_rows
@@ -272,6 +272,27 @@ def test_a_claim_takes_another_variant_when_the_first_is_all_held(
         "r3@example.org": TWO,
         "r4@example.org": TWO,
     }
+
+
+def test_a_claim_says_who_is_suppressed_for_its_list_or_every_list(store: Store) -> None:
+    # Suppressed after the ledger was filled (a bounce or an unsubscribe during the send): the
+    # claim tells the sender, so no separate lookup stands between it and each batch.
+    people = ["anna", "bob", "carla", "dave", "o'brien"]
+    add_rows(store, "e1", [Entry(f"{name}@example.org", "", "all") for name in people], now=NOW)
+    store.suppressions.add("anna@example.org", reason="unsubscribed", source="web", list_name="daily")
+    store.suppressions.add("bob@example.org", reason="bounced", source="sendgrid")  # every list
+    store.suppressions.add("carla@example.org", reason="unsubscribed", source="web", list_name="weekly")
+    store.suppressions.add("o'brien@example.org", reason="complained", source="sendgrid")
+
+    def suppressed(list_name: str | None) -> list[str]:
+        rows = store.ledger.claim("e1", ONE, 10, now=NOW, claim_timeout=TIMEOUT, list_name=list_name)
+        store.ledger.release("e1", ONE)
+        assert [row.email for row in rows] == [f"{name}@example.org" for name in people]
+        return [row.email.split("@")[0] for row in rows if row.suppressed]
+
+    assert suppressed("daily") == ["anna", "bob", "o'brien"]
+    assert suppressed("weekly") == ["bob", "carla", "o'brien"]
+    assert suppressed(None) == ["bob", "o'brien"]
 
 
 # --- failed rows: retried, listed, or refused for good ------------------------------------------

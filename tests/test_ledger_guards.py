@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Status
+from digest.state.ledger_types import FAILED, PENDING, SENDING, SENT, Status
 from tests.conftest import NOW
 from tests.ledger_rows import Entry, add_rows
 from tests.test_ledger import column

@@ -20,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 from digest.send.recording import Recorder, result_of
 from digest.send.transports.base import Outcome
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, REFUSED, SENDING, SENT, Claimed, Ledger, Result
+from digest.state.ledger import Ledger
+from digest.state.ledger_types import FAILED, PENDING, REFUSED, SENDING, SENT, Claimed, Result
 from tests.conftest import NOW, MakeProject
 from tests.ledger_rows import Entry, add_rows
 from tests.sendgrid_sink import Reply, SendGridSink, errors

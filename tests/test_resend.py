@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.state import Store
-from digest.state.ledger import FAILED, SENT
+from digest.state.ledger_types import FAILED, SENT
 from tests.conftest import MakeProject
 from tests.smtpd import SmtpServer
 from tests.test_send import SUBSCRIBERS, run, smtp_project

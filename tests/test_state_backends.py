@@ -15,7 +15,7 @@ from digest.edition.frozen import freeze_edition, frozen_edition
 from digest.errors import StateError
 from digest.render import Rendered
 from digest.state import Store, schema
-from digest.state.ledger import FAILED, PENDING, SENT
+from digest.state.ledger_types import FAILED, PENDING, SENT
 from digest.state.queries import insert_many
 from digest.state.resends import Resend
 from digest.state.schema import LEDGER_FILLFACTOR, SCHEMA_VERSION

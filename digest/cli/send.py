@@ -18,7 +18,7 @@ from digest.errors import DigestError, StateError
 from digest.send import dry
 from digest.send.summary import SendSummary, transport_label
 from digest.state import Store
-from digest.state.ledger import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
+from digest.state.ledger_types import FAILED, PENDING, SENDING, SENT, SKIPPED, SUPPRESSED
 
 # EX_TEMPFAIL: nothing is wrong to fix, but the list waits for a required feed; try again later.
 EXIT_HELD = 75

@@ -25,7 +25,7 @@ from digest.ingest.sanitize import canonical_url
 from digest.model import Edition
 from digest.state import Store
 from digest.state.events import Kind
-from digest.state.ledger import FAILED, SENT
+from digest.state.ledger_types import FAILED, SENT
 from digest.state.outcomes import Tally
 
 # Gmail's line for spam complaints, and the bounce rate ESPs treat as a list gone stale.

@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Connection
 
 from digest.send.transports.base import Outcome
-from digest.state.ledger import FAILED, REFUSED, SENT, Claimed, Ledger, Result
+from digest.state.ledger import Ledger
+from digest.state.ledger_types import FAILED, REFUSED, SENT, Claimed, Result
 
 
 class Recorder:

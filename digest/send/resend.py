@@ -36,7 +36,7 @@ from digest.send.transports import send_one
 from digest.send.transports.base import Outcome
 from digest.state import Store
 from digest.state.imports import import_subscribers
-from digest.state.ledger import FAILED, PENDING, SENDING, SENT, Claimed, Row
+from digest.state.ledger_types import FAILED, PENDING, SENDING, SENT, Claimed, Row
 from digest.state.readers import Reader, ReaderStatus
 from digest.state.resends import Resend
 from digest.state.suppressions import ALL_LISTS, Suppression

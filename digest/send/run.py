@@ -40,7 +40,7 @@ from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
-from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Position, Result, Status
+from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Position, Result, Status
 from digest.state.owner import owner_id
 from digest.state.recipients import Group, desk_groups, fill_ledger
 
@@ -324,7 +324,9 @@ class Sender:
             stopped = True
             while not (stop and stop.is_set()):
                 seen = filling.parts
-                claimed = ledger.claim(self.edition_id, owner, size, now=self.clock(), after=after)
+                claimed = ledger.claim(
+                    self.edition_id, owner, size, now=self.clock(), after=after, list_name=self.list.name
+                )
                 if not claimed:
                     if filling.more(seen):
                         continue
@@ -358,15 +360,12 @@ class Sender:
         Each outcome is recorded as the transport reports it, before that connection (or
         request stream) sends again; whatever it did not report is recorded at the end.
         """
-        suppressed = self.store.suppressions.suppressed_among((row.email for row in claimed), self.list.name)
         results: list[Result] = [
-            (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.email in suppressed
+            (row.id, SUPPRESSED, None, "suppressed") for row in claimed if row.suppressed
         ]
         refused: list[tuple[str, str]] = []
         recorded: set[int] = set()
-        sendable = sorted(
-            (row for row in claimed if row.email not in suppressed), key=lambda row: row.variant
-        )
+        sendable = sorted((row for row in claimed if not row.suppressed), key=lambda row: row.variant)
         for key, rows_iter in groupby(sendable, key=lambda row: row.variant):
             rows = list(rows_iter)
             content = self.rendered(edition, key, freeze=True)

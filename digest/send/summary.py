@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from digest.config import Config, OutboxOptions
 from digest.results.guardrail import GuardrailHold
 from digest.send.hold import Hold
-from digest.state.ledger import FAILED, SENT, SKIPPED, SUPPRESSED
+from digest.state.ledger_types import FAILED, SENT, SKIPPED, SUPPRESSED
 
 
 @dataclass(frozen=True, slots=True)

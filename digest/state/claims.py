@@ -30,8 +30,8 @@ from digest.state import schema
 from digest.state.owner import owner_is_dead
 from digest.state.queries import among
 
-if TYPE_CHECKING:  # the ledger imports this module
-    from digest.state.ledger import Claimed
+if TYPE_CHECKING:
+    from digest.state.ledger_types import Claimed
 
 # How long a sender may go without claiming before its claims are taken back (a sender on
 # another machine cannot be seen to die).

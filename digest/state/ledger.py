@@ -18,15 +18,14 @@ import datetime as dt
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
     Executable,
+    String,
     Table,
     and_,
     bindparam,
@@ -38,65 +37,27 @@ from sqlalchemy import (
 )
 
 from digest.state import claims, schema
+from digest.state.ledger_types import (
+    FAILED,
+    PENDING,
+    REFUSED,
+    SENDING,
+    SENT,
+    Claimed,
+    Position,
+    Result,
+    Row,
+    Status,
+)
 from digest.state.queries import among
+from digest.state.suppressions import blocks
 
-
-class Status(StrEnum):
-    """A ledger row's status, stored as its value."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    SUPPRESSED = "suppressed"
-
-
-PENDING, SENDING, SENT, FAILED = Status.PENDING, Status.SENDING, Status.SENT, Status.FAILED
-SKIPPED, SUPPRESSED = Status.SKIPPED, Status.SUPPRESSED
-# The error of a failed row whose address the receiving server refused for good (a hard
-# bounce at send time): it stays failed, and no later run tries it again.
-REFUSED = "refused permanently: "
 # Past every row id (a BIGINT): the bound of a run with no claim after it.
 _NO_CLAIM = 2**63 - 1
 # finish(): outcomes shared by this many rows are recorded with one UPDATE … WHERE id IN (…).
 _GROUP_MIN = 8
 # A finish() outcome: (status, provider id, error).
 _Outcome = tuple[Status, str | None, str | None]
-Result = tuple[int, Status, str | None, str | None]
-"""What became of one claimed row: (row id, status, provider id, error)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """What the ledger says one recipient of an edition got."""
-
-    id: int
-    email: str
-    name: str
-    variant: str
-    status: str
-    error: str | None
-    sent_at: dt.datetime | None
-    updated_at: dt.datetime
-
-
-class Claimed(NamedTuple):
-    """A row taken to send. A tuple: a claim makes a thousand of them, each from a result row."""
-
-    id: int
-    email: str
-    name: str
-    variant: str
-    attempts: int
-
-    @property
-    def position(self) -> Position:
-        """Where the row is in the run index's order (within its edition)."""
-        return (self.variant, self.id)
-
-
-Position = tuple[str, int]
 
 
 class Ledger:
@@ -143,10 +104,12 @@ class Ledger:
         now: dt.datetime,
         claim_timeout: dt.timedelta = claims.CLAIM_TIMEOUT,
         after: Position | None = None,
+        list_name: str | None = None,
     ) -> list[Claimed]:
         """Take up to ``limit`` rows to send: pending ones no claim holds, or, when there are
         none, ones a dead sender left behind. ``after``: where the sender's last claim ended
-        (``Claimed.position``); the rows past it are looked at first.
+        (``Claimed.position``); the rows past it are looked at first. ``suppressed``: the
+        address is suppressed for ``list_name`` or every list (only every list if None).
 
         The rows are of one variant, so that they go out as one batch (one request, one set
         of connections) rather than one small batch each: variants go out one after another,
@@ -155,13 +118,14 @@ class Ledger:
         between them are this owner's alone. It goes when its rows are recorded (``finish``'s
         ``done``) or given back (``release``).
         """
+        edition = {"edition_id": edition_id, "list_name": list_name}
         with self.engine.begin() as conn:
             claims.lock(conn, edition_id)
-            rows = _next_run(conn, edition_id, limit, after)
+            rows = _next_run(conn, edition, limit, after)
             if not rows and claims.take_back_abandoned(
                 conn, edition_id, now=now, claim_timeout=claim_timeout
             ):
-                rows = _next_run(conn, edition_id, limit, None)
+                rows = _next_run(conn, edition, limit, None)
             if rows:
                 claims.add(conn, edition_id, owner, rows, now)
         return rows
@@ -296,11 +260,11 @@ def _status() -> ColumnElement[str]:
     return case((and_(table.c.status == PENDING, claims.holding()), SENDING.value), else_=table.c.status)
 
 
-def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | None) -> list[Claimed]:
+def _next_run(conn: Connection, edition: dict[str, Any], limit: int, after: Position | None) -> list[Claimed]:
     """Up to ``limit`` pending rows of one variant that no claim holds, from the first such row
     in the run index's order (after ``after``, if any are) to short of the next claim's first
-    row (so none between is held: a claim holding one would hold the first)."""
-    edition = {"edition_id": edition_id}
+    row (so none between is held: a claim holding one would hold the first). ``edition``: the
+    edition id and list name (``Ledger.claim``)."""
     first = _first_free(conn, edition, after)
     if first is None:
         return []
@@ -309,7 +273,7 @@ def _next_run(conn: Connection, edition_id: str, limit: int, after: Position | N
     return [Claimed._make(row) for row in run if row[0] < bound]
 
 
-def _first_free(conn: Connection, edition: dict[str, str], after: Position | None) -> Sequence[Any] | None:
+def _first_free(conn: Connection, edition: dict[str, Any], after: Position | None) -> Sequence[Any] | None:
     """(variant, id, the next claim's first row) of the first pending row no claim holds."""
     if after:
         # From the sender's last claim: the index's entries before it are rows already
@@ -342,8 +306,9 @@ def _statements() -> dict[str, Executable]:
     # Asked apart from the first row, and cut at the bound in Python: so the rows are read from
     # the run index in id order, a batch long, even in a plan PostgreSQL keeps for the prepared
     # statement (one took the primary key, and read through the other variants' rows).
+    suppressed = blocks(col.email, bindparam("list_name", type_=String))
     run = (
-        select(col.id, col.email, col.name, col.variant, col.attempts + 1)
+        select(col.id, col.email, col.name, col.variant, col.attempts + 1, suppressed)
         .where(col.edition_id == bindparam("edition_id"), col.status == PENDING)
         .where(col.variant == bindparam("variant"), col.id >= bindparam("start"))
         .order_by(col.id)

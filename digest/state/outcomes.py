@@ -15,7 +15,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 
 from digest.state import schema
 from digest.state.events import Kind
-from digest.state.ledger import SENT
+from digest.state.ledger_types import SENT
 from digest.state.suppressions import Reason
 
 # The suppressions a reader makes on our own pages (digest.web): the sources they are recorded

@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 
 from digest.state import schema
-from digest.state.ledger import PENDING, SENT, SKIPPED, SUPPRESSED, Status
+from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Status
 from digest.state.queries import insert_ignoring, insert_new
 from digest.state.readers import ReaderStatus
 from digest.state.suppressions import ALL_LISTS

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from digest.state import schema
-from digest.state.ledger import FAILED, SENT, Status
+from digest.state.ledger_types import FAILED, SENT, Status
 
 
 @dataclass(frozen=True, slots=True)

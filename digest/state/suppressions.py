@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import BindParameter, ColumnElement, Engine, Exists, delete, func, select
 
 from digest.address import address_key
 from digest.state import schema
@@ -26,6 +26,17 @@ class Reason(StrEnum):
 
 
 REASONS = tuple(Reason)
+
+
+def blocks(email: ColumnElement[str], list_name: str | BindParameter[str]) -> Exists:
+    """A suppression keeps ``email`` (a folded address) from ``list_name``: one of that list,
+    or one of every list."""
+    table = schema.suppressions
+    return (
+        select(table.c.email)
+        .where(table.c.email == email, table.c.list_name.in_((list_name, ALL_LISTS)))
+        .exists()
+    )
 
 
 @dataclass(frozen=True, slots=True)
