@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, select, text
 
 from digest.config import Config
 from digest.edition import build_edition
@@ -16,7 +16,7 @@ from digest.errors import StateError
 from digest.render import Rendered
 from digest.state import Store, schema
 from digest.state.ledger_types import FAILED, PENDING, SENT
-from digest.state.queries import insert_many
+from digest.state.queries import among, insert_many
 from digest.state.resends import Resend
 from digest.state.schema import LEDGER_FILLFACTOR, SCHEMA_VERSION
 from tests.conftest import NOW
@@ -317,6 +317,27 @@ def test_addresses_any_json_or_sql_would_trip_on_are_looked_up_as_they_are(store
         assert store.suppressions.add(email, reason="bounced", source="sendgrid")
     assert store.suppressions.suppressed_among([*awkward, *awkward], "daily") == set(awkward[::2])
     assert store.suppressions.suppressed_among([], "daily") == set()
+
+
+def test_among_finds_stored_values_that_an_arrays_text_would_change(store: Store) -> None:
+    # On PostgreSQL the values go as one array: in an array's text, unquoted, NULL would be no
+    # value at all, spaces around a value would go, and braces, commas and quotes would split it.
+    stored = ["NULL", "null", "", " padded ", "{a,b}", 'say "hi"', "back\\slash", "o'brien", "ü,ñ"]
+    missing = ["NULL ", "{a", "a,b", "back\\\\slash", 'say \\"hi\\"']
+    table = schema.suppressions
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(table),
+            [
+                {"email": e, "list_name": "daily", "reason": "bounced", "source": "t", "created_at": NOW}
+                for e in stored
+            ],
+        )
+        found = conn.execute(
+            select(table.c.email).where(among(conn, table.c.email, [*missing, *stored]))
+        ).scalars()
+        assert sorted(found) == sorted(stored)
+        assert conn.execute(select(table.c.email).where(among(conn, table.c.email, []))).all() == []
 
 
 def test_many_suppressions_are_added_in_chunks_and_counted_once(store: Store) -> None:
