@@ -4,14 +4,18 @@ Writes two synthetic CSVs into a temp folder (``--rows`` rows and a tenth of tha
 1,000,000 and 100,000): desks chosen from the five of `config.toml`, a few names and addresses
 with non-ASCII letters, ~0.2% duplicate addresses in another case, ~1% invalid rows. Each file
 is read in a fresh subprocess, once with `read_subscribers` to the end, once with
-`check_subscribers` and once imported with `import_subscribers` into a new SQLite store (the
-first import of a list, as `digest send` does it), so the peak RSS (`ru_maxrss`) belongs to
-that one size and stage. Nothing touches the network: email-validator only checks syntax.
+`check_subscribers`, once imported with `import_subscribers` into a new SQLite store (the
+first import of a list, as `digest send` does it), and once imported again after a name changed
+in one row of a thousand ("again": the import of any later day whose file changed, which
+compares each row with its stored reader; the first import is not timed), so the peak RSS
+(`ru_maxrss`) belongs to that one size and stage. Nothing touches the network: email-validator
+only checks syntax.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -23,14 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digest.state import Store
 
 DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
 FIRST = ["Olha", "James", "Sofie", "Dmytro", "Priya", "Lúcia", "Jürgen", "Aisha", "Søren", "Zoë", "Олена"]
 LAST = ["Marchenko", "Whitaker", "Lindqvist", "Savchuk", "Raman", "Ferreira", "Hoffmann", "Коваль", "Dubois"]
 DOMAINS = ["example.org", "example.com", "example.net", "news.example.org"]
-STAGES = ("read", "check", "import")
+STAGES = ("read", "check", "import", "again")
 BROKEN = [
     lambda address: address.replace("@", "."),  # no @
     lambda address: address.replace(".", " ", 1),  # a space
@@ -75,19 +84,25 @@ def child(stage: str, path: Path) -> None:
     """Run one stage over one file and print its time and memory as JSON (in a fresh process)."""
     from digest.subscribers import Problem, check_subscribers, read_subscribers
 
+    setup = contextlib.ExitStack()
+    store = setup.enter_context(new_store()) if stage in ("import", "again") else None
+    if store is not None and stage == "again":
+        import_into(store, path)
+        path = with_names_changed(path, every=1000)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start, cpu = time.perf_counter(), cpu_seconds()
     if stage == "read":
         counts = {"subscribers": 0, "problems": 0}
         for entry in read_subscribers(path, DESKS):
             counts["problems" if isinstance(entry, Problem) else "subscribers"] += 1
-    elif stage == "import":
-        counts = import_into_new_store(path)
+    elif store is not None:
+        counts = import_into(store, path)
     else:
         report = check_subscribers(path, DESKS)
         counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    setup.close()
     print(json.dumps({"seconds": seconds, "cpu": cpu, "base_kib": base, "peak_kib": peak, "counts": counts}))
 
 
@@ -98,17 +113,38 @@ def cpu_seconds() -> float:
     return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
-def import_into_new_store(path: Path) -> dict[str, int]:
-    """Import ``path`` as a list's first file into a new SQLite store; the report's counts."""
+@contextlib.contextmanager
+def new_store() -> Iterator[Store]:
+    """A new SQLite store in a temporary folder."""
     from digest.state import Store
-    from digest.state.imports import import_subscribers
 
     with (
         tempfile.TemporaryDirectory(prefix="digest-bench-store-") as folder,
         Store(f"sqlite:///{folder}/state.sqlite3").migrate() as store,
     ):
-        report = import_subscribers(store, "bench", path, DESKS, now=dt.datetime.now(dt.UTC))
-    return {"new": report.new, "invalid": report.invalid, "duplicates": report.duplicates}
+        yield store
+
+
+def import_into(store: Store, path: Path) -> dict[str, int]:
+    """Import ``path`` as the bench list's file; the report's counts."""
+    from digest.state.imports import import_subscribers
+
+    report = import_subscribers(store, "bench", path, DESKS, now=dt.datetime.now(dt.UTC))
+    counts = {"new": report.new, "invalid": report.invalid, "duplicates": report.duplicates}
+    return counts | ({"changed": report.changed} if report.changed else {})
+
+
+def with_names_changed(path: Path, every: int) -> Path:
+    """A copy of the list whose every ``every``-th row has another name (as editors change a few)."""
+    changed = path.with_name(f"{path.stem}-changed.csv")
+    with (
+        path.open(encoding="utf-8", newline="") as source,
+        changed.open("w", encoding="utf-8", newline="") as out,
+    ):
+        writer = csv.writer(out)
+        for n, row in enumerate(csv.reader(source)):
+            writer.writerow([row[0], f"{row[1]} Jr", *row[2:]] if n and n % every == 0 else row)
+    return changed
 
 
 def measure(stage: str, path: Path) -> dict[str, object]:

@@ -27,3 +27,16 @@ def test_the_build_bench_project_loads_and_renders(tmp_path: Path) -> None:
     times, html, text, stories = build.bench(config, now, 1)
     assert stories == 40 and set(times) >= {"parse", "premailer", "render_edition (total)"}
     assert "</html>" in html and text.strip()
+
+
+def test_the_import_bench_imports_again_after_names_changed(tmp_path: Path) -> None:
+    # The "again" stage must time an import that compares rows with stored readers: one whose
+    # file changed a few names, not a first import or one skipped as unchanged.
+    subscribers = bench_module("bench_subscribers")
+    path = tmp_path / "list.csv"
+    kinds = subscribers.write_list(path, 2_500)
+    with subscribers.new_store() as store:
+        first = subscribers.import_into(store, path)
+        again = subscribers.import_into(store, subscribers.with_names_changed(path, every=1000))
+    assert first["new"] == kinds["valid"] and "changed" not in first
+    assert again["new"] == 0 and again["changed"] == 2  # rows 1,000 and 2,000

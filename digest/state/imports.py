@@ -59,7 +59,7 @@ from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
 from digest.state.import_stage import Row, Skip, Stage
-from digest.state.queries import among
+from digest.state.queries import among, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
@@ -204,7 +204,7 @@ class _Importer:
             hashes = {key: forgotten.keyed_hash(self.key, key) for key in keys} if self.key else {}
             gone = forgotten.forgotten_among(self.conn, hashes.values()) if hashes else set()
             if self.has_readers:
-                self.conn.execute(insert(_keys), [{"email": key} for key in keys])
+                insert_many(self.conn, _keys, ["email"], [(key,) for key in keys])
             new: list[Row] = []
             changes: list[dict[str, Any]] = []
             for row in rows:
