@@ -221,7 +221,7 @@ def test_an_unchanged_file_is_not_read_again(
     path = tmp_path / "d.csv"
     imported(store, path, "anna@example.org,,,\n")
 
-    def unread(*_args: object) -> Iterator[object]:
+    def unread(*_args: object, **_kwargs: object) -> Iterator[object]:
         raise AssertionError("the file was read again")
 
     monkeypatch.setattr("digest.state.imports.read_ahead", unread)

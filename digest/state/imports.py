@@ -63,7 +63,7 @@ from digest.state.queries import among, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import ALL_LISTS, Reason
-from digest.subscribers import Problem, Subscriber, without_duplicates
+from digest.subscribers import Problem, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ def import_subscribers(
         told = partial(_told, report, on_problem)
         importer = _Importer(store, conn, report, now)
         with bulk():
-            entries = read_ahead(path, list_desks)
-            if importer.has_readers:
-                entries = without_duplicates(path, entries)
+            # A later import compares each row with its stored reader, so its duplicates are
+            # told as they come; a first import's are found at its end (``Stage.end``).
+            entries = read_ahead(path, list_desks, unique=importer.has_readers)
             for rows in _chunks(entries, told):
                 importer.chunk(rows)
             importer.end(told)
