@@ -1,7 +1,7 @@
 """The send ledger's words: a row's status, a row as read, a row as claimed, an outcome.
 
-Apart from ``digest.state.ledger``, which re-exports them, so that the claims (which the ledger
-uses) can build claimed rows too.
+Apart from the ledger's queries (``digest.state.ledger``), so that a module can name them
+without importing those, and the claims, which the ledger's queries import, without a cycle.
 """
 
 from __future__ import annotations

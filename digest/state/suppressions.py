@@ -12,7 +12,7 @@ from sqlalchemy import BindParameter, ColumnElement, Engine, Exists, delete, fun
 
 from digest.address import address_key
 from digest.state import schema
-from digest.state.queries import among, insert_ignoring
+from digest.state.queries import insert_ignoring
 
 ALL_LISTS = "*"
 
@@ -171,16 +171,6 @@ class Suppressions:
                 select(table).where(table.c.email == address_key(email)).order_by(table.c.created_at)
             )
             return [Suppression(**row._mapping) for row in rows]
-
-    def suppressed_among(self, emails: Iterable[str], list_name: str) -> set[str]:
-        """Those of ``emails`` (already normalized) that must not get this list."""
-        table = schema.suppressions
-        with self.engine.connect() as conn:
-            query = select(table.c.email).where(
-                among(conn, table.c.email, dict.fromkeys(emails)),
-                table.c.list_name.in_((list_name, ALL_LISTS)),
-            )
-            return set(conn.execute(query).scalars())
 
     def remove(self, email: str, list_name: str | None = None) -> int:
         """Lift a suppression (an editor re-subscribing someone on their request)."""
