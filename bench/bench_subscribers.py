@@ -84,25 +84,24 @@ def child(stage: str, path: Path) -> None:
     """Run one stage over one file and print its time and memory as JSON (in a fresh process)."""
     from digest.subscribers import Problem, check_subscribers, read_subscribers
 
-    setup = contextlib.ExitStack()
-    store = setup.enter_context(new_store()) if stage in ("import", "again") else None
-    if store is not None and stage == "again":
-        import_into(store, path)
-        path = with_names_changed(path, every=1000)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start, cpu = time.perf_counter(), cpu_seconds()
-    if stage == "read":
-        counts = {"subscribers": 0, "problems": 0}
-        for entry in read_subscribers(path, DESKS):
-            counts["problems" if isinstance(entry, Problem) else "subscribers"] += 1
-    elif store is not None:
-        counts = import_into(store, path)
-    else:
-        report = check_subscribers(path, DESKS)
-        counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
-    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    setup.close()
+    with contextlib.ExitStack() as setup:  # the store, closed once its import is measured
+        store = setup.enter_context(new_store()) if stage in ("import", "again") else None
+        if store is not None and stage == "again":
+            import_into(store, path)
+            path = with_names_changed(path, every=1000)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start, cpu = time.perf_counter(), cpu_seconds()
+        if stage == "read":
+            counts = {"subscribers": 0, "problems": 0}
+            for entry in read_subscribers(path, DESKS):
+                counts["problems" if isinstance(entry, Problem) else "subscribers"] += 1
+        elif store is not None:
+            counts = import_into(store, path)
+        else:
+            report = check_subscribers(path, DESKS)
+            counts = {"rows": report.rows, "invalid": report.invalid, "duplicates": report.duplicates}
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"seconds": seconds, "cpu": cpu, "base_kib": base, "peak_kib": peak, "counts": counts}))
 
 

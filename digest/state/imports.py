@@ -62,7 +62,7 @@ from digest.state.import_stage import Row, Skip, Stage
 from digest.state.queries import among, insert_many
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
-from digest.state.suppressions import ALL_LISTS, Reason
+from digest.state.suppressions import Reason, applies_to
 from digest.subscribers import Problem, Subscriber
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class _Importer:
         sup = schema.suppressions
         found: dict[str, str] = {}
         query = select(sup.c.email, sup.c.reason).where(
-            among(self.conn, sup.c.email, keys), sup.c.list_name.in_((self.list_name, ALL_LISTS))
+            among(self.conn, sup.c.email, keys), applies_to(self.list_name)
         )
         for email, reason in self.conn.execute(query):
             # A bounce or complaint (every list) says more than an unsubscribe.

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from digest.address import address_key
 from digest.state import forgotten, schema
 from digest.state.queries import insert_ignoring
-from digest.state.suppressions import ALL_LISTS, Reason
+from digest.state.suppressions import ALL_LISTS, Reason, applies_to
 
 
 class ReaderStatus(StrEnum):
@@ -330,7 +330,7 @@ class Readers:
                 )
             )
             sup = schema.suppressions
-            conn.execute(delete(sup).where(sup.c.email == key, sup.c.list_name.in_((list_name, ALL_LISTS))))
+            conn.execute(delete(sup).where(sup.c.email == key, applies_to(list_name)))
             if self.forget_key is not None:
                 forgotten.lift(conn, self.forget_key(), key)
             record_event(conn, list_name, key, Event.CONFIRMED, now, url)

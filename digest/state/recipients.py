@@ -41,7 +41,7 @@ from digest.state import schema
 from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Status
 from digest.state.queries import insert_ignoring, insert_new
 from digest.state.readers import ReaderStatus
-from digest.state.suppressions import ALL_LISTS
+from digest.state.suppressions import blocks
 
 SKIPPED_ERROR = "no stories in the chosen desks today"
 # The error of a reader who left: "reader unsubscribed", "reader bounced"…
@@ -211,7 +211,7 @@ def dry_counts(
     """What ``fill_ledger`` and the send would do now, changing nothing: recipients by the
     status they would end with (sent already, suppressed, skipped, pending), and the pending
     ones by variant key."""
-    table, ledger, sup = schema.subscribers, schema.ledger, schema.suppressions
+    table, ledger = schema.subscribers, schema.ledger
     skipped = [group.key for group, status in groups.items() if status == SKIPPED]
     counts: Counter[str] = Counter()
     variants: Counter[str] = Counter()
@@ -228,9 +228,7 @@ def dry_counts(
                 ledger.c.status == SENT.value,
                 ledger.c.email == readers.c.email,
             )
-            suppressed = exists().where(
-                sup.c.email == readers.c.email, sup.c.list_name.in_((list_name, ALL_LISTS))
-            )
+            suppressed = blocks(readers.c.email, list_name)
             outcome = case(
                 (sent, literal(SENT.value)),
                 (readers.c.status != ReaderStatus.ACTIVE.value, literal(SUPPRESSED.value)),

@@ -28,15 +28,15 @@ class Reason(StrEnum):
 REASONS = tuple(Reason)
 
 
+def applies_to(list_name: str | BindParameter[str]) -> ColumnElement[bool]:
+    """The suppression keeps its address from ``list_name``: it is that list's, or every list's."""
+    return schema.suppressions.c.list_name.in_((list_name, ALL_LISTS))
+
+
 def blocks(email: ColumnElement[str], list_name: str | BindParameter[str]) -> Exists:
-    """A suppression keeps ``email`` (a folded address) from ``list_name``: one of that list,
-    or one of every list."""
+    """A suppression keeps ``email`` (a folded address) from ``list_name``."""
     table = schema.suppressions
-    return (
-        select(table.c.email)
-        .where(table.c.email == email, table.c.list_name.in_((list_name, ALL_LISTS)))
-        .exists()
-    )
+    return select(table.c.email).where(table.c.email == email, applies_to(list_name)).exists()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ class Suppressions:
     def of_list(self, list_name: str, limit: int) -> tuple[Counter[str], list[Suppression]]:
         """Who must not get ``list_name``: the count by reason, and the ``limit`` newest records."""
         table = schema.suppressions
-        applies = table.c.list_name.in_((list_name, ALL_LISTS))
+        applies = applies_to(list_name)
         with self.engine.connect() as conn:
             counts: Counter[str] = Counter(
                 dict(
@@ -157,7 +157,7 @@ class Suppressions:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(table)
-                .where(table.c.email == address_key(email), table.c.list_name.in_((list_name, ALL_LISTS)))
+                .where(table.c.email == address_key(email), applies_to(list_name))
                 .order_by(table.c.created_at)
                 .limit(1)
             ).first()
