@@ -72,7 +72,9 @@ def test_groups_count_the_active_readers_of_every_desks_value_of_a_variant(store
     assert len(found) == 17
 
 
-def test_the_fill_goes_in_by_parts_the_first_an_eighth_of_the_variants(store: Store) -> None:
+def test_the_fill_goes_in_by_parts_that_grow(store: Store) -> None:
+    """81 readers: the first part has a sixteenth of them (all: 1, d00: 5), the next up to four
+    times that (d01 to d05: 25), the last the rest."""
     add_readers(store, 5)
     groups = groups_of(store, skipped=("d15",))
     seen: list[Counter[str]] = []
@@ -82,13 +84,28 @@ def test_the_fill_goes_in_by_parts_the_first_an_eighth_of_the_variants(store: St
 
     fill_ledger(store.engine, "e1", "daily", groups, now=NOW, on_part=part_in)
     keys = sorted(group.key for group in groups)
-    assert len(seen) == 2
-    assert set(seen[0]) == set(keys[:2]) and all(count in (1, 5) for count in seen[0].values())
-    assert set(seen[1]) == set(keys)
+    assert [set(part) for part in seen] == [set(keys[:2]), set(keys[:7]), set(keys)]
+    assert all(count in (1, 5) for part in seen for count in part.values())
     rows = ledger_rows(store)
     assert len(rows) == 16 * 5 + 1
     assert Counter(status for _, status, _ in rows.values()) == {PENDING: 76, SKIPPED: 5}
     assert rows["d03-2@example.org"] == ("d03", PENDING, "R 2")
+
+
+@pytest.mark.parametrize(
+    ("readers", "parts"),
+    [
+        ([10] * 16, [[10], [10] * 4, [10] * 11]),  # 160: a sixteenth first, then four times that
+        ([1, 1, 1, 100, 1, 1], [[1, 1, 1, 100], [1, 1]]),  # a big group ends the part it is in
+        ([0, 0, 0], [[0, 0, 0]]),  # no active readers (variants with nothing today): one part
+        ([5], [[5]]),
+    ],
+)
+def test_parts_grow_by_readers(readers: list[int], parts: list[list[int]]) -> None:
+    groups = [Group(f"v{n:02d}", (f"v{n:02d}",), count) for n, count in enumerate(readers)]
+    found = list(recipients._growing(groups))
+    assert [[group.readers for group in part] for part in found] == parts
+    assert [group for part in found for group in part] == groups  # all of them, in order
 
 
 def test_a_fill_without_parts_is_one_part_told_to_no_one(store: Store) -> None:
