@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import event, insert, text, update
 
 import digest.send.run
 from digest.cli.send import _ProgressLine
@@ -99,6 +99,7 @@ def test_the_fill_goes_in_by_parts_that_grow(store: Store) -> None:
         ([1, 1, 1, 100, 1, 1], [[1, 1, 1, 100], [1, 1]]),  # a big group ends the part it is in
         ([0, 0, 0], [[0, 0, 0]]),  # no active readers (variants with nothing today): one part
         ([5], [[5]]),
+        ([10, 29, 10, 111], [[10], [29, 10, 111]]),  # 39 of a part's 40: it goes on
     ],
 )
 def test_parts_grow_by_readers(readers: list[int], parts: list[list[int]]) -> None:
@@ -109,9 +110,33 @@ def test_parts_grow_by_readers(readers: list[int], parts: list[list[int]]) -> No
 
 
 def test_a_fill_without_parts_is_one_part_told_to_no_one(store: Store) -> None:
+    """One statement: each part reads the whole list again."""
     add_readers(store, 2)
+    inserts: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO SEND_LEDGER"):
+            inserts.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
     fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)
-    assert len(ledger_rows(store)) == 33
+    event.remove(store.engine, "before_cursor_execute", seen)
+    assert len(ledger_rows(store)) == 33 and len(inserts) == 1
+
+
+def test_a_variants_rows_go_in_by_address_wherever_the_readers_lie(store: Store) -> None:
+    """Readers added in the reverse order of their addresses, enough of them that PostgreSQL
+    reads the table rather than its key: the ledger still has them by address (a claim sends a
+    variant's rows in id order, so the list's order)."""
+    emails = [f"reader-{n:03d}@example.org" for n in range(300)]
+    for email in reversed(emails):
+        store.readers.add("daily", email, name="", desks=["d00"], now=NOW)
+    with store.engine.begin() as conn:
+        conn.execute(text("ANALYZE subscribers" if conn.dialect.name == "postgresql" else "ANALYZE"))
+    fill_ledger(store.engine, "e1", "daily", groups_of(store), now=NOW)
+    with store.engine.connect() as conn:
+        order = conn.execute(text("SELECT email FROM send_ledger ORDER BY id")).scalars().all()
+    assert order == emails
 
 
 def test_a_fill_gives_way_to_a_row_another_sender_added_meanwhile(store: Store) -> None:
