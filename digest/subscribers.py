@@ -62,7 +62,8 @@ class Subscriber(NamedTuple):
 
 # A Subscriber's values as a plain tuple: what ``read_fields`` yields, and what crosses a pipe.
 Fields = tuple[str, str, str, tuple[str, ...] | None, Status, int]
-# A valid row as a Subscriber or as its plain tuple (``read_fields``), and where its key and line are.
+# A valid row as a Subscriber or as its plain tuple (``read_fields``), and where its key and line
+# are (written out so the type checker knows each one's type; a test holds them to the fields).
 Row = TypeVar("Row", Subscriber, Fields)
 _KEY: Final = 1
 _LINE: Final = 5

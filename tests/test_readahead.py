@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import readahead
+from digest import readahead, subscribers
 from digest.errors import SubscriberError
 from digest.state import Store
 from digest.state.imports import import_subscribers
@@ -93,6 +93,13 @@ def test_the_child_tells_duplicates_as_this_process_would(
     assert duplicates[0].line == 5 and duplicates[0].duplicate_of == 2
     monkeypatch.setattr(readahead, "cores", lambda: 1)  # read here: the same
     assert list(readahead.read_ahead(path, DESKS, unique=True)) == ahead
+
+
+def test_a_plain_rows_key_and_line_are_where_a_subscribers_are() -> None:
+    """``without_duplicates`` reads both kinds of row by position: the positions it names are
+    those of the named tuple's fields."""
+    assert Subscriber._fields[subscribers._KEY] == "key"
+    assert Subscriber._fields[subscribers._LINE] == "line"
 
 
 @pytest.mark.parametrize(
