@@ -9,7 +9,8 @@ first import of a list, as `digest send` does it), and once imported again after
 in one row of a thousand ("again": the import of any later day whose file changed, which
 compares each row with its stored reader; the first import is not timed), so the peak RSS
 (`ru_maxrss`) belongs to that one size and stage. Nothing touches the network: email-validator
-only checks syntax.
+only checks syntax. ``--postgresql``: the imports go into a store on a local PostgreSQL server
+(Debian's, as in the tests, but syncing to disk), a new database for each run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -114,14 +116,14 @@ def cpu_seconds() -> float:
 
 @contextlib.contextmanager
 def new_store() -> Iterator[Store]:
-    """A new SQLite store in a temporary folder."""
+    """A new store: in the database ``DIGEST_BENCH_DATABASE`` names, else in a SQLite file of a
+    temporary folder."""
     from digest.state import Store
 
-    with (
-        tempfile.TemporaryDirectory(prefix="digest-bench-store-") as folder,
-        Store(f"sqlite:///{folder}/state.sqlite3").migrate() as store,
-    ):
-        yield store
+    with tempfile.TemporaryDirectory(prefix="digest-bench-store-") as folder:
+        url = os.environ.get("DIGEST_BENCH_DATABASE") or f"sqlite:///{folder}/state.sqlite3"
+        with Store(url).migrate() as store:
+            yield store
 
 
 def import_into(store: Store, path: Path) -> dict[str, int]:
@@ -146,10 +148,27 @@ def with_names_changed(path: Path, every: int) -> Path:
     return changed
 
 
-def measure(stage: str, path: Path) -> dict[str, object]:
+def measure(stage: str, path: Path, database: str | None = None) -> dict[str, object]:
     command = [sys.executable, __file__, "--child", stage, str(path)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    env = {**os.environ, "DIGEST_BENCH_DATABASE": database or ""}
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout)
+
+
+@contextlib.contextmanager
+def databases(postgresql: bool) -> Iterator[Iterator[str | None]]:
+    """A new database's URL for each run: on a local PostgreSQL server, else None (SQLite)."""
+    if not postgresql:
+        yield itertools.repeat(None)
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer(fsync=True).start()
+    try:
+        yield (server.create_database(f"bench_{n}") for n in itertools.count())
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stages", nargs="+", choices=STAGES, default=STAGES, help="the stages to run (default all)"
+    )
+    parser.add_argument(
+        "--postgresql", action="store_true", help="import into a local PostgreSQL server, not SQLite"
     )
     parser.add_argument("--child", nargs=2, metavar=("STAGE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -174,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     # CPU seconds beside the wall's: on a machine busy with other work they are the steadier.
     print(f"{'rows':>10} {'stage':<6}{'seconds':>9}{'CPU s':>7}{'rows/s':>9}{'peak RSS MiB':>14}", end="")
     print(f"{'growth MiB':>12}  counts")
-    with tempfile.TemporaryDirectory(prefix="digest-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as folder, databases(args.postgresql) as urls:
         for rows in (args.rows // 10, args.rows):
             path = Path(folder) / f"list-{rows}.csv"
             kinds = write_list(path, rows)
             size = path.stat().st_size / 2**20
             for stage in args.stages:
-                result = measure(stage, path)
+                result = measure(stage, path, next(urls) if stage in ("import", "again") else None)
                 seconds, used = float(result["seconds"]), float(result["cpu"])  # type: ignore[arg-type]
                 peak, base = int(result["peak_kib"]), int(result["base_kib"])  # type: ignore[call-overload]
                 print(

@@ -44,7 +44,6 @@ from digest.subscribers import (
     check_utf8,
     read_fields,
     read_subscribers,
-    without_duplicates,
 )
 
 # Below this (about 70,000 rows) the child's start costs about what it saves (measured in
@@ -79,19 +78,14 @@ def worth_it(path: Path) -> bool:
     return large and cores() > 1
 
 
-def read_ahead(
-    path: Path, list_desks: tuple[str, ...], *, unique: bool = False
-) -> Iterator[Subscriber | Problem]:
-    """``read_subscribers(path, list_desks)``, read in a child process when ``worth_it``.
-    ``unique``: with its duplicates told (``without_duplicates``), in the child too."""
+def read_ahead(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subscriber | Problem]:
+    """``read_subscribers(path, list_desks)``, read in a child process when ``worth_it``."""
     if not worth_it(path):
-        rows = read_subscribers(path, list_desks)
-        yield from without_duplicates(path, rows) if unique else rows
+        yield from read_subscribers(path, list_desks)
         return
     # The child runs this very digest, wherever it was imported from.
     package_root = str(Path(digest.__file__).resolve().parent.parent)
-    desks = _DESK_SEPARATOR.join(list_desks)
-    command = [sys.executable, "-c", _CHILD, package_root, str(path), desks, "unique" if unique else ""]
+    command = [sys.executable, "-c", _CHILD, package_root, str(path), _DESK_SEPARATOR.join(list_desks)]
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL)
         assert child.stdout is not None
@@ -171,15 +165,11 @@ def _drain(stream: IO[bytes], batches: queue.Queue[object], stop: threading.Even
             return
 
 
-def _read(path: Path, list_desks: tuple[str, ...], out: IO[bytes], *, unique: bool) -> None:
+def _read(path: Path, list_desks: tuple[str, ...], out: IO[bytes]) -> None:
     """The child's work: every row of the file, in batches, then None (or the error that
     stopped it, with its path, line and hint)."""
     try:
         entries = read_fields(path, list_desks, checked=True)  # by the parent (``read_ahead``)
-        if unique:
-            # Here rather than in the parent, which compares each row with its stored reader
-            # meanwhile: a million rows' lookups are 2.4 s that the child has time for.
-            entries = without_duplicates(path, entries)
         while batch := list(islice(entries, UNIQUE_BATCH)):
             pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(None, out)
@@ -189,15 +179,14 @@ def _read(path: Path, list_desks: tuple[str, ...], out: IO[bytes], *, unique: bo
 
 
 def child_main(argv: list[str]) -> None:
-    """The child: ``argv`` is the file, its list's desks (one per line) and "unique" or ""."""
+    """The child: ``argv`` is the file and its list's desks (one per line)."""
     # Ctrl-C reaches the whole process group: the parent decides, and ends the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A parent that stopped reading closes the pipe: end quietly rather than with a traceback.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    path, desks, unique = argv
+    path, desks = argv
     with bulk():
-        list_desks = tuple(desks.split(_DESK_SEPARATOR)) if desks else ()
-        _read(Path(path), list_desks, sys.stdout.buffer, unique=unique == "unique")
+        _read(Path(path), tuple(desks.split(_DESK_SEPARATOR)) if desks else (), sys.stdout.buffer)
 
 
 _CHILD = (

@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Final, Literal, NamedTuple, TypeVar
+from typing import BinaryIO, Literal, NamedTuple
 
 from email_validator import EmailNotValidError
 
@@ -62,11 +62,6 @@ class Subscriber(NamedTuple):
 
 # A Subscriber's values as a plain tuple: what ``read_fields`` yields, and what crosses a pipe.
 Fields = tuple[str, str, str, tuple[str, ...] | None, Status, int]
-# A valid row as a Subscriber or as its plain tuple (``read_fields``), and where its key and line
-# are (written out so the type checker knows each one's type; a test holds them to the fields).
-Row = TypeVar("Row", Subscriber, Fields)
-_KEY: Final = 1
-_LINE: Final = 5
 # A Subscriber from its values, without the named tuple's keyword handling (0.35 µs a row, not 0.5).
 from_fields: Callable[[Fields], Subscriber] = partial(tuple.__new__, Subscriber)
 
@@ -290,9 +285,9 @@ def unique_subscribers(path: Path, list_desks: tuple[str, ...]) -> Iterator[Subs
     return without_duplicates(path, read_subscribers(path, list_desks))
 
 
-def without_duplicates(path: Path, entries: Iterator[Row | Problem]) -> Iterator[Row | Problem]:
-    """``entries`` (``read_subscribers``'s or ``read_fields``', of ``path``), with a later row
-    for an address already seen turned into a Problem.
+def without_duplicates(path: Path, entries: Iterator[Subscriber | Problem]) -> Iterator[Subscriber | Problem]:
+    """``entries`` (``read_subscribers``'s, of ``path``), with a later row for an address
+    already seen turned into a Problem.
 
     Duplicates (addresses equal after case folding) are found through a UNIQUE key in a
     temporary SQLite file rather than a set in memory, so memory stays flat for any list size.
@@ -312,12 +307,12 @@ def without_duplicates(path: Path, entries: Iterator[Row | Problem]) -> Iterator
         # One transaction, never committed: with no journal, SQLite writes pages out of its
         # small cache as it fills, so memory stays flat without a commit.
         while batch := list(islice(entries, UNIQUE_BATCH)):
-            first = _first_lines(db, (entry for entry in batch if not isinstance(entry, Problem)))
+            first = _first_lines(db, (entry for entry in batch if isinstance(entry, Subscriber)))
             for entry in batch:
-                if isinstance(entry, Problem) or first[entry[_KEY]] == entry[_LINE]:
+                if isinstance(entry, Problem) or first[entry.key] == entry.line:
                     yield entry
                 else:
-                    yield duplicate(path, entry[_LINE], first[entry[_KEY]])
+                    yield duplicate(path, entry.line, first[entry.key])
 
 
 def duplicate(path: Path, line: int, first: int) -> Problem:
@@ -325,11 +320,11 @@ def duplicate(path: Path, line: int, first: int) -> Problem:
     return Problem(path, line, f"duplicate of line {first}; delete one of them", duplicate_of=first)
 
 
-def _first_lines(db: sqlite3.Connection, rows: Iterable[Fields]) -> dict[str, int]:
+def _first_lines(db: sqlite3.Connection, rows: Iterable[Subscriber]) -> dict[str, int]:
     """The line each address first came on, among ``rows`` or in an earlier batch (``seen``)."""
     first: dict[str, int] = {}
     for row in rows:
-        first.setdefault(row[_KEY], row[_LINE])
+        first.setdefault(row.key, row.line)
     # The update changes nothing: it is there to fire the trigger that notes the address.
     insert = "INSERT INTO seen VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET line = line"
     db.executemany(insert, first.items())

@@ -1,6 +1,6 @@
-"""A list's first import finds its duplicates once the file is read (``digest.state.import_stage``):
-what it tells and stores must be what reading the file in order says (``check_subscribers``),
-whatever the order of the rows, on SQLite and on PostgreSQL."""
+"""An import finds its duplicates once the file is read (``digest.state.import_stage``): what it
+tells and stores must be what reading the file in order says (``check_subscribers``), whatever
+the order of the rows, on a list's first import or a later one, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -63,13 +63,17 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["first", "later"])
 @pytest.mark.parametrize("chunk", [1, 2, 10_000])
 @pytest.mark.parametrize("name", CASES)
-def test_a_first_import_tells_and_keeps_what_reading_in_order_says(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int
+def test_an_import_tells_and_keeps_what_reading_in_order_says(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int, later: bool
 ) -> None:
     monkeypatch.setattr("digest.state.imports.CHUNK", chunk)
-    case = CASES[name]
+    case, readers = CASES[name], dict(CASES[name].readers)
+    if later:  # the list has a reader the file does not (an editor's: never removed by it)
+        store.readers.add("daily", "zed@example.org", name="Zed", desks=None, now=NOW)
+        readers["zed@example.org"] = "Zed"
     path = tmp_path / "d.csv"
     path.write_text(HEADER + "".join(f"{row}\n" for row in case.rows), encoding="utf-8")
     told: list[Problem] = []
@@ -78,7 +82,30 @@ def test_a_first_import_tells_and_keeps_what_reading_in_order_says(
     assert sorted(told, key=lambda problem: problem.line) == checked.problems == report.problems
     assert (report.duplicates, report.invalid) == (checked.duplicates, checked.invalid)
     assert (report.new, report.pending) == (case.new, case.pending)
-    assert {reader.email: reader.name for reader in store.readers.of_list("daily")} == case.readers
+    assert {reader.email: reader.name for reader in store.readers.of_list("daily")} == readers
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_a_later_imports_changes_come_in_line_order_a_page_at_a_time(
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    chunk: int,
+) -> None:
+    monkeypatch.setattr("digest.state.imports.CHUNK", chunk)
+    who = ["e", "a", "d", "b", "c"]  # lines against the addresses' order
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "".join(f"{w}@example.org,{w},,\n" for w in who), encoding="utf-8")
+    import_subscribers(store, "daily", path, DESKS, now=NOW)
+    path.write_text(HEADER + "".join(f"{w}@example.org,{w.upper()},,\n" for w in who), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="digest.state.imports"):
+        report = import_subscribers(store, "daily", path, DESKS, now=NOW)
+    assert (report.changed, report.unchanged, report.kept, report.new) == (5, 0, 0, 0)
+    assert [record.line for record in caplog.records] == [2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+    assert {reader.email: reader.name for reader in store.readers.of_list("daily")} == {
+        f"{w}@example.org": w.upper() for w in who
+    }
 
 
 def test_duplicates_are_told_after_the_other_bad_rows_in_line_order(store: Store, tmp_path: Path) -> None:

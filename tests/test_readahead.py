@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from digest import readahead, subscribers
+from digest import readahead
 from digest.errors import SubscriberError
 from digest.state import Store
 from digest.state.imports import import_subscribers
-from digest.subscribers import Problem, Subscriber, read_subscribers, unique_subscribers
+from digest.subscribers import Problem, Subscriber, read_subscribers
 
 DESKS = ("Ukraine", "North America", "Business", "Europe", "Culture")
 NOW = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
@@ -75,31 +75,6 @@ def test_the_child_reads_what_this_process_would(
     assert len(children) == 1 and children[0].returncode == 0
     assert {type(entry) for entry in ahead} == {Subscriber, Problem}
     assert len(ahead) == 7 * times  # the blank row yields nothing
-
-
-@pytest.mark.parametrize("times", [1, 3000], ids=["one-batch", "several-batches"])
-def test_the_child_tells_duplicates_as_this_process_would(
-    tmp_path: Path, children: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch, times: int
-) -> None:
-    # A later import's duplicates are found in the child: the same rows, the same problems
-    # (a duplicate names the line its address came first on), in the same order.
-    path = write(tmp_path, ROWS + many(20), times)
-    ahead = list(readahead.read_ahead(path, DESKS, unique=True))
-    assert ahead == list(unique_subscribers(path, DESKS))
-    assert len(children) == 1 and children[0].returncode == 0
-    duplicates = [entry for entry in ahead if isinstance(entry, Problem) and entry.duplicate_of]
-    # ANNA again; then every valid row of each later copy (Anna twice, Olena, Maria, the twenty).
-    assert len(duplicates) == 1 + 24 * (times - 1)
-    assert duplicates[0].line == 5 and duplicates[0].duplicate_of == 2
-    monkeypatch.setattr(readahead, "cores", lambda: 1)  # read here: the same
-    assert list(readahead.read_ahead(path, DESKS, unique=True)) == ahead
-
-
-def test_a_plain_rows_key_and_line_are_where_a_subscribers_are() -> None:
-    """``without_duplicates`` reads both kinds of row by position: the positions it names are
-    those of the named tuple's fields."""
-    assert Subscriber._fields[subscribers._KEY] == "key"
-    assert Subscriber._fields[subscribers._LINE] == "line"
 
 
 @pytest.mark.parametrize(

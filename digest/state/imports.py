@@ -14,13 +14,11 @@ The editors' CSV stays the way they add readers in bulk, but what a reader then 
   Readers who signed up, or whom an editor added, are never removed by the file.
 
 The file is streamed (read in a second process while this one writes, when it is large:
-``digest.readahead``), the store written in chunks, and the keys the file still has kept in a
-temporary table of the store for finding the removed rows: memory stays flat for any list.
-Rows with no stored reader wait in another (``digest.state.import_stage``) and go into the
-readers table at the end in one statement, in key order; on a list's first import, that is
-every row, and the duplicates are found there too. A later import finds them as it reads
-(``digest.subscribers.without_duplicates``): a row is compared with its stored reader at once.
-An unchanged file (same fingerprint as the last import) is not read again.
+``digest.readahead``) into a temporary table of the store (``digest.state.import_stage``):
+memory stays flat for any list. Once it is read, the rows are set against the readers in a
+few statements: the duplicates are told, the rows the editors changed come back to be
+compared and applied here in line order, the others are counted, and the new rows go in. An
+unchanged file (same fingerprint as the last import) is not read again.
 """
 
 from __future__ import annotations
@@ -30,22 +28,16 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
-    MetaData,
-    String,
-    Table,
     and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -58,8 +50,8 @@ from digest.collector import bulk
 from digest.readahead import read_ahead
 from digest.state import forgotten, schema
 from digest.state.import_report import ImportReport, fingerprint, row_hash
-from digest.state.import_stage import Row, Skip, Stage
-from digest.state.queries import among, insert_many
+from digest.state.import_stage import Changed, Row, Skip, Stage
+from digest.state.queries import among
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
 from digest.state.store import Store
 from digest.state.suppressions import Reason, applies_to
@@ -71,10 +63,6 @@ log = logging.getLogger(__name__)
 # statement, say) keeps their memory from going back to the system: with 10,000 a million-row
 # import left the process 6 MiB larger than with 5,000, no faster.
 CHUNK = 5_000
-# The keys the file has (for the removed rows), on the importing connection only.
-_keys = Table(
-    "digest_import_keys", MetaData(), Column("email", String(320), primary_key=True), prefixes=["TEMPORARY"]
-)
 
 
 def import_subscribers(
@@ -101,14 +89,13 @@ def import_subscribers(
         told = partial(_told, report, on_problem)
         importer = _Importer(store, conn, report, now)
         with bulk():
-            # A later import compares each row with its stored reader, so its duplicates are
-            # told as they come; a first import's are found at its end (``Stage.end``).
-            entries = read_ahead(path, list_desks, unique=importer.has_readers)
+            # Duplicates are found at the end, among the staged rows (``Stage.take_out_duplicates``).
+            entries = read_ahead(path, list_desks)
             for rows in _chunks(entries, told):
                 importer.chunk(rows)
             importer.end(told)
             importer.remove_missing()
-        report.problems.sort(key=attrgetter("line"))  # a first import finds duplicates last
+        report.problems.sort(key=attrgetter("line"))  # the duplicates are found last
         with conn.begin():
             files = schema.subscriber_files
             conn.execute(delete(files).where(files.c.list_name == list_name))
@@ -169,16 +156,9 @@ def _chunks(
         yield chunk
 
 
-@dataclass(frozen=True, slots=True)
-class _Current:
-    name: str
-    desks: str | None
-    status: str
-    file_row: str | None
-
-
 class _Importer:
-    """Applies one import's rows, chunk by chunk, on one connection (its temporary table's)."""
+    """Stages one import's rows, chunk by chunk, then sets them against the readers, on one
+    connection (its temporary tables')."""
 
     def __init__(self, store: Store, conn: Connection, report: ImportReport, now: dt.datetime) -> None:
         self.conn, self.report, self.now = conn, report, now
@@ -191,39 +171,17 @@ class _Importer:
             self.has_readers = conn.execute(select(table.c.email).where(of_list).limit(1)).first() is not None
             self.has_suppressions = conn.execute(select(sup.c.email).limit(1)).first() is not None
             self.any_forgotten = forgotten.any_forgotten(conn)
-            if self.has_readers:
-                _keys.create(conn)
-        self.stage = Stage(conn, report.path)
+        self.stage = Stage(conn, report.path, self.list_name, later=self.has_readers)
         self.key = store.forget_key() if self.any_forgotten and store.forget_key else None
 
     def chunk(self, rows: list[Subscriber]) -> None:
         keys = [row.key for row in rows]
         with self.conn.begin():
-            existing = self._existing(keys) if self.has_readers else {}
             suppressed = self._suppressed(keys) if self.has_suppressions else {}
             hashes = {key: forgotten.keyed_hash(self.key, key) for key in keys} if self.key else {}
             gone = forgotten.forgotten_among(self.conn, hashes.values()) if hashes else set()
-            if self.has_readers:
-                insert_many(self.conn, _keys, ["email"], [(key,) for key in keys])
-            new: list[Row] = []
-            changes: list[dict[str, Any]] = []
-            for row in rows:
-                current = existing.get(row.key)
-                if current is None:
-                    skip = Skip.FORGOTTEN if hashes and hashes[row.key] in gone else None
-                    new.append(self._new(row, suppressed.get(row.key), skip))
-                elif change := self._compare(row, current):
-                    changes.append(change)
-            if new:
-                self.stage.add(new)
-            self._apply(changes)
-
-    def _existing(self, keys: list[str]) -> dict[str, _Current]:
-        table = schema.subscribers
-        query = select(table.c.email, table.c.name, table.c.desks, table.c.status, table.c.file_row).where(
-            table.c.list_name == self.list_name, among(self.conn, table.c.email, keys)
-        )
-        return {email: _Current(*rest) for email, *rest in self.conn.execute(query)}
+            forgot = {key for key, hashed in hashes.items() if hashed in gone}
+            self.stage.add([self._staged(row, suppressed.get(row.key), row.key in forgot) for row in rows])
 
     def _suppressed(self, keys: list[str]) -> dict[str, str]:
         sup = schema.suppressions
@@ -237,11 +195,11 @@ class _Importer:
                 found[email] = reason
         return found
 
-    def _new(self, row: Subscriber, suppression: str | None, skip: Skip | None) -> Row:
+    def _staged(self, row: Subscriber, suppression: str | None, gone: bool) -> Row:
+        """The row as staged: were it a new reader, its status, and why it would not be one."""
         status = row.status if suppression is None else LEFT[Reason(suppression)].value
-        if skip is None and row.status == "pending":
-            skip = Skip.PENDING
-        return (row.key, row.line, row.name, self._desks(row.desks), status, row_hash(row), skip)
+        skip = Skip.FORGOTTEN if gone else Skip.PENDING if row.status == "pending" else None
+        return (row.key, row.line, row.name, self._desks(row.desks), status, row.status, row_hash(row), skip)
 
     def _desks(self, desks: tuple[str, ...] | None) -> str | None:
         """``desks_value``, remembered: a list has a few dozen choices among a million rows."""
@@ -249,31 +207,25 @@ class _Importer:
             self._desk_values[desks] = desks_value(desks)
         return self._desk_values[desks]
 
-    def _compare(self, row: Subscriber, current: _Current) -> dict[str, Any] | None:
-        """The update a row the editors changed makes (None: nothing to write)."""
-        hashed = row_hash(row)
-        desks = self._desks(row.desks)
-        status = current.status
-        if row.status == "unsubscribed" and status in (ReaderStatus.ACTIVE, ReaderStatus.PENDING):
+    def _compare(self, row: Changed) -> dict[str, Any] | None:
+        """The update a row the editors changed since the last import makes (None: nothing to
+        write). A row they left alone is only counted (``Stage.same``): whatever its reader
+        changed since (desks, name, unsubscribe) is theirs to keep."""
+        status = row.reader_status
+        if row.listed == "unsubscribed" and status in (ReaderStatus.ACTIVE, ReaderStatus.PENDING):
             status = ReaderStatus.UNSUBSCRIBED.value
-        if current.file_row == hashed:
-            if (current.name, current.desks, current.status) == (row.name, desks, row.status):
-                self.report.unchanged += 1
-            else:
-                self.report.kept += 1  # the reader changed it since: theirs to keep
-            return None
         said = [
             f"{what}: {old} → {new}"
             for what, old, new in (
-                ("name", repr(current.name), repr(row.name)),
-                ("desks", _label(current.desks), _label(desks)),
-                ("status", current.status, status),
+                ("name", repr(row.reader_name), repr(row.name)),
+                ("desks", _label(row.reader_desks), _label(row.desks)),
+                ("status", row.reader_status, status),
             )
             if old != new
         ]
         if not said:
             # An address that left stays out, whatever the file says.
-            if current.status in GONE and row.status != current.status:
+            if row.reader_status in GONE and row.listed != row.reader_status:
                 self.report.kept += 1
             else:
                 self.report.unchanged += 1
@@ -288,17 +240,28 @@ class _Importer:
             extra={"event": "subscriber_changed_by_file", "list": self.list_name, "line": row.line},
         )
         return {
-            "key": row.key,
+            "key": row.email,
             "new_name": row.name,
-            "new_desks": desks,
+            "new_desks": row.desks,
             "new_status": status,
-            "new_file_row": hashed,
+            "new_file_row": row.file_row,
             "detail": "; ".join(said),
         }
 
     def end(self, told: Callable[[Problem], None]) -> None:
-        """The staged rows into the readers table, once their duplicates are ``told``."""
-        self.stage.end(self.list_name, self.now, told)
+        """The staged rows set against the readers, in one transaction: their duplicates
+        ``told`` and taken out; on a later import, the rows the editors changed compared and
+        applied, the others counted; then the new readers added."""
+        with self.conn.begin():
+            self.stage.take_out_duplicates(told)
+            if self.has_readers:
+                # Counted before the changes are applied: those then have their row's hash too.
+                unchanged, kept = self.stage.same()
+                self.report.unchanged += unchanged
+                self.report.kept += kept
+                for rows in self.stage.changed(CHUNK):
+                    self._apply([change for row in rows if (change := self._compare(row))])
+            self.stage.end(self.now)
         self.report.new = self.stage.counts[None]
         self.report.pending = self.stage.counts[Skip.PENDING]
         self.report.forgotten = self.stage.counts[Skip.FORGOTTEN]
@@ -347,12 +310,11 @@ class _Importer:
         if not self.has_readers:
             return
         table, events = schema.subscribers, schema.subscriber_events
-        stage = _keys
         missing = and_(
             table.c.list_name == self.list_name,
             table.c.source == Source.FILE.value,
             table.c.file_row.is_not(None),
-            ~exists().where(stage.c.email == table.c.email),
+            ~self.stage.holds(table.c.email),
         )
         receiving = table.c.status.in_((ReaderStatus.ACTIVE.value, ReaderStatus.PENDING.value))
         with self.conn.begin():
