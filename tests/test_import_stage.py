@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
-from digest.state import Store, import_report
+from digest.state import Store, import_report, imports
 from digest.state.forgotten import forget
 from digest.state.imports import import_subscribers
 from digest.subscribers import Problem, check_subscribers
@@ -99,10 +100,18 @@ def test_a_later_imports_changes_come_in_line_order_a_page_at_a_time(
     path.write_text(HEADER + "".join(f"{w}@example.org,{w},,\n" for w in who), encoding="utf-8")
     import_subscribers(store, "daily", path, DESKS, now=NOW)
     path.write_text(HEADER + "".join(f"{w}@example.org,{w.upper()},,\n" for w in who), encoding="utf-8")
+    applied: list[int] = []
+    apply = imports._Importer._apply
+    monkeypatch.setattr(
+        imports._Importer,
+        "_apply",
+        lambda self, changes: (applied.append(len(changes)), apply(self, changes)),
+    )
     with caplog.at_level(logging.INFO, logger="digest.state.imports"):
         report = import_subscribers(store, "daily", path, DESKS, now=NOW)
     assert (report.changed, report.unchanged, report.kept, report.new) == (5, 0, 0, 0)
     assert [record.line for record in caplog.records] == [2, 3, 4, 5, 6]  # type: ignore[attr-defined]
+    assert applied == {1: [1] * 5, 2: [2, 2, 1], 10_000: [5]}[chunk]
     assert {reader.email: reader.name for reader in store.readers.of_list("daily")} == {
         f"{w}@example.org": w.upper() for w in who
     }
@@ -211,3 +220,43 @@ def test_a_long_report_keeps_the_earliest_lines_though_duplicates_come_last(
         (5, None),
     ]
     assert (report.problems_omitted, report.invalid, report.duplicates) == (4, 6, 1)
+
+
+def test_a_row_saying_pending_for_a_reader_is_no_pending_sign_up(store: Store, tmp_path: Path) -> None:
+    # A pending row adds no reader, but one for an address the list has is compared like any:
+    # neither the change nor, the next time, the row the reader has is counted as pending.
+    path = tmp_path / "d.csv"
+    for rows, expected in [
+        ("anna@example.org,Anna,,\nbob@example.org,Bob,,\n", (2, 0, 0, 0, 0)),
+        (
+            "anna@example.org,Anna K,,pending\nbob@example.org,Bob,,\ncarl@example.org,,,pending\n",
+            (0, 1, 1, 0, 1),
+        ),
+        (
+            "anna@example.org,Anna K,,pending\nbob@example.org,Bob,,\ncarl@example.org,,,pending\n",
+            (0, 0, 1, 1, 1),  # a row saying pending, the reader active: theirs, kept
+        ),
+    ]:
+        path.write_text(HEADER + rows, encoding="utf-8")
+        report = import_subscribers(store, "daily", path, DESKS, now=NOW, force=True)
+        assert (report.new, report.changed, report.unchanged, report.kept, report.pending) == expected
+    anna = store.readers.get("daily", "anna@example.org")
+    assert anna is not None and (anna.name, anna.status) == ("Anna K", "active")
+    assert {reader.email for reader in store.readers.of_list("daily")} == {
+        "anna@example.org",
+        "bob@example.org",
+    }
+
+
+def test_a_later_import_inserts_only_its_new_rows(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(HEADER + "anna@example.org,Anna,,\n", encoding="utf-8")
+    import_subscribers(store, "daily", path, DESKS, now=NOW)
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    path.write_text(HEADER + "anna@example.org,Anna,,\nbob@example.org,Bob,,\n", encoding="utf-8")
+    report = import_subscribers(store, "daily", path, DESKS, now=NOW)
+    assert (report.new, report.unchanged) == (1, 1)
+    # Not every row, falling back on the one already there: a plain insert of the new one.
+    inserts = [text for text in statements if text.startswith("INSERT INTO subscribers")]
+    assert len(inserts) == 1 and "ON CONFLICT" not in inserts[0]
