@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from digest.config import Config, MailingList
 from digest.state import Store
-from digest.state.imports import import_subscribers
+from digest.state.imports import Desks, import_subscribers
 from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
@@ -21,10 +23,21 @@ SHOWN_PROBLEMS = 50
 
 
 def import_logged(
-    config: Config, store: Store, mailing_list: MailingList, problems: list[str], *, now: dt.datetime
+    config: Config,
+    store: Store,
+    mailing_list: MailingList,
+    problems: list[str],
+    *,
+    now: dt.datetime,
+    meanwhile: Callable[[list[Desks]], None] | None = None,
 ) -> None:
     """Import the list's subscriber file into the store (skipped when it has not changed since
-    the last import); each bad row is added to ``problems`` and the first ones logged."""
+    the last import); each bad row is added to ``problems`` and the first ones logged.
+
+    ``meanwhile`` is run in a thread once the file is read, on the desks its rows chose, while
+    the store takes the rows in (on a database server, seconds of its work at a million rows,
+    which this process would otherwise wait for); its error is raised once the import is done.
+    """
     path = config.subscriber_file(mailing_list)
     if path is None:
         return
@@ -36,9 +49,17 @@ def import_logged(
             event = {"event": "subscriber_problem", "list": name, "line": problem.line}
             log.warning("%s", problem, extra={**event, "path": str(problem.path)})
 
-    report = import_subscribers(
-        store, name, path, config.list_desks(mailing_list), now=now, on_problem=logged
-    )
+    desks = config.list_desks(mailing_list)
+    with ThreadPoolExecutor(1, thread_name_prefix="digest-meanwhile") as pool:
+        started: list[Future[None]] = []
+
+        def start(choices: list[Desks]) -> None:
+            if meanwhile is not None:
+                started.append(pool.submit(meanwhile, choices))
+
+        report = import_subscribers(store, name, path, desks, now=now, on_problem=logged, on_read=start)
+        for future in started:
+            future.result()
     if len(problems) > SHOWN_PROBLEMS:
         log.warning(
             "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",

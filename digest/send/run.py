@@ -40,6 +40,7 @@ from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
+from digest.state.imports import Desks
 from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Position, Result, Status
 from digest.state.owner import owner_id
 from digest.state.recipients import Group, desk_groups, fill_ledger
@@ -159,13 +160,11 @@ class Sender:
         )
 
     def _hold_for_required_feeds(self, edition: Edition) -> None:
-        hold = decide_hold(
-            edition.missing_feeds,
+        required, deadline = (
             required_labels(self.config, self.list),
             hold_deadline(self.config, self.list, self.day),
-            self.clock(),
         )
-        if hold is not None:
+        if (hold := decide_hold(edition.missing_feeds, required, deadline, self.clock())) is not None:
             raise Held(hold)
 
     @functools.cached_property
@@ -192,9 +191,17 @@ class Sender:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def import_subscribers(self, problems: list[str]) -> None:
-        """The list's subscriber file into the store, its bad rows logged and added to ``problems``."""
-        import_logged(self.config, self.store, self.list, problems, now=self.clock())
+    def import_subscribers(self, problems: list[str], edition: Edition | None = None) -> None:
+        """The list's file into the store, its bad rows logged and added to ``problems``; on a
+        server, ``edition``'s variants of the file's desks rendered meanwhile (``render_all``)."""
+        render: Callable[[list[Desks]], None] | None = None
+        if edition is not None and self.store.ledger.on_server:
+            render = functools.partial(self._render_desks, edition)
+        import_logged(self.config, self.store, self.list, problems, now=self.clock(), meanwhile=render)
+
+    def _render_desks(self, edition: Edition, choices: list[Desks]) -> None:
+        for key in sorted({self.variant_of(desks) for desks in choices}):  # in a thread
+            self.rendered(edition, key, freeze=True)
 
     def variant_of(self, desks: tuple[str, ...] | None) -> str:
         """A reader's variant key: their desks that the list still has (none left: all)."""
@@ -254,7 +261,7 @@ class Sender:
             )
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
-        self.import_subscribers(problems)
+        self.import_subscribers(problems, edition)
         groups = self.groups(edition)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         filling = Filling(
@@ -290,9 +297,8 @@ class Sender:
         )
 
     def _todo(self, groups: Mapping[Group, Status], sent_before: int, filling: Filling) -> int:
-        """How many recipients the send has left, for its progress: the ledger's pending rows;
-        while it still fills, the active readers of the variants with stories, less those the
-        edition reached already."""
+        """Recipients left, for the progress: the ledger's pending rows; while it fills, the active
+        readers of the variants with stories, less those the edition reached already."""
         if filling.over:
             total = self.store.ledger.counts(self.edition_id)
             return total.get(PENDING, 0) + total.get("sending", 0)

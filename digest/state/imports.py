@@ -59,6 +59,9 @@ from digest.subscribers import Problem, Subscriber
 
 log = logging.getLogger(__name__)
 
+# A row's choice of desks, as the file spells them (None: every desk).
+Desks = tuple[str, ...] | None
+
 # Rows stored together. Each chunk's rows are short-lived, but what outlives them (a cached
 # statement, say) keeps their memory from going back to the system: with 10,000 a million-row
 # import left the process 6 MiB larger than with 5,000, no faster.
@@ -74,9 +77,11 @@ def import_subscribers(
     now: dt.datetime,
     force: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
+    on_read: Callable[[list[Desks]], None] | None = None,
 ) -> ImportReport:
     """Import the list's file into the store (unless it is the file last imported and not
-    ``force``); ``on_problem`` is told of each bad row as it is read."""
+    ``force``); ``on_problem`` is told of each bad row as it is read, ``on_read`` of the desks
+    its rows chose once the file is read, before the rows are set against the readers."""
     report = ImportReport(list_name, path)
     printed = fingerprint(path, list_desks)
     with store.engine.connect() as conn, _one_importer(conn, list_name):
@@ -93,6 +98,8 @@ def import_subscribers(
             entries = read_ahead(path, list_desks)
             for rows in _chunks(entries, told):
                 importer.chunk(rows)
+            if on_read:
+                on_read(list(importer.desk_choices))
             importer.end(told)
             importer.remove_missing()
         report.problems.sort(key=attrgetter("line"))  # the duplicates are found last
@@ -163,7 +170,8 @@ class _Importer:
     def __init__(self, store: Store, conn: Connection, report: ImportReport, now: dt.datetime) -> None:
         self.conn, self.report, self.now = conn, report, now
         self.list_name = report.list_name
-        self._desk_values: dict[tuple[str, ...] | None, str | None] = {}
+        # Each desk choice of the file's rows (None: every desk), and its ``desks_value``.
+        self._desk_values: dict[Desks, str | None] = {}
         table, sup = schema.subscribers, schema.suppressions
         with conn.begin():
             of_list = table.c.list_name == self.list_name
@@ -201,7 +209,12 @@ class _Importer:
         skip = Skip.FORGOTTEN if gone else Skip.PENDING if row.status == "pending" else None
         return (row.key, row.line, row.name, self._desks(row.desks), status, row.status, row_hash(row), skip)
 
-    def _desks(self, desks: tuple[str, ...] | None) -> str | None:
+    @property
+    def desk_choices(self) -> Iterable[Desks]:
+        """The desk choices of the rows staged so far."""
+        return self._desk_values.keys()
+
+    def _desks(self, desks: Desks) -> str | None:
         """``desks_value``, remembered: a list has a few dozen choices among a million rows."""
         if desks not in self._desk_values:
             self._desk_values[desks] = desks_value(desks)
@@ -256,9 +269,7 @@ class _Importer:
             self.stage.take_out_duplicates(told)
             if self.has_readers:
                 # Counted before the changes are applied: those then have their row's hash too.
-                unchanged, kept = self.stage.same()
-                self.report.unchanged += unchanged
-                self.report.kept += kept
+                self.report.unchanged, self.report.kept = self.stage.same()
                 for rows in self.stage.changed(CHUNK):
                     self._apply([change for row in rows if (change := self._compare(row))])
             self.stage.end(self.now)
