@@ -18,6 +18,9 @@ from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
 
+# What a send does while the store takes the file's rows in, told the desks they chose.
+Meanwhile = Callable[[list[Desks]], None]
+
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
 
@@ -29,7 +32,7 @@ def import_logged(
     problems: list[str],
     *,
     now: dt.datetime,
-    meanwhile: Callable[[list[Desks]], None] | None = None,
+    meanwhile: Meanwhile | None = None,
 ) -> None:
     """Import the list's subscriber file into the store (skipped when it has not changed since
     the last import); each bad row is added to ``problems`` and the first ones logged.

@@ -33,7 +33,7 @@ from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
 from digest.send.filling import Filling
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
-from digest.send.importing import import_logged
+from digest.send.importing import Meanwhile, import_logged
 from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
@@ -160,11 +160,13 @@ class Sender:
         )
 
     def _hold_for_required_feeds(self, edition: Edition) -> None:
-        required, deadline = (
+        hold = decide_hold(
+            edition.missing_feeds,
             required_labels(self.config, self.list),
             hold_deadline(self.config, self.list, self.day),
+            self.clock(),
         )
-        if (hold := decide_hold(edition.missing_feeds, required, deadline, self.clock())) is not None:
+        if hold is not None:
             raise Held(hold)
 
     @functools.cached_property
@@ -191,16 +193,12 @@ class Sender:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def import_subscribers(self, problems: list[str], edition: Edition | None = None) -> None:
-        """The list's file into the store, its bad rows logged and added to ``problems``; on a
-        server, ``edition``'s variants of the file's desks rendered meanwhile (``render_all``)."""
-        render: Callable[[list[Desks]], None] | None = None
-        if edition is not None and self.store.ledger.on_server:
-            render = functools.partial(self._render_desks, edition)
-        import_logged(self.config, self.store, self.list, problems, now=self.clock(), meanwhile=render)
+    def import_subscribers(self, problems: list[str], meanwhile: Meanwhile | None = None) -> None:
+        """The list's subscriber file into the store, its bad rows logged and added to ``problems``."""
+        import_logged(self.config, self.store, self.list, problems, now=self.clock(), meanwhile=meanwhile)
 
     def _render_desks(self, edition: Edition, choices: list[Desks]) -> None:
-        for key in sorted({self.variant_of(desks) for desks in choices}):  # in a thread
+        for key in sorted({self.variant_of(desks) for desks in choices}):
             self.rendered(edition, key, freeze=True)
 
     def variant_of(self, desks: tuple[str, ...] | None) -> str:
@@ -261,7 +259,8 @@ class Sender:
             )
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
-        self.import_subscribers(problems, edition)
+        meanwhile = functools.partial(self._render_desks, edition) if self.store.ledger.on_server else None
+        self.import_subscribers(problems, meanwhile)
         groups = self.groups(edition)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
         filling = Filling(
@@ -297,8 +296,9 @@ class Sender:
         )
 
     def _todo(self, groups: Mapping[Group, Status], sent_before: int, filling: Filling) -> int:
-        """Recipients left, for the progress: the ledger's pending rows; while it fills, the active
-        readers of the variants with stories, less those the edition reached already."""
+        """How many recipients the send has left, for its progress: the ledger's pending rows;
+        while it still fills, the active readers of the variants with stories, less those the
+        edition reached already."""
         if filling.over:
             total = self.store.ledger.counts(self.edition_id)
             return total.get(PENDING, 0) + total.get("sending", 0)
