@@ -316,7 +316,12 @@ STAGES: dict[str, list[str]] = {
         "*digest.send.run:Sender.entries",  # before issue 12: the file, read by the send
         "digest.send.importing:import_subscribers",  # since: imported into the state store
     ],
-    "ledger: insert": ["digest.state.ledger:Ledger.add", "digest.send.run:fill_ledger"],
+    "ledger: insert": [
+        "digest.state.ledger:Ledger.add",
+        "digest.send.run:fill_ledger",  # before the import's staged rows filled it (PostgreSQL)
+        "digest.send.recipients:fill_ledger",
+        "digest.send.recipients:fill_from",
+    ],
     "ledger: claim": ["digest.state.ledger:Ledger.claim", "digest.state.ledger:Ledger.release"],
     # On a database server a thread writes the outcomes; the sending thread waits for it here.
     "ledger: waits for a write": ["digest.send.recording:Recorder.ready"],

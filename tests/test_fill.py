@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import event, insert, text, update
 
-import digest.send.run
+import digest.send.recipients
 from digest.cli.send import _ProgressLine
 from digest.send.filling import Filling
 from digest.state import Store, recipients, schema
 from digest.state.ledger_types import PENDING, SENT, SKIPPED, Status
-from digest.state.recipients import SKIPPED_ERROR, Group, desk_groups, dry_counts, fill_ledger
+from digest.state.recipients import SKIPPED_ERROR, Group, desk_groups, dry_counts, fill_from, fill_ledger
 from tests.conftest import NOW, MakeProject
 from tests.ledger_rows import Entry, add_rows
 from tests.test_send import SUBSCRIBERS, run, wait_for
@@ -384,9 +384,10 @@ def test_a_send_on_postgresql_sends_the_first_part_while_the_rest_fills(
                     wait_for(lambda: store.ledger.counts(EDITION).get(SENT, 0) > 0, timeout=30)
                     sent_while_filling.append(store.ledger.counts(EDITION)[SENT])
 
-        fill_ledger(*args, on_part=part_in, **kwargs)
+        fill_from(*args, on_part=part_in, **kwargs)
 
-    monkeypatch.setattr(digest.send.run, "fill_ledger", slow_fill)
+    # A first import: the ledger fills from its staged rows before they go in as readers.
+    monkeypatch.setattr(digest.send.recipients, "fill_from", slow_fill)
     progress: list[tuple[int, int]] = []
     monkeypatch.setattr(_ProgressLine, "__call__", lambda _self, done, total: progress.append((done, total)))
     result = run(project, "send", "--list", "daily")

@@ -222,25 +222,3 @@ def test_a_reader_who_left_the_file_and_came_back_by_signing_up_stays(store: Sto
     assert report.removed == 0
     carl = store.readers.get("daily", "carl@example.org")
     assert carl is not None and carl.status is ReaderStatus.ACTIVE
-
-
-def test_the_desks_chosen_are_told_once_the_file_is_read_before_its_rows_go_in(
-    store: Store, tmp_path: Path
-) -> None:
-    path = write(
-        tmp_path / "d.csv",
-        "anna@example.org,,Culture;Europe,\nbob@example.org,,,\nnope,,,\ncarl@example.org,,Europe;Culture,\n"
-        "dora@example.org,,Business,pending\n",
-    )
-    told: list[tuple[list[tuple[str, ...] | None], int]] = []
-
-    def on_read(choices: list[tuple[str, ...] | None]) -> None:
-        told.append((choices, len(list(store.readers.of_list("daily")))))
-
-    import_subscribers(store, "daily", path, DESKS, now=NOW, on_read=on_read)
-    # Each choice once, in the order first met (the desks as the list orders them); none stored yet.
-    assert told == [([("Europe", "Culture"), None, ("Business",)], 0)]
-    assert len(list(store.readers.of_list("daily"))) == 3
-    # A file with a bad row is read again the next time: told again, its readers in by then.
-    import_subscribers(store, "daily", path, DESKS, now=NOW, on_read=on_read)
-    assert told[1] == (told[0][0], 3)

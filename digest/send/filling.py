@@ -3,11 +3,12 @@ out while the rest go in.
 
 The fill is the server's work (``digest.state.recipients.fill_ledger``), about 8 µs a reader
 there: at a million readers, seconds that the sender would otherwise wait before its first
-batch. On a server it runs in a thread of its own, beside the renders and then the sends, a
-part at a time. A sender whose claim comes back empty asks ``more`` whether another part came
-in since, so it takes the end of what is in the ledger for the end of the send only once the
-fill is over. On SQLite it runs before the send: SQLite has one writer, which the renders'
-saves and the claims would wait for.
+batch. On a server it runs in a thread of its own (with the list's import before it:
+``digest.send.recipients``), beside the renders and then the sends, a part at a time. A
+sender whose claim comes back empty asks ``more`` whether another part came in since, so it
+takes the end of what is in the ledger for the end of the send only once the fill is over.
+On SQLite it runs before the send: SQLite has one writer, which the renders' saves and the
+claims would wait for.
 """
 
 from __future__ import annotations

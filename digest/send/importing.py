@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from digest.config import Config, MailingList
 from digest.state import Store
-from digest.state.imports import Desks, import_subscribers
+from digest.state.imports import OnStaged, import_subscribers
 from digest.subscribers import Problem
 
 log = logging.getLogger(__name__)
-
-# What a send does while the store takes the file's rows in, told the desks they chose.
-Meanwhile = Callable[[list[Desks]], None]
 
 # Subscriber-file problems logged by one run; the rest are counted in one line.
 SHOWN_PROBLEMS = 50
@@ -32,15 +27,11 @@ def import_logged(
     problems: list[str],
     *,
     now: dt.datetime,
-    meanwhile: Meanwhile | None = None,
+    on_staged: OnStaged | None = None,
 ) -> None:
     """Import the list's subscriber file into the store (skipped when it has not changed since
     the last import); each bad row is added to ``problems`` and the first ones logged.
-
-    ``meanwhile`` is run in a thread once the file is read, on the desks its rows chose, while
-    the store takes the rows in (on a database server, seconds of its work at a million rows,
-    which this process would otherwise wait for); its error is raised once the import is done.
-    """
+    ``on_staged``: as ``import_subscribers``'."""
     path = config.subscriber_file(mailing_list)
     if path is None:
         return
@@ -53,16 +44,7 @@ def import_logged(
             log.warning("%s", problem, extra={**event, "path": str(problem.path)})
 
     desks = config.list_desks(mailing_list)
-    with ThreadPoolExecutor(1, thread_name_prefix="digest-meanwhile") as pool:
-        started: list[Future[None]] = []
-
-        def start(choices: list[Desks]) -> None:
-            if meanwhile is not None:
-                started.append(pool.submit(meanwhile, choices))
-
-        report = import_subscribers(store, name, path, desks, now=now, on_problem=logged, on_read=start)
-        for future in started:
-            future.result()
+    report = import_subscribers(store, name, path, desks, now=now, on_problem=logged, on_staged=on_staged)
     if len(problems) > SHOWN_PROBLEMS:
         log.warning(
             "… and %d more subscriber problems in %s (`digest subscribers check` lists them)",

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -33,17 +33,18 @@ from digest.render.message import make_message_id
 from digest.results.guardrail import GuardrailHold, check_guardrail
 from digest.send.filling import Filling
 from digest.send.hold import Held, decide_hold, hold_deadline, required_labels, say_missing
-from digest.send.importing import Meanwhile, import_logged
+from digest.send.importing import import_logged
+from digest.send.recipients import recipients
 from digest.send.recording import Recorder, result_of
 from digest.send.summary import SendSummary
 from digest.send.transports import create_transport
 from digest.send.transports.base import Batch, Envelope, Transport
 from digest.send.unsubscribe import Addresser
 from digest.state import Store
-from digest.state.imports import Desks
+from digest.state.imports import OnStaged
 from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Claimed, Position, Result, Status
 from digest.state.owner import owner_id
-from digest.state.recipients import Group, desk_groups, fill_ledger
+from digest.state.recipients import Group, desk_groups
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,9 @@ class Sender:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def import_subscribers(self, problems: list[str], meanwhile: Meanwhile | None = None) -> None:
+    def import_subscribers(self, problems: list[str], on_staged: OnStaged | None = None) -> None:
         """The list's subscriber file into the store, its bad rows logged and added to ``problems``."""
-        import_logged(self.config, self.store, self.list, problems, now=self.clock(), meanwhile=meanwhile)
-
-    def _render_desks(self, edition: Edition, choices: list[Desks]) -> None:
-        for key in sorted({self.variant_of(desks) for desks in choices}):
-            self.rendered(edition, key, freeze=True)
+        import_logged(self.config, self.store, self.list, problems, now=self.clock(), on_staged=on_staged)
 
     def variant_of(self, desks: tuple[str, ...] | None) -> str:
         """A reader's variant key: their desks that the list still has (none left: all)."""
@@ -209,9 +206,13 @@ class Sender:
 
     def groups(self, edition: Edition) -> dict[Group, Status]:
         """The list's variants, each pending, or skipped when its desks have nothing today."""
+        return self.statuses(edition, desk_groups(self.store.engine, self.list.name, self.variant_of))
+
+    def statuses(self, edition: Edition, groups: Iterable[Group]) -> dict[Group, Status]:
+        """Each of ``groups`` pending, or skipped when its desks have nothing today."""
         return {
             group: SKIPPED if Variant.from_key(group.key).select(edition).is_empty else PENDING
-            for group in desk_groups(self.store.engine, self.list.name, self.variant_of)
+            for group in groups
         }
 
     def render_all(self, edition: Edition, groups: Mapping[Group, Status], *, freeze: bool) -> None:
@@ -259,20 +260,12 @@ class Sender:
             )
         problems: list[str] = []
         sent_before = self.store.ledger.counts(self.edition_id).get(SENT, 0)
-        meanwhile = functools.partial(self._render_desks, edition) if self.store.ledger.on_server else None
-        self.import_subscribers(problems, meanwhile)
-        groups = self.groups(edition)
         self.store.ledger.retry_failed(self.edition_id, now=self.now)
-        filling = Filling(
-            functools.partial(
-                fill_ledger, self.store.engine, self.edition_id, self.list.name, groups, now=self.now
-            )
-        )
+        filling, groups = recipients(self, edition, problems)
         try:
-            # On a database server the fill is its work, beside the renders and then the sends;
-            # on SQLite, after the renders, whose saves would wait for it (one writer).
-            if self.store.ledger.on_server:
-                filling.start()
+            # On a database server the import and the fill are its work, beside the renders and
+            # then the sends; on SQLite, the fill after the renders, whose saves would wait for
+            # it (one writer).
             self.render_all(edition, groups, freeze=True)
             if not self.store.ledger.on_server:
                 filling.run()

@@ -57,6 +57,7 @@ from sqlalchemy.schema import CreateTable
 from digest.state import schema
 from digest.state.queries import insert_many, insert_new
 from digest.state.readers import Source
+from digest.state.recipients import ReaderRows
 from digest.subscribers import Problem, duplicate
 
 _metadata = MetaData()
@@ -151,6 +152,11 @@ class Stage:
         insert_many(self.conn, _rows, COLUMNS, rows)
         for row in rows:
             self.counts[row[-1]] += 1
+
+    @property
+    def readers(self) -> ReaderRows:
+        """The staged rows that ``end`` adds as readers (once the duplicates are out)."""
+        return ReaderRows(_rows, _rows.c.skip.is_(None) & self._new)
 
     def holds(self, email: ColumnElement[Any]) -> ColumnElement[bool]:
         """Whether the file has a row for the address ``email`` (a column of the readers)."""

@@ -53,6 +53,7 @@ from digest.state.import_report import ImportReport, fingerprint, row_hash
 from digest.state.import_stage import Changed, Row, Skip, Stage
 from digest.state.queries import among
 from digest.state.readers import GONE, LEFT, Event, ReaderStatus, Source, desks_value
+from digest.state.recipients import ReaderRows
 from digest.state.store import Store
 from digest.state.suppressions import Reason, applies_to
 from digest.subscribers import Problem, Subscriber
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 
 # A row's choice of desks, as the file spells them (None: every desk).
 Desks = tuple[str, ...] | None
+
+# Told a first import's new readers, on its connection, before they go into the readers table.
+OnStaged = Callable[[Connection, ReaderRows], None]
 
 # Rows stored together. Each chunk's rows are short-lived, but what outlives them (a cached
 # statement, say) keeps their memory from going back to the system: with 10,000 a million-row
@@ -77,11 +81,16 @@ def import_subscribers(
     now: dt.datetime,
     force: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
-    on_read: Callable[[list[Desks]], None] | None = None,
+    on_staged: OnStaged | None = None,
 ) -> ImportReport:
     """Import the list's file into the store (unless it is the file last imported and not
-    ``force``); ``on_problem`` is told of each bad row as it is read, ``on_read`` of the desks
-    its rows chose once the file is read, before the rows are set against the readers."""
+    ``force``); ``on_problem`` is told of each bad row as it is read.
+
+    ``on_staged``: told the new readers of a list's first import, once the file is read and its
+    duplicates are out, on the import's connection, to read (in transactions of its own) before
+    they go into the readers table: on a database server that insert is the longest work of a
+    first import (4.5 s at a million), which a send spends sending what it read from them.
+    """
     report = ImportReport(list_name, path)
     printed = fingerprint(path, list_desks)
     with store.engine.connect() as conn, _one_importer(conn, list_name):
@@ -98,10 +107,9 @@ def import_subscribers(
             entries = read_ahead(path, list_desks)
             for rows in _chunks(entries, told):
                 importer.chunk(rows)
-            if on_read:
-                on_read(list(importer.desk_choices))
-            importer.end(told)
-            importer.remove_missing()
+        # Past the collector's spaced passes: ``on_staged`` may send meanwhile, in another thread.
+        importer.end(told, on_staged)
+        importer.remove_missing()
         report.problems.sort(key=attrgetter("line"))  # the duplicates are found last
         with conn.begin():
             files = schema.subscriber_files
@@ -170,7 +178,8 @@ class _Importer:
     def __init__(self, store: Store, conn: Connection, report: ImportReport, now: dt.datetime) -> None:
         self.conn, self.report, self.now = conn, report, now
         self.list_name = report.list_name
-        # Each desk choice of the file's rows (None: every desk), and its ``desks_value``.
+        # Each desk choice of the file's rows (None: every desk), and its ``desks_value``: a
+        # list has a few dozen among a million rows.
         self._desk_values: dict[Desks, str | None] = {}
         table, sup = schema.subscribers, schema.suppressions
         with conn.begin():
@@ -209,13 +218,7 @@ class _Importer:
         skip = Skip.FORGOTTEN if gone else Skip.PENDING if row.status == "pending" else None
         return (row.key, row.line, row.name, self._desks(row.desks), status, row.status, row_hash(row), skip)
 
-    @property
-    def desk_choices(self) -> Iterable[Desks]:
-        """The desk choices of the rows staged so far."""
-        return self._desk_values.keys()
-
     def _desks(self, desks: Desks) -> str | None:
-        """``desks_value``, remembered: a list has a few dozen choices among a million rows."""
         if desks not in self._desk_values:
             self._desk_values[desks] = desks_value(desks)
         return self._desk_values[desks]
@@ -261,10 +264,12 @@ class _Importer:
             "detail": "; ".join(said),
         }
 
-    def end(self, told: Callable[[Problem], None]) -> None:
+    def end(self, told: Callable[[Problem], None], on_staged: OnStaged | None) -> None:
         """The staged rows set against the readers, in one transaction: their duplicates
         ``told`` and taken out; on a later import, the rows the editors changed compared and
-        applied, the others counted; then the new readers added."""
+        applied, the others counted; then the new readers added (on a first import, once
+        ``on_staged`` has read them, in a transaction of its own)."""
+        staged = None if self.has_readers else on_staged
         with self.conn.begin():
             self.stage.take_out_duplicates(told)
             if self.has_readers:
@@ -272,7 +277,12 @@ class _Importer:
                 self.report.unchanged, self.report.kept = self.stage.same()
                 for rows in self.stage.changed(CHUNK):
                     self._apply([change for row in rows if (change := self._compare(row))])
-            self.stage.end(self.now)
+            if staged is None:
+                self.stage.end(self.now)
+        if staged is not None:
+            staged(self.conn, self.stage.readers)
+            with self.conn.begin():
+                self.stage.end(self.now)
         self.report.new = self.stage.counts[None]
         self.report.pending = self.stage.counts[Skip.PENDING]
         self.report.forgotten = self.stage.counts[Skip.FORGOTTEN]

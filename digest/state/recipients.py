@@ -18,13 +18,16 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
+    FromClause,
     Select,
     and_,
     case,
@@ -40,7 +43,7 @@ from sqlalchemy import (
 from digest.state import schema
 from digest.state.ledger_types import PENDING, SENT, SKIPPED, SUPPRESSED, Status
 from digest.state.queries import insert_ignoring, insert_new
-from digest.state.readers import ReaderStatus
+from digest.state.readers import ReaderStatus, Source
 from digest.state.suppressions import blocks
 
 SKIPPED_ERROR = "no stories in the chosen desks today"
@@ -68,21 +71,49 @@ class Group:
     readers: int
 
 
-def desk_groups(
-    engine: Engine, list_name: str, variant_of: Callable[[tuple[str, ...] | None], str]
-) -> list[Group]:
+@dataclass(frozen=True, slots=True)
+class ReaderRows:
+    """Where a list's readers are read from: the readers table, or the rows of the list's first
+    import, staged on its connection (a send on a database server fills the ledger from them
+    while the server inserts them as readers). ``rows`` has the readers' columns ``email``,
+    ``name``, ``desks`` and ``status``; ``theirs`` picks the list's."""
+
+    rows: FromClause
+    theirs: ColumnElement[bool]
+
+
+def readers_of(list_name: str, *, from_file: bool = True) -> ReaderRows:
+    """The list's readers in the readers table (``from_file=False``: only those who came in
+    another way, signed up or added by an editor)."""
+    table = schema.subscribers
+    theirs = table.c.list_name == list_name
+    return ReaderRows(table, theirs if from_file else theirs & (table.c.source != Source.FILE.value))
+
+
+# Opens a transaction and gives its connection: ``Engine.begin``, or one on a given connection.
+Begin = Callable[[], AbstractContextManager[Connection]]
+
+VariantOf = Callable[[tuple[str, ...] | None], str]
+
+
+def desk_groups(engine: Engine, list_name: str, variant_of: VariantOf) -> list[Group]:
     """The list's readers' variants, each with the stored desks values that give it.
 
     ``variant_of`` turns a reader's desks (None: all) into a variant key.
     """
-    table = schema.subscribers
-    active = func.count(case((table.c.status == ReaderStatus.ACTIVE.value, 1)))  # NULL otherwise
     with engine.connect() as conn:
-        found = conn.execute(
-            select(table.c.desks, active)
-            .where(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value)
-            .group_by(table.c.desks)
-        ).all()
+        return read_groups(conn, readers_of(list_name), variant_of)
+
+
+def read_groups(conn: Connection, source: ReaderRows, variant_of: VariantOf) -> list[Group]:
+    """``desk_groups`` of ``source``, on ``conn``."""
+    rows = source.rows.c
+    active = func.count(case((rows.status == ReaderStatus.ACTIVE.value, 1)))  # NULL otherwise
+    found = conn.execute(
+        select(rows.desks, active)
+        .where(source.theirs, rows.status != ReaderStatus.PENDING.value)
+        .group_by(rows.desks)
+    ).all()
     groups: dict[str, tuple[list[str | None], int]] = {}
     for value, readers in found:
         key = variant_of(None if value is None else tuple(json.loads(value)))
@@ -91,9 +122,9 @@ def desk_groups(
     return [Group(key, tuple(values), readers) for key, (values, readers) in sorted(groups.items())]
 
 
-def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | None]]:
+def _variant(source: ReaderRows, groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | None]]:
     """The variant key of each reader as SQL (a CASE on ``desks``), and the desks values it covers."""
-    table = schema.subscribers
+    table = source.rows
     whens: list[tuple[ColumnElement[bool], ColumnElement[str]]] = []
     values: list[str | None] = []
     for group in groups:
@@ -103,13 +134,13 @@ def _variant(groups: Iterable[Group]) -> tuple[ColumnElement[str], list[str | No
     return case(*whens), values
 
 
-def _readers(list_name: str, values: list[str | None]) -> ColumnElement[bool]:
-    table = schema.subscribers
+def _readers(source: ReaderRows, values: list[str | None]) -> ColumnElement[bool]:
+    table = source.rows
     chosen = [value for value in values if value is not None]
     either = [table.c.desks.in_(chosen)]  # none: an IN that holds for no row
     if None in values:
         either.append(table.c.desks.is_(None))
-    return and_(table.c.list_name == list_name, table.c.status != ReaderStatus.PENDING.value, or_(*either))
+    return and_(source.theirs, table.c.status != ReaderStatus.PENDING.value, or_(*either))
 
 
 def _parts(groups: Iterable[Group]) -> Iterator[list[Group]]:
@@ -159,8 +190,21 @@ def fill_ledger(
     part of the rows is in (its own transaction; parts that grow: ``_growing``), so that a
     sender can send them while the rest go in.
     """
+    fill_from(engine.begin, edition_id, readers_of(list_name), groups, now=now, on_part=on_part)
+
+
+def fill_from(
+    begin: Begin,
+    edition_id: str,
+    readers: ReaderRows,
+    groups: Mapping[Group, Status],
+    *,
+    now: dt.datetime,
+    on_part: Callable[[], None] | None = None,
+) -> None:
+    """``fill_ledger`` from ``readers``, each part in a transaction of ``begin``'s."""
     ledger = schema.ledger
-    with engine.connect() as conn:
+    with begin() as conn:
         fresh = (
             conn.execute(select(ledger.c.id).where(ledger.c.edition_id == edition_id).limit(1)).first()
             is None
@@ -168,14 +212,14 @@ def fill_ledger(
     ordered = list(groups)
     growing = _growing(ordered) if on_part else [ordered]
     for part in chain.from_iterable(map(_parts, growing)):
-        rows = _rows(edition_id, list_name, part, [g.key for g in part if groups[g] == SKIPPED], now)
-        _add(engine, rows, fresh=fresh)
+        rows = _rows(edition_id, readers, part, [g.key for g in part if groups[g] == SKIPPED], now)
+        _add(begin, rows, fresh=fresh)
         if on_part:
             on_part()
-    if fresh and engine.dialect.name == "postgresql":
-        # The claim's plan depends on the ledger's statistics: without them, PostgreSQL takes a
-        # new edition's rows for a few and sorts them all for each claim (50 ms at 100,000).
-        with engine.begin() as conn:
+    with begin() as conn:
+        if fresh and conn.dialect.name == "postgresql":
+            # The claim's plan depends on the ledger's statistics: without them, PostgreSQL takes
+            # a new edition's rows for a few and sorts them all for each claim (50 ms at 100,000).
             conn.execute(text(f"ANALYZE {ledger.name}"))
 
 
@@ -183,14 +227,14 @@ _COLUMNS = ["edition_id", "email", "name", "variant", "status", "error", "attemp
 
 
 def _rows(
-    edition_id: str, list_name: str, part: list[Group], skipped: list[str], now: dt.datetime
+    edition_id: str, source: ReaderRows, part: list[Group], skipped: list[str], now: dt.datetime
 ) -> Select[Any]:
     """The ledger rows of the readers of ``part``'s variants (``_COLUMNS``), by variant, then address."""
-    table = schema.subscribers
-    variant, values = _variant(part)
+    table = source.rows
+    variant, values = _variant(source, part)
     readers = (
         select(table.c.email, table.c.name, table.c.status, variant.label("variant"))
-        .where(_readers(list_name, values))
+        .where(_readers(source, values))
         .subquery()
     )
     active = readers.c.status == ReaderStatus.ACTIVE.value
@@ -218,11 +262,11 @@ def _rows(
     )
 
 
-def _add(engine: Engine, rows: Select[Any], *, fresh: bool) -> None:
+def _add(begin: Begin, rows: Select[Any], *, fresh: bool) -> None:
     """Insert ``rows``, leaving a reader already in the ledger as they are (filled by another
     sender meanwhile); into an edition that had none, plainly first (``insert_new``)."""
     ledger, keys = schema.ledger, ["edition_id", "email"]
-    with engine.begin() as conn:
+    with begin() as conn:
         if fresh:
             insert_new(conn, ledger, keys, _COLUMNS, rows)
         else:
@@ -235,16 +279,17 @@ def dry_counts(
     """What ``fill_ledger`` and the send would do now, changing nothing: recipients by the
     status they would end with (sent already, suppressed, skipped, pending), and the pending
     ones by variant key."""
-    table, ledger = schema.subscribers, schema.ledger
+    source, ledger = readers_of(list_name), schema.ledger
+    table = source.rows
     skipped = [group.key for group, status in groups.items() if status == SKIPPED]
     counts: Counter[str] = Counter()
     variants: Counter[str] = Counter()
     with engine.connect() as conn:
         for part in _parts(groups):
-            variant, values = _variant(part)
+            variant, values = _variant(source, part)
             readers = (
                 select(table.c.email, table.c.status, variant.label("variant"))
-                .where(_readers(list_name, values))
+                .where(_readers(source, values))
                 .subquery()
             )
             sent = exists().where(
