@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Connection, select
 
-from digest.state import Store
+from digest.state import Store, schema
 from digest.state.imports import import_subscribers
 from digest.state.readers import Event, ReaderStatus, Source
+from digest.state.recipients import ReaderRows
 from digest.state.suppressions import Reason
 from tests.conftest import NOW
 from tests.test_store_subscribers import DESKS, HEADER, LATER, counts, events, imported, store
@@ -222,3 +225,31 @@ def test_a_reader_who_left_the_file_and_came_back_by_signing_up_stays(store: Sto
     assert report.removed == 0
     carl = store.readers.get("daily", "carl@example.org")
     assert carl is not None and carl.status is ReaderStatus.ACTIVE
+
+
+def test_a_first_import_tells_its_new_readers_before_they_go_in(store: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "d.csv",
+        "anna@example.org,Anna,Culture;Europe,\nbob@example.org,,,\nnope,,,\ncarl@example.org,,,pending\n"
+        "Anna@example.org,Again,,\ndave@example.org,Dave,,unsubscribed\n",
+    )
+    told: list[tuple[set[tuple[Any, ...]], int]] = []
+
+    def on_staged(conn: Connection, readers: ReaderRows) -> None:
+        rows = readers.rows.c
+        with conn.begin():
+            found = conn.execute(select(rows.email, rows.name, rows.desks, rows.status).where(readers.theirs))
+            staged = {tuple(row) for row in found}
+        told.append((staged, len(list(store.readers.of_list("daily")))))
+
+    import_subscribers(store, "daily", path, DESKS, now=NOW, on_staged=on_staged)
+    table = schema.subscribers
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(table.c.email, table.c.name, table.c.desks, table.c.status))
+        readers = {tuple(row) for row in stored}
+    # The readers as they then went in (no duplicate, no unconfirmed sign-up), none in yet.
+    assert told == [(readers, 0)]
+    assert {row[0] for row in readers} == {"anna@example.org", "bob@example.org", "dave@example.org"}
+    # A later import sets its rows against the readers: nothing to tell.
+    import_subscribers(store, "daily", path, DESKS, now=LATER, force=True, on_staged=on_staged)
+    assert len(told) == 1

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from digest.bounces.process import suppress_refused
+from digest.collector import fix_mmap_threshold
 from digest.config import Config, MailingList
 from digest.edition import build_edition
 from digest.edition.frozen import freeze_edition, frozen_edition
@@ -246,6 +247,7 @@ class Sender:
 
     def send(self, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendSummary:
         self._stop = stop
+        fix_mmap_threshold()
         self.store.readers.expire_pending(self.clock())
         # Before the edition is built: a held list freezes nothing, marks no story seen.
         if (guard := self.guardrail(write=True)) is not None:
