@@ -45,6 +45,7 @@ LEDGER_TESTS = [
     "tests/test_state_backends.py",
     "tests/test_state.py",
     "tests/test_send.py",
+    "tests/test_send_recipients.py",
     "tests/test_multi_sender.py",
 ]
 # A subscriber file into the store: its reading, its stage and the rule against the readers.
