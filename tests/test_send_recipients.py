@@ -109,6 +109,7 @@ def test_a_reader_added_while_the_first_import_runs_gets_the_edition_once(
         with Store(postgres_url).migrate() as store:
             for address in ("zoe@example.org", "anna@example.org"):  # anna is in the file too
                 store.readers.add("daily", address, name="By hand", desks=None, now=NOW)
+            store.readers.add("weekly", "yuri@example.org", name="Another list's", desks=None, now=NOW)
 
     readers_before(postgres_url, project, monkeypatch, then=editor_adds)
     result = run(project, "send", "--list", "daily")
