@@ -89,7 +89,7 @@ def import_subscribers(
     ``on_staged``: told the new readers of a list's first import, once the file is read and its
     duplicates are out, on the import's connection, to read (in transactions of its own) before
     they go into the readers table: on a database server that insert is the longest work of a
-    first import (4.5 s at a million), which a send spends sending what it read from them.
+    first import (seconds at a million), which a send spends sending what it read from them.
     """
     report = ImportReport(list_name, path)
     printed = fingerprint(path, list_desks)
