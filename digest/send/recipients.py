@@ -98,9 +98,10 @@ class _Intake:
 
         sending.import_subscribers(self.problems, staged)
         engine = sending.store.engine
-        if not self.groups.done():  # a later import: its readers were in the store already
+        if not self.groups.done():  # no first import (a later one, or none): the readers are in
             fill(engine.begin, readers=readers_of(sending.list.name), groups=self._known(None))
             return
+        # The list had no readers when its first import began: any not from the file came since.
         others = readers_of(sending.list.name, from_file=False)
         with engine.connect() as conn:
             found = read_groups(conn, others, sending.variant_of)
