@@ -5,7 +5,9 @@ who chose the same desks get the same variant, so the variants are found from th
 ``desks`` values of the list (a few dozen), a CASE on ``desks`` gives each reader's, and the
 rows go in by variant, then address, side by side in the table (a claim takes one variant's
 rows). A sender may send the first variants while the rest go in: then they go in parts that
-grow, each committed on its own.
+grow, each committed on its own. The readers are read from the readers table, or, during a
+list's first import on a database server, from the rows it staged (``ReaderRows``), so that
+the sender can send while the server inserts them.
 
 Every reader but an unconfirmed sign-up is in the ledger: an active one pending (or skipped,
 when their desks have no stories today), one who left (unsubscribed, bounced, complained)
