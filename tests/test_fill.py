@@ -325,9 +325,10 @@ def test_more_waits_for_the_next_part_then_for_the_end() -> None:
         go[2].wait(5)
 
     filling = Filling(fill)
+    assert not filling.started
     filling.start()
     try:
-        assert filling.parts == 0 and not filling.over
+        assert filling.started and filling.parts == 0 and not filling.over
         go[0].set()
         assert filling.more(0) is True and filling.parts == 1
         go[1].set()
@@ -357,7 +358,7 @@ def test_a_fill_run_now_is_over_and_told_nothing() -> None:
     told: list[object] = []
     filling = Filling(lambda *, on_part: told.append(on_part))
     filling.run()
-    assert told == [None] and filling.over and filling.more(0) is False
+    assert told == [None] and filling.over and filling.more(0) is False and not filling.started
     failing = Filling(lambda *, on_part: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         failing.run()

@@ -51,6 +51,11 @@ class Filling:
         self._future.set_result(None)
 
     @property
+    def started(self) -> bool:
+        """Whether the fill runs in its thread (``start``)."""
+        return self._pool is not None
+
+    @property
     def parts(self) -> int:
         """How many parts are in so far."""
         with self._changed:

@@ -267,9 +267,9 @@ class Sender:
         try:
             # On a database server the import and the fill are its work, beside the renders and
             # then the sends; on SQLite, the fill after the renders, whose saves would wait for
-            # it (one writer).
+            # it (one writer): ``recipients`` chose.
             self.render_all(edition, groups, freeze=True)
-            if not self.store.ledger.on_server:
+            if not filling.started:
                 filling.run()
             todo = self._todo(groups, sent_before, filling)
             sent_now, stopped = self._send_batches(edition, todo, filling, progress, stop)
