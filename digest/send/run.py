@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from digest.bounces.process import suppress_refused
-from digest.collector import fix_mmap_threshold
+from digest.collector import fix_mmap_threshold, steady
 from digest.config import Config, MailingList
 from digest.edition import build_edition
 from digest.edition.frozen import freeze_edition, frozen_edition
@@ -272,7 +272,8 @@ class Sender:
             if not filling.started:
                 filling.run()
             todo = self._todo(groups, sent_before, filling)
-            sent_now, stopped = self._send_batches(edition, todo, filling, progress, stop)
+            with steady():  # what lives through the batches is out of the collector's passes
+                sent_now, stopped = self._send_batches(edition, todo, filling, progress, stop)
             filling.wait()
         finally:
             filling.close()
