@@ -185,10 +185,10 @@ class _Importer:
         with conn.begin():
             of_list = table.c.list_name == self.list_name
             # A first import (the list is empty) has nothing to compare with or remove.
-            self.has_readers = conn.execute(select(table.c.email).where(of_list).limit(1)).first() is not None
+            has_readers = conn.execute(select(table.c.email).where(of_list).limit(1)).first() is not None
             self.has_suppressions = conn.execute(select(sup.c.email).limit(1)).first() is not None
             self.any_forgotten = forgotten.any_forgotten(conn)
-        self.stage = Stage(conn, report.path, self.list_name, later=self.has_readers)
+        self.stage = Stage(conn, report.path, self.list_name, later=has_readers)
         self.key = store.forget_key() if self.any_forgotten and store.forget_key else None
 
     def chunk(self, rows: list[Subscriber]) -> None:
@@ -269,10 +269,10 @@ class _Importer:
         ``told`` and taken out; on a later import, the rows the editors changed compared and
         applied, the others counted; then the new readers added (on a first import, once
         ``on_staged`` has read them, in a transaction of its own)."""
-        staged = None if self.has_readers else on_staged
+        staged = None if self.stage.later else on_staged
         with self.conn.begin():
             self.stage.take_out_duplicates(told)
-            if self.has_readers:
+            if self.stage.later:
                 # Counted before the changes are applied: those then have their row's hash too.
                 self.report.unchanged, self.report.kept = self.stage.same()
                 for rows in self.stage.changed(CHUNK):
@@ -328,7 +328,7 @@ class _Importer:
         """Readers of the file whose row is gone: deleted (with an event), or, if they had left,
         no longer tied to a row of the file. Held back while the file has bad rows: a row that
         could not be read is not a reader the editors deleted."""
-        if not self.has_readers:
+        if not self.stage.later:
             return
         table, events = schema.subscribers, schema.subscriber_events
         missing = and_(
