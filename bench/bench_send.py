@@ -34,7 +34,8 @@ apart). The send is the whole of ``Sender.send()``: building and rendering the e
 reading and validating the CSV, filling the ledger, claiming, building payloads or messages,
 posting, recording. CPU is that of the sending processes (all threads, user and system) and
 of the processes they waited for (a large file is read ahead in a second process), over the
-send, divided by the number of recipients.
+send, divided by the number of recipients. Beside each ratio to the bare sender: the time each
+spent in the garbage collector's passes (``Collector``), which each pays in its own way.
 
 ``--breakdown N`` (default 10,000; 0 skips it) sends N recipients once more per path (and
 the SendGrid path on PostgreSQL too, when there are PostgreSQL runs) with a meter around the
@@ -52,6 +53,7 @@ import cProfile
 import csv
 import datetime as dt
 import functools
+import gc
 import http.server
 import itertools
 import json
@@ -353,6 +355,33 @@ STAGES: dict[str, list[str]] = {
 _METER_CLOCK = time.perf_counter if os.environ.get("BENCH_METER") == "wall" else time.thread_time
 
 
+class Collector:
+    """The cyclic garbage collector's passes over a block (``gc.callbacks``): how many full
+    passes, and the wall time of all passes. Both senders pay it: digest's full passes walked
+    what lives through a send until it froze that (``digest.collector.steady``); the bare
+    sender's walk the list it holds."""
+
+    def __init__(self) -> None:
+        self.full, self.seconds, self._began = 0, 0.0, 0.0
+
+    def __enter__(self) -> Collector:
+        gc.callbacks.append(self._tell)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._tell)
+
+    def _tell(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._began
+        self.full += info["generation"] == 2
+
+    def numbers(self) -> dict[str, float]:
+        return {"gc_seconds": self.seconds, "gc_full": self.full}
+
+
 class Meter:
     """Thread CPU time per stage, each stage without the stages it calls."""
 
@@ -569,15 +598,16 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
         list_id=sender.addresser.list_headers["List-Id"],
         greet=sender.greeting.to,
     )
-    counts = bare_send(
-        csv_path,
-        identity=identity,
-        api_url=sender.transport_config.api_url,
-        api_key=API_KEY,
-        secret=SECRET.encode(),
-        base_url="https://news.example.org",
-        render=render,
-    )
+    with Collector() as collector:
+        counts = bare_send(
+            csv_path,
+            identity=identity,
+            api_url=sender.transport_config.api_url,
+            api_key=API_KEY,
+            secret=SECRET.encode(),
+            base_url="https://news.example.org",
+            render=render,
+        )
     wall = time.perf_counter() - wall
     return {
         "wall": wall,
@@ -590,6 +620,7 @@ def bare(sender: Any, csv_path: Path) -> dict[str, Any]:
         "variants": len(renders),
         "renders": renders,
         "stages": {},
+        **collector.numbers(),
     }
 
 
@@ -643,7 +674,8 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
     profilers = _profile_threads() if mode == "cprofile" else []
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu, wall, started = cpu_seconds(), time.perf_counter(), time.time()
-    summary = sender.send()
+    with Collector() as collector:
+        summary = sender.send()
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     for profiler in profilers:
@@ -668,6 +700,7 @@ def child(config_path: Path, mode: str, profile_out: Path | None) -> None:
         "variants": variants,
         "renders": renders,
         "stages": meter.seconds if meter else {},
+        **collector.numbers(),
     }
     print(json.dumps(result))
 
@@ -925,7 +958,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"  digest / bare: {result['wall'] / baseline['wall']:.2f}× the wall time, "
                     f"{result['cpu'] / baseline['cpu']:.2f}× the CPU; posted "
                     f"{result['posted'] / 2**20:,.1f} and {baseline['posted'] / 2**20:,.1f} MiB over "
-                    f"{result['connections']:,} and {baseline['connections']:,} connections",
+                    f"{result['connections']:,} and {baseline['connections']:,} connections; "
+                    f"the collector's passes {result['gc_seconds']:.1f} and {baseline['gc_seconds']:.1f} s "
+                    f"({result['gc_full']:,} and {baseline['gc_full']:,} full)",
                     flush=True,
                 )
         for (n, dkim), each in signed.items():
